@@ -1,0 +1,126 @@
+"""Hand specifications as data.
+
+A hand is described by a JSON file next to this module (``<name>.json``): where
+its MJCF lives (an installed package), which body is the grasp root, the finger
+joints in order (short names, e.g. ``FFJ3``), the collision geoms used for
+signed distance, contact candidates and penetration keypoints in link frames, a
+canonical open pre-shape, a half-closed init pre-shape, and the palm's approach
+direction. Limits and joint couplings are *not* repeated here: they are read
+from the MJCF at load time so simulation and generation cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MjcfSource:
+    package: str  # importable package that ships the XML
+    dir: str  # folder inside the package
+    robot: str  # body tree file
+    shared: str  # defaults, tendons, actuators, contact pairs
+    assets: str  # meshes and materials
+    meshdir: str  # mesh folder, relative to ``dir``
+    root_body: str  # the grasp root (palm)
+    name_prefix: str  # prefix of MJCF names (``robot0:``)
+    drop_joints: tuple[str, ...]  # joints removed (wrist), full MJCF names
+
+
+@dataclass(frozen=True)
+class PointSet:
+    """Points rigidly attached to links: ``link`` names and local coordinates (m)."""
+
+    link: tuple[str, ...]
+    xyz: tuple[tuple[float, float, float], ...]
+    radius: tuple[float, ...] = ()  # per point, only for penetration keypoints (m)
+
+
+@dataclass(frozen=True)
+class HandSpec:
+    name: str
+    description: str
+    mjcf: MjcfSource
+    joints: tuple[str, ...]  # short names, order of the joint vector
+    collision_geoms: tuple[str, ...]  # short MJCF geom names used for SDF
+    contact_candidates: PointSet
+    penetration_keypoints: PointSet
+    open_pose: tuple[float, ...]  # canonical open pre-shape (rad), order of ``joints``
+    init_pose: tuple[float, ...]  # half-closed pre-shape used to initialise optimisation (rad)
+    approach_direction: tuple[float, float, float]  # palm normal pointing at the object, palm frame
+    palm_center: tuple[float, float, float]  # a point on the palmar surface, palm frame (m)
+    coupling_tendons: tuple[str, ...]  # short names of fixed tendons that couple joints
+    coupling_note: str
+    self_collision_ignore: tuple[tuple[str, str], ...]  # extra link pairs never checked
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    def full_name(self, short: str) -> str:
+        return self.mjcf.name_prefix + short
+
+
+def _points(d: dict[str, Any], with_radius: bool) -> PointSet:
+    links: list[str] = []
+    xyz: list[tuple[float, float, float]] = []
+    radius: list[float] = []
+    for link, pts in d.items():
+        for p in pts:
+            links.append(link)
+            xyz.append((float(p[0]), float(p[1]), float(p[2])))
+            if with_radius:
+                radius.append(float(p[3]))
+    return PointSet(tuple(links), tuple(xyz), tuple(radius))
+
+
+def spec_from_dict(d: dict[str, Any]) -> HandSpec:
+    m = d["mjcf"]
+    joints = tuple(d["joints"])
+    def pose(key: str) -> tuple[float, ...]:
+        p = d[key]
+        missing = set(joints) - set(p)
+        if missing:
+            raise ValueError(f"{key} lacks joints {sorted(missing)}")
+        return tuple(float(p[j]) for j in joints)
+    return HandSpec(
+        name=d["name"],
+        description=d.get("description", ""),
+        mjcf=MjcfSource(
+            package=m["package"], dir=m["dir"], robot=m["robot"], shared=m["shared"], assets=m["assets"],
+            meshdir=m["meshdir"], root_body=m["root_body"], name_prefix=m.get("name_prefix", ""),
+            drop_joints=tuple(m.get("drop_joints", ())),
+        ),
+        joints=joints,
+        collision_geoms=tuple(d["collision_geoms"]),
+        contact_candidates=_points(d["contact_candidates"], with_radius=False),
+        penetration_keypoints=_points(d["penetration_keypoints"], with_radius=True),
+        open_pose=pose("open_pose"),
+        init_pose=pose("init_pose"),
+        approach_direction=tuple(d["approach_direction"]),  # type: ignore[arg-type]
+        palm_center=tuple(d["palm_center"]),  # type: ignore[arg-type]
+        coupling_tendons=tuple(d.get("coupling_tendons", ())),
+        coupling_note=d.get("coupling_note", ""),
+        self_collision_ignore=tuple(tuple(p) for p in d.get("self_collision_ignore", ())),  # type: ignore[misc]
+    )
+
+
+def available_hands() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".json"))
+
+
+def load_spec(name_or_path: str) -> HandSpec:
+    """Load a hand spec by registered name (``shadow``) or from a JSON file path."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        text = path.read_text()
+    else:
+        names = available_hands()
+        if name_or_path not in names:
+            raise KeyError(f"unknown hand {name_or_path!r}; available: {', '.join(names)}")
+        text = (resources.files(__package__) / f"{name_or_path}.json").read_text()
+    return spec_from_dict(json.loads(text))

@@ -48,7 +48,7 @@ def axis_spheres(radius: float, half: float) -> list[list[float]]:
     return [[0.0, 0.0, _r(2 * half * i / (n - 1)), radius] for i in range(n)]
 
 
-def build() -> dict:
+def build() -> dict[str, object]:
     joints = [f"{f.upper()}J{k}" for f in ("ff", "mf", "rf") for k in (3, 2, 1, 0)]
     joints += ["LFJ4", "LFJ3", "LFJ2", "LFJ1", "LFJ0", "THJ4", "THJ3", "THJ2", "THJ1", "THJ0"]
     contact: dict[str, list[list[float]]] = {}

@@ -147,6 +147,9 @@ class HandModel:
             gname.append(short)
         self.geom_names = gname
         self.geom_type = gtype
+        self._round_index = torch.tensor([i for i, t in enumerate(gtype) if t != GEOM_BOX], dtype=torch.long)
+        self._box_index = torch.tensor([i for i, t in enumerate(gtype) if t == GEOM_BOX], dtype=torch.long)
+        self._is_capsule = torch.tensor([1.0 if t == GEOM_CAPSULE else 0.0 for t in gtype], dtype=f64)
         self.geom_link = torch.tensor(glink)
         self._geom_size = torch.tensor(np.array(gsize), dtype=f64)
         self._geom_pos = torch.tensor(np.array(gpos), dtype=f64)
@@ -268,26 +271,32 @@ class HandModel:
 
     # ------------------------------------------------------------------ signed distance
     def signed_distance_per_geom(self, frames: LinkFrames, points: Tensor) -> Tensor:
-        """Signed distance (B, G, P) of points (B, P, 3) to every collision primitive; < 0 inside."""
+        """Signed distance (B, G, P) of points (B, P, 3) to every collision primitive; < 0 inside.
+
+        Capsules and spheres (most of a hand) are evaluated with matmuls on (B, G, P)
+        tensors, never materialising (B, G, P, 3); boxes go through their local frame.
+        """
         rot, pos = self.geom_frames(frames)
-        # points in each primitive's frame: (B, G, P, 3)
-        local = torch.einsum("bgji,bgpj->bgpi", rot, points[:, None] - pos[:, :, None])
-        out = []
-        for g, t in enumerate(self.geom_type):
-            x = local[:, g]
-            size = self._geom_size[g]
-            if t == GEOM_CAPSULE:
-                z = x[..., 2].clamp(-size[1], size[1])
-                d = torch.stack([x[..., 0], x[..., 1], x[..., 2] - z], -1).norm(dim=-1) - size[0]
-            elif t == GEOM_SPHERE:
-                d = x.norm(dim=-1) - size[0]
-            else:  # box
-                q = x.abs() - size
-                outside = q.clamp_min(0).norm(dim=-1)
-                inside = q.max(dim=-1).values.clamp_max(0)
-                d = outside + inside
-            out.append(d)
-        return torch.stack(out, 1)
+        b, p = points.shape[0], points.shape[1]
+        out = points.new_empty(b, len(self.geom_type), p)
+        rnd = self._round_index
+        if rnd.numel():
+            c = pos[:, rnd]  # (B, Gr, 3) centres
+            u = rot[:, rnd, :, 2]  # (B, Gr, 3) capsule axes (local z)
+            half = self._geom_size[rnd, 1] * self._is_capsule[rnd]
+            radius = self._geom_size[rnd, 0]
+            pc = torch.einsum("bpk,bgk->bgp", points, c)
+            pp = (points * points).sum(-1)[:, None, :]
+            cc = (c * c).sum(-1)[..., None]
+            s = torch.einsum("bpk,bgk->bgp", points, u) - (c * u).sum(-1)[..., None]  # axial coordinate
+            sc = torch.maximum(torch.minimum(s, half[None, :, None]), -half[None, :, None])
+            d2 = pp - 2 * pc + cc - 2 * sc * s + sc * sc
+            out[:, rnd] = d2.clamp_min(1e-18).sqrt() - radius[None, :, None]
+        for g in self._box_index.tolist():
+            x = torch.einsum("bji,bpj->bpi", rot[:, g], points - pos[:, g, None])
+            q = x.abs() - self._geom_size[g]
+            out[:, g] = q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
+        return out
 
     def signed_distance(self, frames: LinkFrames, points: Tensor) -> Tensor:
         """Signed distance (B, P) of points to the hand (union of primitives); < 0 inside."""
@@ -333,7 +342,10 @@ class HandModel:
         for c in self.couplings:
             last = c.follower
             lc = c.coef[c.joint_index.index(last)]
-            rest = sum(q[..., i] * k for i, k in zip(c.joint_index, c.coef) if i != last)
+            rest = torch.zeros_like(q[..., last])
+            for i, k in zip(c.joint_index, c.coef):
+                if i != last:
+                    rest = rest + q[..., i] * k
             lo_v, hi_v = (c.lo - rest) / lc, (c.hi - rest) / lc
             lo_v, hi_v = torch.minimum(lo_v, hi_v), torch.maximum(lo_v, hi_v)
             v = torch.maximum(torch.minimum(q[..., last], hi_v), lo_v)

@@ -78,6 +78,12 @@ def _points(d: dict[str, Any], with_radius: bool) -> PointSet:
     return PointSet(tuple(links), tuple(xyz), tuple(radius))
 
 
+def _vec3(v: Any) -> tuple[float, float, float]:
+    if len(v) != 3:
+        raise ValueError(f"expected 3 numbers, got {v!r}")
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
 def spec_from_dict(d: dict[str, Any]) -> HandSpec:
     m = d["mjcf"]
     joints = tuple(d["joints"])
@@ -101,11 +107,11 @@ def spec_from_dict(d: dict[str, Any]) -> HandSpec:
         penetration_keypoints=_points(d["penetration_keypoints"], with_radius=True),
         open_pose=pose("open_pose"),
         init_pose=pose("init_pose"),
-        approach_direction=tuple(d["approach_direction"]),  # type: ignore[arg-type]
-        palm_center=tuple(d["palm_center"]),  # type: ignore[arg-type]
+        approach_direction=_vec3(d["approach_direction"]),
+        palm_center=_vec3(d["palm_center"]),
         coupling_tendons=tuple(d.get("coupling_tendons", ())),
         coupling_note=d.get("coupling_note", ""),
-        self_collision_ignore=tuple(tuple(p) for p in d.get("self_collision_ignore", ())),  # type: ignore[misc]
+        self_collision_ignore=tuple((str(p[0]), str(p[1])) for p in d.get("self_collision_ignore", ())),
     )
 
 

@@ -1,0 +1,129 @@
+"""``dexgrasp`` command line: one verb per capability, thin wrappers over library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate_file
+
+    report = evaluate_file(a.grasps, a.object, table_z=a.table_z, n_points=a.points, per_grasp=not a.summary_only)
+    text = json.dumps(report, indent=1)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _cmd_objects(a: argparse.Namespace) -> int:
+    from . import objects
+
+    if a.action == "list":
+        rows = objects.list_objects(a.split)
+        if a.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            for r in rows:
+                print(f"{r['id']:<24} {r['split']:<10} {r['family']:<10} {r['source']}")
+            print(f"{len(rows)} objects", file=sys.stderr)
+        return 0
+    if a.action == "cloud":
+        if not a.id or not a.out:
+            print("usage: dexgrasp objects cloud OBJECT_ID --out FILE.ply [--partial]", file=sys.stderr)
+            return 2
+        objects.export_cloud(a.id, a.out, kind="partial" if a.partial else "complete", n=a.n, seed=a.seed)
+        print(f"wrote {a.out}")
+        return 0
+    if a.action == "manifest":
+        out = a.out or "manifest.json"
+        objects.write_manifest(out)
+        print(f"wrote {out}")
+        return 0
+    return 2
+
+
+def _cmd_render(a: argparse.Namespace) -> int:
+    from .render import render_grasp_file
+
+    render_grasp_file(a.grasps, a.object, a.out)
+    print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(Path(a.out), object_id=a.object, num_grasps=a.num_grasps, steps=a.steps, seed=a.seed)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _cmd_serve(a: argparse.Namespace) -> int:
+    # The HTTP service is not built yet (issue "Grasp proposal API"); until then the main job
+    # is the foundation demo: synthesise a few grasps, measure them, draw them.
+    print("the HTTP service is not available yet; running the foundation demo instead", file=sys.stderr)
+    return _cmd_demo(argparse.Namespace(out="out/demo", object=None, num_grasps=16, steps=300, seed=0))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dexgrasp", description="Dexterous grasp service tools")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    e = sub.add_parser("eval", help="quality and diversity metrics of a grasp file against an object")
+    e.add_argument("grasps", help="grasp set JSON (shared schema)")
+    e.add_argument("--object", required=True, help="object id (see `objects list`), mesh (.obj/.stl/.ply) or cloud (.ply/.npy)")
+    e.add_argument("--table-z", type=float, default=None, help="height of a horizontal table plane (m), z up")
+    e.add_argument("--points", type=int, default=20000, help="object surface samples for mesh inputs")
+    e.add_argument("--summary-only", action="store_true")
+    e.add_argument("--out", help="also write the JSON report here")
+    e.set_defaults(fn=_cmd_eval)
+
+    o = sub.add_parser("objects", help="object sets: list, export point clouds, write the manifest")
+    o.add_argument("action", choices=["list", "cloud", "manifest"])
+    o.add_argument("id", nargs="?", help="object id (for `cloud`)")
+    o.add_argument("--split", choices=["train", "validation", "test"], default=None)
+    o.add_argument("--json", action="store_true")
+    o.add_argument("--out")
+    o.add_argument("--partial", action="store_true", help="single-view depth-camera cloud with the table")
+    o.add_argument("-n", type=int, default=4096, help="points of a complete cloud")
+    o.add_argument("--seed", type=int, default=0)
+    o.set_defaults(fn=_cmd_objects)
+
+    r = sub.add_parser("render", help="draw grasps and the object to a PNG (MuJoCo offscreen)")
+    r.add_argument("grasps")
+    r.add_argument("--object", required=True)
+    r.add_argument("--out", default="grasp.png")
+    r.set_defaults(fn=_cmd_render)
+
+    d = sub.add_parser("demo", help="synthesise a few grasps on one object, write metrics, JSON and a picture")
+    d.add_argument("--out", default="out/demo")
+    d.add_argument("--object", default=None, help="object id; default: a validation cylinder")
+    d.add_argument("--num-grasps", type=int, default=16)
+    d.add_argument("--steps", type=int, default=300)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(fn=_cmd_demo)
+
+    s = sub.add_parser("serve", help="run the service (for now: the foundation demo)")
+    s.set_defaults(fn=_cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"dexgrasp {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

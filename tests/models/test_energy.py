@@ -1,0 +1,156 @@
+"""Energy terms: known values on constructed cases and finite-difference gradient checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.energy import (
+    ObjectCloud,
+    SupportPlane,
+    contact_distance,
+    force_closure,
+    grasp_energy,
+    joint_limits,
+    object_penetration,
+    self_penetration,
+    table_penetration,
+)
+from models.init_poses import palm_placements
+
+
+def _sphere(n: int = 800, r: float = 0.04) -> ObjectCloud:
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    phi = torch.acos(1 - 2 * i / n)
+    th = math.pi * (1 + 5**0.5) * i
+    nrm = torch.stack([torch.cos(th) * torch.sin(phi), torch.sin(th) * torch.sin(phi), torch.cos(phi)], -1)
+    return ObjectCloud(nrm * r, nrm)
+
+
+def _configs(h, b: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    obj = _sphere()
+    pos, rot = palm_placements(h, obj.points, b, standoff_m=0.0, generator=gen)
+    q = h.init_pose.expand(b, -1).clone() + torch.randn(b, h.num_joints, generator=gen, dtype=torch.float64) * 0.2
+    return obj, pos, rot, q
+
+
+def test_force_closure_known_values():
+    # two antipodal contacts with opposing normals: balanced force and torque -> 0
+    p = torch.tensor([[[0.05, 0, 0], [-0.05, 0, 0]]], dtype=torch.float64)
+    n = torch.tensor([[[-1.0, 0, 0], [1.0, 0, 0]]], dtype=torch.float64)
+    assert float(force_closure(p, n)) == pytest.approx(0.0, abs=1e-15)
+    # same side: net force 2 along -x -> E = 4
+    n2 = torch.tensor([[[-1.0, 0, 0], [-1.0, 0, 0]]], dtype=torch.float64)
+    assert float(force_closure(p, n2)) == pytest.approx(4.0)
+    # offset antipodal pair: forces cancel, torque = 2 * 0.01 -> E = 4e-4
+    p3 = torch.tensor([[[0.05, 0.01, 0], [-0.05, -0.01, 0]]], dtype=torch.float64)
+    assert float(force_closure(p3, n)) == pytest.approx(4e-4)
+
+
+def test_contact_distance_and_penetration_known_values(shadow64):
+    obj = _sphere(4000, 0.04)
+    pts = torch.tensor([[[0.05, 0, 0], [0, 0.03, 0]]], dtype=torch.float64)
+    # |0.05-0.04| + |0.03-0.04| = 0.02, up to the cloud's sampling resolution
+    assert float(contact_distance(pts, obj)) == pytest.approx(0.02, abs=1.5e-3)
+
+
+def test_joint_limits_energy(shadow64):
+    h = shadow64
+    q = h.open_pose[None].clone()
+    assert float(joint_limits(h, q)) == 0.0
+    q[0, 0] = h.upper[0] + 0.1  # FFJ3 beyond its limit by 0.1 rad
+    assert float(joint_limits(h, q)) == pytest.approx(0.1)
+    # tendon band: FFJ1 = 0.5, FFJ0 = 0 violates 0.00705*J0 - 0.00805*J1 >= -0.001 by 0.003025 m of tendon
+    q = h.open_pose[None].clone()
+    i1, i0 = h.joint_names.index("FFJ1"), h.joint_names.index("FFJ0")
+    q[0, i1] = 0.5
+    assert float(joint_limits(h, q)) == pytest.approx((0.00805 * 0.5 - 0.001) / 0.00705)
+    assert float(joint_limits(h, h.project_joints(q))) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_table_and_object_penetration_known_values(shadow64):
+    h = shadow64
+    eye = torch.eye(3, dtype=torch.float64)[None]
+    z = torch.zeros(1, 3, dtype=torch.float64)
+    frames = h.forward_kinematics(z, eye, h.open_pose[None])
+    c, r = h.penetration_keypoints(frames)
+    # a plane just touching the lowest keypoint sphere gives zero; raising it by 3 mm gives 3 mm per sphere touched
+    low = float((c[0, :, 2] - r).min())
+    plane = SupportPlane(torch.tensor([0.0, 0, 1], dtype=torch.float64), -low)
+    assert float(table_penetration(h, frames, plane)) == pytest.approx(0.0, abs=1e-12)
+    plane2 = SupportPlane(torch.tensor([0.0, 0, 1], dtype=torch.float64), -(low + 0.003))
+    n_touch = int(((c[0, :, 2] - r) < low + 0.003).sum())
+    expected = float((low + 0.003 - (c[0, :, 2] - r)).clamp_min(0).sum())
+    assert n_touch >= 1
+    assert float(table_penetration(h, frames, plane2)) == pytest.approx(expected)
+    # one object point 4 mm inside the middle of the index proximal capsule (radius 10 mm)
+    li = h.link_names.index("ffproximal")
+    centre = frames.translation[0, li] + frames.rotation[0, li] @ torch.tensor([0.006, 0, 0.0225], dtype=torch.float64)
+    obj = ObjectCloud(centre[None], torch.tensor([[1.0, 0, 0]], dtype=torch.float64))
+    assert float(object_penetration(h, frames, obj)) == pytest.approx(0.004, abs=1e-9)
+
+
+def test_self_penetration_detects_crossed_fingers(shadow64):
+    h = shadow64
+    eye = torch.eye(3, dtype=torch.float64)[None]
+    z = torch.zeros(1, 3, dtype=torch.float64)
+    q = h.open_pose[None].clone()
+    assert float(self_penetration(h, h.forward_kinematics(z, eye, q))) == 0.0
+    # index abducted towards the middle finger, middle towards the index: the fingers cross
+    q[0, h.joint_names.index("FFJ3")] = -0.349
+    q[0, h.joint_names.index("MFJ3")] = 0.349
+    assert float(self_penetration(h, h.forward_kinematics(z, eye, q))) > 0.001
+
+
+def _gradcheck(fn, *inputs):
+    # the terms are piecewise smooth (relu, min over primitives): a tiny eps keeps FD off the kinks
+    return torch.autograd.gradcheck(fn, inputs, eps=1e-8, atol=1e-4, rtol=5e-3)
+
+
+def test_gradients_match_finite_differences(shadow64):
+    h = shadow64
+    obj, pos, rot, q = _configs(h, 3)
+    # push the hands into the object a little so penetration terms are active
+    pos = pos + (obj.center - pos) * 0.25
+    plane = SupportPlane(torch.tensor([0.0, 0, 1], dtype=torch.float64), 0.03)
+    pos = pos.clone().requires_grad_(True)
+    q = q.clone().requires_grad_(True)
+    fr = lambda p, qq: h.forward_kinematics(p, rot, qq)  # noqa: E731
+    active = {
+        "pen": float(object_penetration(h, fr(pos, q), obj).min().detach()),
+        "table": float(table_penetration(h, fr(pos, q), plane).min().detach()),
+        "joints": float(joint_limits(h, q * 3).min().detach()),
+    }
+    assert all(v > 0 for v in active.values()), f"terms must be active for a meaningful check: {active}"
+    assert _gradcheck(lambda p, qq: object_penetration(h, fr(p, qq), obj), pos, q)
+    assert _gradcheck(lambda p, qq: table_penetration(h, fr(p, qq), plane), pos, q)
+    assert _gradcheck(lambda qq: joint_limits(h, qq * 3), q)
+    # self-penetration: a crossed-finger configuration
+    q2 = h.open_pose[None].clone()
+    q2[0, h.joint_names.index("FFJ3")] = -0.3
+    q2[0, h.joint_names.index("MFJ3")] = 0.3
+    q2.requires_grad_(True)
+    eye = torch.eye(3, dtype=torch.float64)[None]
+    z = torch.zeros(1, 3, dtype=torch.float64)
+    assert float(self_penetration(h, h.forward_kinematics(z, eye, q2))) > 0
+    assert _gradcheck(lambda qq: self_penetration(h, h.forward_kinematics(z, eye, qq)), q2)
+    # force closure and contact distance w.r.t. contact positions
+    cand = h.contact_candidates(fr(pos, q))[:, :4].detach().clone().requires_grad_(True)
+    nrm = torch.nn.functional.normalize(torch.randn(3, 4, 3, dtype=torch.float64), dim=-1)
+    assert _gradcheck(lambda c: force_closure(c, nrm, obj.center), cand)
+    assert _gradcheck(lambda c: contact_distance(c, obj), cand)
+
+
+def test_total_energy_is_weighted_sum(shadow64):
+    h = shadow64
+    obj, pos, rot, q = _configs(h, 4, seed=1)
+    contacts = torch.randint(h.contact_link.shape[0], (4, 4), generator=torch.Generator().manual_seed(0))
+    plane = SupportPlane(torch.tensor([0.0, 0, 1], dtype=torch.float64), 0.05)
+    t = grasp_energy(h, pos, rot, q, contacts, obj, plane)
+    w = {"fc": 1.0, "dis": 100.0, "pen": 100.0, "spen": 10.0, "joints": 1.0, "table": 100.0}
+    expect = sum(w[k] * t[k] for k in w)
+    assert torch.allclose(t["total"], expect)
+    assert t["total"].shape == (4,)

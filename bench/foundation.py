@@ -19,13 +19,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import mujoco
+import numpy as np
+import torch
 
-from models.energy import ObjectCloud, grasp_energy  # noqa: E402
-from models.hands import get_hand, hand_model  # noqa: E402
-from models.rotations import matrix_to_quat, random_rotations  # noqa: E402
+from models.energy import ObjectCloud, grasp_energy
+from models.hands import get_hand, hand_model
+from models.rotations import matrix_to_quat, random_rotations
 
 
 def hardware() -> dict[str, str]:
@@ -37,8 +37,14 @@ def hardware() -> dict[str, str]:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": str(os.cpu_count()), "torch": torch.__version__, "threads": str(torch.get_num_threads()),
-            "mujoco": mujoco.__version__, "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    info = {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "torch": torch.__version__,
+        "threads": str(torch.get_num_threads()),
+        "mujoco": mujoco.__version__,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -89,7 +95,12 @@ def main() -> None:
     a = ap.parse_args()
     dev = torch.device(a.device)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
-    out: dict[str, object] = {"hardware": hardware(), "batch": a.batch, "object_points": a.points, "device": str(dev)}
+    out: dict[str, object] = {
+        "hardware": hardware(),
+        "batch": a.batch,
+        "object_points": a.points,
+        "device": str(dev),
+    }
     h = get_hand("shadow", device=a.device, dtype="float32")
     gen = torch.Generator().manual_seed(0)
     b = a.batch

@@ -79,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="quality and diversity metrics of a grasp file against an object")
     e.add_argument("grasps", help="grasp set JSON (shared schema)")
-    e.add_argument("--object", required=True, help="object id (see `objects list`), mesh (.obj/.stl/.ply) or cloud (.ply/.npy)")
+    e.add_argument(
+        "--object",
+        required=True,
+        help="object id (see `objects list`), mesh (.obj/.stl/.ply) or cloud (.ply/.npy)",
+    )
     e.add_argument("--table-z", type=float, default=None, help="height of a horizontal table plane (m), z up")
     e.add_argument("--points", type=int, default=20000, help="object surface samples for mesh inputs")
     e.add_argument("--summary-only", action="store_true")

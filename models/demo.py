@@ -62,7 +62,9 @@ def descend(
     return pos.detach(), rot6d_to_matrix(r6).detach(), q.detach(), {k: v.detach() for k, v in terms.items()}
 
 
-def run_demo(out: Path, object_id: str | None = None, num_grasps: int = 16, steps: int = 300, seed: int = 0) -> dict[str, Any]:
+def run_demo(
+    out: Path, object_id: str | None = None, num_grasps: int = 16, steps: int = 300, seed: int = 0
+) -> dict[str, Any]:
     from . import objects
     from .diversity import diversity
     from .quality import ObjectSurface, grasp_quality, summarize
@@ -79,28 +81,57 @@ def run_demo(out: Path, object_id: str | None = None, num_grasps: int = 16, step
     elapsed = time.perf_counter() - t0
     hand = get_hand("shadow", dtype="float64")
     dense_p, dense_n = objects.complete_cloud(mesh, n=20000, seed=seed + 1)
-    surface = ObjectSurface(torch.as_tensor(dense_p, dtype=torch.float64), torch.as_tensor(dense_n, dtype=torch.float64))
+    surface = ObjectSurface(
+        torch.as_tensor(dense_p, dtype=torch.float64), torch.as_tensor(dense_n, dtype=torch.float64)
+    )
     per = grasp_quality(hand, pos.double(), rot.double(), q.double(), surface)
     summary: dict[str, Any] = {k: float(v) for k, v in summarize(per).items()}
-    summary.update({k: float(v) for k, v in diversity(hand, pos.double(), rot.double(), q.double(), surface.points.mean(0)).items()})
+    summary.update(
+        {
+            k: float(v)
+            for k, v in diversity(hand, pos.double(), rot.double(), q.double(), surface.points.mean(0)).items()
+        }
+    )
     order = torch.argsort(terms["total"])
     grasps = []
     for i in order.tolist():
         pre_pos = pos[i] - rot[i] @ hand.approach_direction.float() * 0.1
         grasps.append(
             make_grasp(
-                "shadow", rot[i], pos[i], q[i], rot[i], pre_pos, hand.open_pose.float(),
-                scores={"energy": float(terms["total"][i]), "q1": float(per["q1"][i]),
-                        "max_penetration_m": float(per["max_penetration_m"][i])},
+                "shadow",
+                rot[i],
+                pos[i],
+                q[i],
+                rot[i],
+                pre_pos,
+                hand.open_pose.float(),
+                scores={
+                    "energy": float(terms["total"][i]),
+                    "q1": float(per["q1"][i]),
+                    "max_penetration_m": float(per["max_penetration_m"][i]),
+                },
             )
         )
     gs = GraspSet(hand="shadow", frame="object", grasps=grasps, object=object_id)
     (out / "grasps.json").write_text(gs.model_dump_json(indent=1))
     top = order[:4]
-    img = render_grasps("shadow", pos[top].double(), rot[top].double(), q[top].double(), mesh=mesh,
-                        labels=[f"E={float(terms['total'][i]):.3f} Q1={float(per['q1'][i]):.3f}" for i in top.tolist()])
+    img = render_grasps(
+        "shadow",
+        pos[top].double(),
+        rot[top].double(),
+        q[top].double(),
+        mesh=mesh,
+        labels=[f"E={float(terms['total'][i]):.3f} Q1={float(per['q1'][i]):.3f}" for i in top.tolist()],
+    )
     save_png(img, out / "grasps.png")
-    summary.update({"object": object_id, "num_grasps": num_grasps, "steps": steps, "descent_s": round(elapsed, 2),
-                    "files": [str(out / "grasps.json"), str(out / "grasps.png")]})
+    summary.update(
+        {
+            "object": object_id,
+            "num_grasps": num_grasps,
+            "steps": steps,
+            "descent_s": round(elapsed, 2),
+            "files": [str(out / "grasps.json"), str(out / "grasps.png")],
+        }
+    )
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -7,7 +7,7 @@ guessing; ``resolve_device`` turns a user string (``auto``, ``cpu``, ``cuda``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -16,7 +16,7 @@ import torch
 class TensorSpec:
     """Where tensors live and what precision they use."""
 
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
 
     def tensor(self, data: object) -> torch.Tensor:

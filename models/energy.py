@@ -78,8 +78,10 @@ def contact_normals(contact_points: Tensor, obj: ObjectCloud) -> Tensor:
     b = contact_points.shape[0]
     pts = obj.points.expand(b, *obj.points.shape) if obj.points.dim() == 2 else obj.points
     _, idx = knn(contact_points, pts, 1)
-    return obj.normals[idx[..., 0]] if obj.normals.dim() == 2 else torch.gather(
-        obj.normals, 1, idx[..., 0:1].expand(-1, -1, 3)
+    return (
+        obj.normals[idx[..., 0]]
+        if obj.normals.dim() == 2
+        else torch.gather(obj.normals, 1, idx[..., 0:1].expand(-1, -1, 3))
     )
 
 

@@ -87,7 +87,9 @@ class Pose(BaseModel):
             given = torch.tensor(self.matrix, dtype=torch.float64)
             err = float((given - mat).abs().max())
             if err > MATRIX_TOL:
-                raise ValueError(f"matrix disagrees with position/quaternion_wxyz by {err:.2e}; give one or make them agree")
+                raise ValueError(
+                    f"matrix disagrees with position/quaternion_wxyz by {err:.2e}; give one or make them agree"
+                )
         self.matrix = mat.tolist()
         return self
 

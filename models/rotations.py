@@ -17,9 +17,15 @@ def quat_to_matrix(q: Tensor) -> Tensor:
     w, x, y, z = q.unbind(-1)
     r = torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
     )
@@ -33,14 +39,42 @@ def matrix_to_quat(r: Tensor) -> Tensor:
     # Four candidate (unnormalised) quaternions; pick the best conditioned one.
     cands = torch.stack(
         [
-            torch.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                         m[..., 1, 0] - m[..., 0, 1]], -1),
-            torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                         m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
-                         1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
-            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
-                         m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
+            torch.stack(
+                [
+                    1 + tr,
+                    m[..., 2, 1] - m[..., 1, 2],
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] - m[..., 0, 1],
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    m[..., 2, 1] - m[..., 1, 2],
+                    1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                    m[..., 0, 1] + m[..., 1, 0],
+                    m[..., 0, 2] + m[..., 2, 0],
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 0, 1] + m[..., 1, 0],
+                    1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+                    m[..., 1, 2] + m[..., 2, 1],
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    m[..., 1, 0] - m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                    m[..., 1, 2] + m[..., 2, 1],
+                    1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2],
+                ],
+                -1,
+            ),
         ],
         dim=-2,
     )
@@ -58,9 +92,15 @@ def axis_angle_to_matrix(axis: Tensor, angle: Tensor) -> Tensor:
     t = 1 - c
     r = torch.stack(
         [
-            t * x * x + c, t * x * y - s * z, t * x * z + s * y,
-            t * x * y + s * z, t * y * y + c, t * y * z - s * x,
-            t * x * z - s * y, t * y * z + s * x, t * z * z + c,
+            t * x * x + c,
+            t * x * y - s * z,
+            t * x * z + s * y,
+            t * x * y + s * z,
+            t * y * y + c,
+            t * y * z - s * x,
+            t * x * z - s * y,
+            t * y * z + s * x,
+            t * z * z + c,
         ],
         dim=-1,
     )
@@ -81,8 +121,12 @@ def matrix_to_rot6d(r: Tensor) -> Tensor:
     return torch.cat([r[..., :, 0], r[..., :, 1]], dim=-1)
 
 
-def random_rotations(n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                     device: torch.device | str = "cpu") -> Tensor:
+def random_rotations(
+    n: int,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """Uniform random rotations (normalised Gaussian quaternions)."""
     q = torch.randn(n, 4, generator=generator, dtype=dtype, device=device)
     return quat_to_matrix(q)

@@ -1,0 +1,1 @@
+"""The FastAPI service (routes, schemas, codecs, settings). Built in the API issue; grasp math stays in ``models``."""

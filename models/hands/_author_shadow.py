@@ -65,7 +65,11 @@ def build() -> dict[str, object]:
         keypts[seg] = axis_spheres(*CAPSULES[seg])
     # palm: palmar face (y = -0.0111) of C_palm0 (centre (0.011, 0, 0.038), half (0.032, 0.0111, 0.049))
     contact["palm"] = [[_r(x), -0.0111, _r(z)] for x in (-0.012, 0.004, 0.02, 0.036) for z in (0.0, 0.025, 0.05, 0.075)]
-    palm_kp = [[_r(x), 0.0, _r(z), 0.0111] for x in (-0.01, 0.006, 0.022, 0.038) for z in (0.0, 0.016, 0.032, 0.048, 0.064, 0.08)]
+    palm_kp = [
+        [_r(x), 0.0, _r(z), 0.0111]
+        for x in (-0.01, 0.006, 0.022, 0.038)
+        for z in (0.0, 0.016, 0.032, 0.048, 0.064, 0.08)
+    ]
     palm_kp += [[-0.032, 0.0, _r(z), 0.0111] for z in (-0.005, 0.014, 0.033)]
     keypts["palm"] = palm_kp
     keypts["lfmetacarpal"] = [[-0.0165, 0.0, _r(z), 0.0095] for z in (-0.008, 0.01, 0.028)]

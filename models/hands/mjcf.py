@@ -99,8 +99,11 @@ def hand_mjcf_xml(spec: HandSpec, root: RootMode = "fixed", with_visual: bool = 
 
     kept_geoms = {g.attrib.get("name") for g in root_body.iter("geom")}
     out = ET.Element("mujoco", {"model": f"{spec.name}_hand"})
-    ET.SubElement(out, "compiler", {"angle": "radian", "coordinate": "local",
-                                    "meshdir": str((d / src.meshdir).resolve())})
+    ET.SubElement(
+        out,
+        "compiler",
+        {"angle": "radian", "coordinate": "local", "meshdir": str((d / src.meshdir).resolve())},
+    )
     for child in shared:
         sec = copy.deepcopy(child)
         if sec.tag in ("tendon", "actuator", "sensor", "equality"):

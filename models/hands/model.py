@@ -317,8 +317,13 @@ class HandModel:
         cache: dict[tuple[int, int, str, str], tuple[Tensor, Tensor]] = self.__dict__.setdefault("_surf_cache", {})
         if key not in cache:
             link, local = _sample_primitives(
-                self.geom_type, self._geom_size.cpu().double().numpy(), self._geom_pos.cpu().double().numpy(),
-                self._geom_rot.cpu().double().numpy(), self.geom_link.cpu().numpy(), n, seed,
+                self.geom_type,
+                self._geom_size.cpu().double().numpy(),
+                self._geom_pos.cpu().double().numpy(),
+                self._geom_rot.cpu().double().numpy(),
+                self.geom_link.cpu().numpy(),
+                n,
+                seed,
             )
             cache[key] = (
                 torch.as_tensor(link, device=self.ts.device),

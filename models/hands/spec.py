@@ -87,18 +87,26 @@ def _vec3(v: Any) -> tuple[float, float, float]:
 def spec_from_dict(d: dict[str, Any]) -> HandSpec:
     m = d["mjcf"]
     joints = tuple(d["joints"])
+
     def pose(key: str) -> tuple[float, ...]:
         p = d[key]
         missing = set(joints) - set(p)
         if missing:
             raise ValueError(f"{key} lacks joints {sorted(missing)}")
         return tuple(float(p[j]) for j in joints)
+
     return HandSpec(
         name=d["name"],
         description=d.get("description", ""),
         mjcf=MjcfSource(
-            package=m["package"], dir=m["dir"], robot=m["robot"], shared=m["shared"], assets=m["assets"],
-            meshdir=m["meshdir"], root_body=m["root_body"], name_prefix=m.get("name_prefix", ""),
+            package=m["package"],
+            dir=m["dir"],
+            robot=m["robot"],
+            shared=m["shared"],
+            assets=m["assets"],
+            meshdir=m["meshdir"],
+            root_body=m["root_body"],
+            name_prefix=m.get("name_prefix", ""),
             drop_joints=tuple(m.get("drop_joints", ())),
         ),
         joints=joints,

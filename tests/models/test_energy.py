@@ -65,7 +65,7 @@ def test_joint_limits_energy(shadow64):
     assert float(joint_limits(h, q)) == pytest.approx(0.1)
     # tendon band: FFJ1 = 0.5, FFJ0 = 0 violates 0.00705*J0 - 0.00805*J1 >= -0.001 by 0.003025 m of tendon
     q = h.open_pose[None].clone()
-    i1, i0 = h.joint_names.index("FFJ1"), h.joint_names.index("FFJ0")
+    i1 = h.joint_names.index("FFJ1")
     q[0, i1] = 0.5
     assert float(joint_limits(h, q)) == pytest.approx((0.00805 * 0.5 - 0.001) / 0.00705)
     assert float(joint_limits(h, h.project_joints(q))) == pytest.approx(0.0, abs=1e-12)

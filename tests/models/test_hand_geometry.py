@@ -18,8 +18,11 @@ def _probe_model(h):
     root = ET.fromstring(hand_mjcf_xml(h.spec, root="fixed", with_visual=False))
     wb = root.find("worldbody")
     body = ET.SubElement(wb, "body", {"name": "probe", "mocap": "true"})
-    ET.SubElement(body, "geom", {"name": "probe", "type": "sphere", "size": str(PROBE_R),
-                                 "contype": "0", "conaffinity": "0"})
+    ET.SubElement(
+        body,
+        "geom",
+        {"name": "probe", "type": "sphere", "size": str(PROBE_R), "contype": "0", "conaffinity": "0"},
+    )
     return mujoco.MjModel.from_xml_string(ET.tostring(root, encoding="unicode"))
 
 

@@ -32,14 +32,22 @@ def descend(
     num_contacts: int = 4,
     lr: float = 2e-3,
     progress: bool = True,
+    contact_links: tuple[str, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Adam on the synthesis energy from palm placements around the cloud; contacts are drawn from
+    the candidates of ``contact_links`` (all links when None)."""
     hand = get_hand(hand_name, dtype="float32")
     gen = torch.Generator().manual_seed(seed)
     pos0, rot0 = palm_placements(hand, obj.points, num_grasps, generator=gen)
     pos = pos0.clone().requires_grad_(True)
     r6 = matrix_to_rot6d(rot0).clone().requires_grad_(True)
     q = hand.init_pose.expand(num_grasps, -1).clone().requires_grad_(True)
-    contacts = torch.randint(hand.contact_link.shape[0], (num_grasps, num_contacts), generator=gen)
+    if contact_links is None:
+        pool = torch.arange(hand.contact_link.shape[0])
+    else:
+        wanted = [hand.link_names.index(n) for n in contact_links]
+        pool = torch.nonzero(torch.isin(hand.contact_link, torch.tensor(wanted)))[:, 0]
+    contacts = pool[torch.randint(len(pool), (num_grasps, num_contacts), generator=gen)]
     opt = torch.optim.Adam([pos, r6, q], lr=lr)
     weights = EnergyWeights()
     it = tqdm(range(steps), desc="descent", disable=not progress)
@@ -52,11 +60,9 @@ def descend(
             q.copy_(hand.project_joints(q))
             if step % 50 == 49:  # resample one contact per grasp to escape bad assignments
                 k = torch.randint(num_contacts, (num_grasps,), generator=gen)
-                contacts[torch.arange(num_grasps), k] = torch.randint(
-                    hand.contact_link.shape[0], (num_grasps,), generator=gen
-                )
+                contacts[torch.arange(num_grasps), k] = pool[torch.randint(len(pool), (num_grasps,), generator=gen)]
         if step % 20 == 0:
-            it.set_postfix(E=float(terms["total"].mean()))
+            it.set_postfix(E=float(terms["total"].detach().mean()))
     with torch.no_grad():
         terms = grasp_energy(hand, pos, rot6d_to_matrix(r6), q, contacts, obj, weights=weights)
     return pos.detach(), rot6d_to_matrix(r6).detach(), q.detach(), {k: v.detach() for k, v in terms.items()}

@@ -1,0 +1,323 @@
+"""Scene building for MuJoCo: the hand on a mocap-welded free root, one free object, a table.
+
+Objects come from a mesh (non-convex meshes decomposed into convex parts with
+CoACD, cached by mesh hash, because MuJoCo collides a mesh as its convex hull),
+from a primitive (exact MuJoCo geoms), or from a point cloud (convex hull).
+The hand is the same palm-rooted MJCF the kinematics use (``models.hands``),
+so FK and simulation agree by construction; its finger actuators are the MJCF's
+own position actuators (J1 actuated, J0 following the coupling tendon) with the
+gains of :class:`PhysicsConfig`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import mujoco
+import numpy as np
+from numpy.typing import NDArray
+
+from models.hands import hand_mjcf_xml, load_spec
+from models.hands.spec import HandSpec
+
+from .config import PhysicsConfig
+
+F64 = NDArray[np.float64]
+PrimitiveKind = Literal["box", "sphere", "cylinder", "capsule", "ellipsoid"]
+
+
+@dataclass(frozen=True)
+class ConvexPart:
+    """One collision part in the object frame: a primitive or a convex mesh."""
+
+    kind: str  # "mesh" or a MuJoCo primitive type
+    size: tuple[float, ...] = ()  # MuJoCo size semantics (half-extents, radius, half-height)
+    vertices: F64 | None = None  # (V, 3) for meshes
+    faces: NDArray[np.int64] | None = None  # (F, 3) for meshes
+
+
+@dataclass(frozen=True)
+class SimObject:
+    """A rigid object for simulation: convex parts in its own frame, plus mass."""
+
+    parts: tuple[ConvexPart, ...]
+    volume_m3: float
+    source: str = ""
+    mass_kg: float | None = None  # None: from the physics config (fixed mass or density)
+    visual_vertices: F64 | None = None  # original (possibly non-convex) mesh, for pictures
+    visual_faces: NDArray[np.int64] | None = None
+
+    def mass(self, physics: PhysicsConfig) -> float:
+        if self.mass_kg is not None:
+            return self.mass_kg
+        if physics.object_mass_kg is not None:
+            return physics.object_mass_kg
+        return physics.object_density_kg_m3 * self.volume_m3
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for p in self.parts:
+            h.update(p.kind.encode())
+            h.update(np.asarray(p.size, dtype=np.float64).tobytes())
+            if p.vertices is not None and p.faces is not None:
+                h.update(np.ascontiguousarray(p.vertices, dtype=np.float64).tobytes())
+                h.update(np.ascontiguousarray(p.faces, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------ object constructors
+def object_from_primitive(kind: PrimitiveKind, size: tuple[float, ...]) -> SimObject:
+    """Primitives in MuJoCo size semantics: box (hx, hy, hz), sphere (r,), cylinder/capsule (r, half_h),
+    ellipsoid (rx, ry, rz)."""
+    s = tuple(float(v) for v in size)
+    need = {"box": 3, "sphere": 1, "cylinder": 2, "capsule": 2, "ellipsoid": 3}
+    if kind not in need:
+        raise ValueError(f"unknown primitive {kind!r}; use one of {sorted(need)}")
+    if len(s) != need[kind] or min(s) <= 0 or not all(np.isfinite(s)):
+        raise ValueError(f"{kind} needs {need[kind]} positive sizes, got {size!r}")
+    vol = {
+        "box": lambda: 8 * s[0] * s[1] * s[2],
+        "sphere": lambda: 4 / 3 * np.pi * s[0] ** 3,
+        "cylinder": lambda: np.pi * s[0] ** 2 * 2 * s[1],
+        "capsule": lambda: np.pi * s[0] ** 2 * 2 * s[1] + 4 / 3 * np.pi * s[0] ** 3,
+        "ellipsoid": lambda: 4 / 3 * np.pi * s[0] * s[1] * s[2],
+    }[kind]()
+    return SimObject((ConvexPart(kind, s),), float(vol), source=f"primitive:{kind}")
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("DEXGRASP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dexgrasp")
+    d = Path(base) / "convex"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _mesh_hash(vertices: F64, faces: NDArray[np.int64], threshold: float) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(vertices, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(faces, dtype=np.int64).tobytes())
+    h.update(np.float64(threshold).tobytes())
+    return h.hexdigest()[:24]
+
+
+def decompose(vertices: F64, faces: NDArray[np.int64], threshold: float = 0.05, max_parts: int = 24) -> list[ConvexPart]:
+    """Convex decomposition with CoACD, cached on disk by the mesh's content hash."""
+    key = _mesh_hash(vertices, faces, threshold)
+    path = _cache_dir() / f"{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            n = int(z["n"])
+            return [ConvexPart("mesh", (), z[f"v{i}"], z[f"f{i}"]) for i in range(n)]
+    try:
+        import coacd
+    except ImportError as exc:  # pragma: no cover - dependency is declared
+        raise RuntimeError("non-convex meshes need CoACD: pip install coacd") from exc
+    coacd.set_log_level("error")
+    result = coacd.run_coacd(
+        coacd.Mesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64)),
+        threshold=threshold,
+        max_convex_hull=max_parts,
+        seed=0,
+    )
+    parts = [ConvexPart("mesh", (), np.asarray(v, dtype=np.float64), np.asarray(f, dtype=np.int64)) for v, f in result]
+    tmp = path.with_suffix(".tmp.npz")
+    arrays: dict[str, NDArray[np.generic]] = {"n": np.array(len(parts))}
+    for i, p in enumerate(parts):
+        assert p.vertices is not None and p.faces is not None
+        arrays[f"v{i}"] = p.vertices
+        arrays[f"f{i}"] = p.faces
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    os.replace(tmp, path)
+    return parts
+
+
+def object_from_mesh(
+    vertices: F64, faces: NDArray[np.int64], decomposition: Literal["auto", "coacd", "convex_hull"] = "auto",
+    source: str = "mesh", threshold: float = 0.05,
+) -> SimObject:
+    """A mesh object. ``auto``: one convex part when the mesh is (nearly) convex, CoACD otherwise."""
+    import trimesh
+
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+        raise ValueError("mesh needs (V,3) vertices and (F,3) triangle faces")
+    if not np.isfinite(v).all():
+        raise ValueError("mesh vertices contain NaN or infinite values")
+    mesh = trimesh.Trimesh(v, f, process=True)
+    hull = mesh.convex_hull
+    volume = float(abs(mesh.volume)) if mesh.is_watertight else float(hull.volume)
+    convex_enough = mesh.is_watertight and volume > 0.97 * float(hull.volume)
+    if decomposition == "convex_hull" or (decomposition == "auto" and convex_enough):
+        parts = [ConvexPart("mesh", (), np.asarray(hull.vertices), np.asarray(hull.faces, dtype=np.int64))]
+    else:
+        parts = decompose(np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int64), threshold)
+    return SimObject(tuple(parts), volume, source=source, visual_vertices=v, visual_faces=f)
+
+
+def object_from_points(points: F64, source: str = "points") -> SimObject:
+    """Reconstruct a collision object from a point cloud: its convex hull (documented limitation:
+    concavities are filled)."""
+    import trimesh
+
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 3 or len(p) < 4:
+        raise ValueError("need an (N,3) cloud with at least 4 points to reconstruct an object")
+    hull = trimesh.convex.convex_hull(p)
+    if hull.volume <= 1e-9:
+        raise ValueError("the cloud is flat or degenerate; its convex hull has no volume")
+    return SimObject(
+        (ConvexPart("mesh", (), np.asarray(hull.vertices), np.asarray(hull.faces, dtype=np.int64)),),
+        float(hull.volume),
+        source=source,
+    )
+
+
+# ------------------------------------------------------------------------ MJCF assembly
+def _fmt(a: F64 | tuple[float, ...] | list[float]) -> str:
+    return " ".join(f"{float(x):.9g}" for x in np.asarray(a, dtype=np.float64).ravel())
+
+
+@dataclass
+class Scene:
+    """A compiled scene and the indices the protocols need."""
+
+    model: mujoco.MjModel
+    spec: HandSpec
+    joint_qpos: NDArray[np.int64]  # qpos address of each spec joint, spec order
+    joint_dof: NDArray[np.int64]
+    actuator_joint: NDArray[np.int64]  # for each actuator, index into spec joints
+    palm_body: int
+    object_body: int
+    object_qpos: int  # address of the object's free joint (pos + quat)
+    object_dof: int
+    hand_qpos: int  # address of the hand's free joint
+    mocap: int
+    hand_geoms: NDArray[np.int64]
+    object_geoms: NDArray[np.int64]
+    table_geom: int | None
+    object_mass: float
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+def build_scene(
+    obj: SimObject,
+    physics: PhysicsConfig,
+    hand: str = "shadow",
+    table_z: float | None = None,
+    gravity: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    with_visual: bool = False,
+) -> Scene:
+    """Hand (free root welded to a mocap body), object (free joint) at the origin, optional table plane."""
+    spec = load_spec(hand)
+    root = ET.fromstring(hand_mjcf_xml(spec, root="free", with_visual=with_visual))
+    option = ET.Element(
+        "option",
+        {
+            "timestep": str(physics.timestep_s),
+            "cone": physics.cone,
+            "impratio": str(physics.impratio),
+            "noslip_iterations": str(physics.noslip_iterations),
+            "iterations": str(physics.solver_iterations),
+            "gravity": _fmt(gravity),
+        },
+    )
+    root.insert(1, option)
+    # finger actuators: gains from the config, force ranges scaled
+    for act in root.iter("position"):
+        act.set("kp", str(physics.finger_kp))
+        if "forcerange" in act.attrib:
+            lo, hi = (float(x) for x in act.attrib["forcerange"].split())
+            act.set("forcerange", _fmt([lo * physics.finger_force_scale, hi * physics.finger_force_scale]))
+    asset = root.find("asset")
+    if asset is None:
+        asset = ET.SubElement(root, "asset")
+    wb = root.find("worldbody")
+    assert wb is not None
+    palm_name = spec.mjcf.root_body
+    # hand bodies are held by the weld; gravity compensation keeps them from sagging
+    for b in wb.iter("body"):
+        b.set("gravcomp", "1")
+    ET.SubElement(wb, "body", {"name": "hand_target", "mocap": "true"})
+    ob = ET.SubElement(wb, "body", {"name": "object"})
+    ET.SubElement(ob, "freejoint", {"name": "object_root"})
+    mass = obj.mass(physics)
+    fr = _fmt([physics.friction_sliding, physics.friction_torsional, physics.friction_rolling])
+    for i, part in enumerate(obj.parts):
+        attrs = {
+            "name": f"object_{i}",
+            "friction": fr,
+            "condim": str(physics.condim),
+            "priority": "1",  # the object's friction/condim govern hand-object contacts
+            "rgba": "0.25 0.5 0.85 1",
+            "density": "1000",
+            "group": "2",
+        }
+        if part.kind == "mesh":
+            assert part.vertices is not None and part.faces is not None
+            mname = f"object_mesh_{i}"
+            ET.SubElement(asset, "mesh", {"name": mname, "vertex": _fmt(part.vertices), "face": _fmt(part.faces)})
+            attrs.update({"type": "mesh", "mesh": mname})
+        else:
+            attrs.update({"type": part.kind, "size": _fmt(part.size)})
+        ET.SubElement(ob, "geom", attrs)
+    if table_z is not None:
+        ET.SubElement(
+            wb, "geom",
+            {"name": "table", "type": "plane", "size": "1 1 0.01", "pos": f"0 0 {table_z:.9g}", "friction": fr,
+             "rgba": "0.8 0.8 0.78 1", "condim": "3"},
+        )
+    eq = ET.SubElement(root, "equality")
+    ET.SubElement(eq, "weld", {"body1": "hand_target", "body2": palm_name, "solref": _fmt(physics.weld_solref)})
+    xml = ET.tostring(root, encoding="unicode")
+    m = mujoco.MjModel.from_xml_string(xml)
+    # scale the object's inertia to the requested mass (parts were compiled with a uniform density)
+    ob_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "object")
+    scale = mass / float(m.body_mass[ob_id])
+    m.body_mass[ob_id] = mass
+    m.body_inertia[ob_id] *= scale
+    prefix = spec.mjcf.name_prefix
+    jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, prefix + j) for j in spec.joints]
+    names = list(spec.joints)
+    act_joint = []
+    for a in range(m.nu):
+        jn = m.joint(int(m.actuator_trnid[a, 0])).name.removeprefix(prefix)
+        act_joint.append(names.index(jn))
+    palm = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, palm_name)
+    hand_root = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "root")
+    obj_root = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "object_root")
+    hand_bodies = {palm} | {b for b in range(m.nbody) if _descends(m, b, palm)}
+    hand_geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in hand_bodies and int(m.geom_contype[g]) != 0]
+    obj_geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) == ob_id]
+    table = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
+    return Scene(
+        model=m,
+        spec=spec,
+        joint_qpos=np.array([m.jnt_qposadr[j] for j in jids], dtype=np.int64),
+        joint_dof=np.array([m.jnt_dofadr[j] for j in jids], dtype=np.int64),
+        actuator_joint=np.array(act_joint, dtype=np.int64),
+        palm_body=palm,
+        object_body=ob_id,
+        object_qpos=int(m.jnt_qposadr[obj_root]),
+        object_dof=int(m.jnt_dofadr[obj_root]),
+        hand_qpos=int(m.jnt_qposadr[hand_root]),
+        mocap=int(m.body_mocapid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "hand_target")]),
+        hand_geoms=np.array(hand_geoms, dtype=np.int64),
+        object_geoms=np.array(obj_geoms, dtype=np.int64),
+        table_geom=table if table >= 0 else None,
+        object_mass=mass,
+    )
+
+
+def _descends(m: mujoco.MjModel, b: int, root: int) -> bool:
+    while b != 0:
+        b = int(m.body_parentid[b])
+        if b == root:
+            return True
+    return False

@@ -26,7 +26,7 @@ class PhysicsConfig:
     friction_rolling: float = 0.0001
     condim: int = 4  # contact dimensionality for object contacts (normal + 2 tangential + torsional)
     object_density_kg_m3: float = 400.0  # used when no mass is given
-    object_mass_kg: float | None = 0.1  # fixed mass overrides density (DexGraspBench: 100 g)
+    object_mass_kg: float | None = None  # a fixed mass overrides the density (DexGraspBench uses 0.1 kg)
     finger_kp: float = 5.0  # position gain of every finger actuator (N m / rad)
     finger_force_scale: float = 2.0  # multiplies the MJCF actuator force ranges
     weld_solref: tuple[float, float] = (0.005, 1.0)  # stiffness of the palm-to-mocap weld

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.hands import hand_mjcf_xml, load_spec
+from models.hands.mjcf import subtree_bodies
 from models.hands.spec import HandSpec
 
 from .config import PhysicsConfig
@@ -292,7 +293,7 @@ def build_scene(
     palm = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, palm_name)
     hand_root = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "root")
     obj_root = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "object_root")
-    hand_bodies = {palm} | {b for b in range(m.nbody) if _descends(m, b, palm)}
+    hand_bodies = set(subtree_bodies(m, palm))
     hand_geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in hand_bodies and int(m.geom_contype[g]) != 0]
     obj_geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) == ob_id]
     table = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
@@ -314,10 +315,3 @@ def build_scene(
         object_mass=mass,
     )
 
-
-def _descends(m: mujoco.MjModel, b: int, root: int) -> bool:
-    while b != 0:
-        b = int(m.body_parentid[b])
-        if b == root:
-            return True
-    return False

@@ -139,3 +139,12 @@ def hand_mjcf_xml(spec: HandSpec, root: RootMode = "fixed", with_visual: bool = 
 
 def hand_model(spec: HandSpec, root: RootMode = "fixed", with_visual: bool = True) -> mujoco.MjModel:
     return mujoco.MjModel.from_xml_string(hand_mjcf_xml(spec, root, with_visual))
+
+
+def subtree_bodies(m: mujoco.MjModel, root: int) -> list[int]:
+    """Body ids of ``root`` and all its descendants, in id order (parents before children)."""
+    inside = {root}
+    for b in range(root + 1, m.nbody):
+        if int(m.body_parentid[b]) in inside:
+            inside.add(b)
+    return sorted(inside)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..device import TensorSpec
 from ..rotations import axis_angle_to_matrix
-from .mjcf import hand_model
+from .mjcf import hand_model, subtree_bodies
 from .spec import HandSpec, load_spec
 
 GEOM_BOX = int(mujoco.mjtGeom.mjGEOM_BOX)
@@ -67,7 +67,7 @@ class HandModel:
         self.mj_model = m
         prefix = spec.mjcf.name_prefix
         root_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, spec.mjcf.root_body)
-        bodies = [b for b in range(m.nbody) if b == root_id or self._descends(m, b, root_id)]
+        bodies = subtree_bodies(m, root_id)
         self.link_names: list[str] = [m.body(b).name.removeprefix(prefix) for b in bodies]
         self.body_ids = bodies
         index = {b: i for i, b in enumerate(bodies)}
@@ -181,14 +181,6 @@ class HandModel:
         self._move(self.ts)
 
     # ------------------------------------------------------------------ set-up helpers
-    @staticmethod
-    def _descends(m: mujoco.MjModel, b: int, root: int) -> bool:
-        while b != 0:
-            b = int(m.body_parentid[b])
-            if b == root:
-                return True
-        return False
-
     def _adjacent_links(self) -> set[frozenset[int]]:
         """Links that touch by construction: parent-child, skipping links without collision geoms."""
         has_geom = set(self.geom_link.tolist()) | set(self.keypoint_link.tolist())

@@ -534,7 +534,9 @@ def load_object(path: str | os.PathLike[str]) -> tuple[trimesh.Trimesh | None, F
         geoms = list(loaded.dump(concatenate=False)) if loaded.geometry else []
         meshes = [g for g in geoms if isinstance(g, trimesh.Trimesh) and len(g.faces)]
         if meshes:
-            return trimesh.util.concatenate(meshes), None
+            merged = trimesh.util.concatenate(meshes)
+            assert isinstance(merged, trimesh.Trimesh)
+            return merged, None
         clouds = [np.asarray(g.vertices) for g in geoms if hasattr(g, "vertices") and len(g.vertices)]
         if clouds:
             return None, np.concatenate(clouds).astype(np.float64)

@@ -181,7 +181,7 @@ def object_from_points(points: F64, source: str = "points") -> SimObject:
 
 
 # ------------------------------------------------------------------------ MJCF assembly
-def _fmt(a: F64 | tuple[float, ...] | list[float]) -> str:
+def _fmt(a: NDArray[np.generic] | tuple[float, ...] | list[float]) -> str:
     return " ".join(f"{float(x):.9g}" for x in np.asarray(a, dtype=np.float64).ravel())
 
 

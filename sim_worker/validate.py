@@ -52,8 +52,8 @@ class ValidationResult:
 
 def closing_direction(scene: Scene) -> F64:
     """+1/-1/0 per joint: the sign that closes the hand, from the spec's open and init pre-shapes."""
-    s = np.sign(np.array(scene.spec.init_pose) - np.array(scene.spec.open_pose))
-    return s.astype(np.float64)
+    s: F64 = np.sign(np.array(scene.spec.init_pose) - np.array(scene.spec.open_pose)).astype(np.float64)
+    return s
 
 
 def squeeze_targets(scene: Scene, joints: F64, squeeze_rad: float) -> F64:
@@ -90,7 +90,7 @@ def set_hand(scene: Scene, data: mujoco.MjData, pos: F64, quat_wxyz: F64, joints
 
 def _rotation_deg(q0: F64, q1: F64) -> float:
     dot = abs(float(np.dot(q0, q1)) / (np.linalg.norm(q0) * np.linalg.norm(q1)))
-    return math.degrees(2 * math.acos(min(1.0, dot)))
+    return math.degrees(2 * math.acos(min(1.0, float(dot))))
 
 
 def validate_grasp(

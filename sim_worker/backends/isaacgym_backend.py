@@ -18,7 +18,7 @@ from .base import GraspArrays, Progress
 
 def _require_isaacgym() -> Any:
     try:
-        import isaacgym  # type: ignore[import-not-found]
+        import isaacgym
     except ImportError as exc:
         raise RuntimeError(
             "the 'isaacgym' backend needs NVIDIA Isaac Gym (Preview 4, Python <= 3.8), which is not "

@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/make_trust_grasps.py``. For a cylinder (power grasp, all contact
 links) and a small box (pinch: thumb and index distal only), run the foundation descent, keep the
-grasps the MuJoCo six-direction test passes, and write the best few with the primitive's size.
+grasps the MuJoCo six-direction test passes robustly (also with the palm moved 1 mm along each
+axis), and write the best few with the primitive's size.
 """
 
 from __future__ import annotations
@@ -52,9 +53,14 @@ def main() -> None:
         for i in torch.argsort(terms["total"]).tolist():
             g = make_grasp("shadow", rot[i], pos[i], q[i], rot[i], pos[i] - rot[i] @ hand.approach_direction.float() * 0.1,
                            hand.open_pose.float(), scores={"energy": float(terms["total"][i])})
-            ga = GraspArrays.from_grasp(g)
-            r = validate_grasp(sc, data, ga.position, ga.quaternion_wxyz, ga.joints, None, cfg)
-            if r.success:
+            # validate what the file will hold (after the JSON round trip), and demand robustness:
+            # the grasp must also pass with the palm shifted by 1 mm along each axis
+            ga = GraspArrays.from_grasp(type(g).model_validate_json(g.model_dump_json()))
+            shifts = [np.zeros(3)] + [s * 0.001 * e for e in np.eye(3) for s in (1, -1)]
+            if all(
+                validate_grasp(sc, data, ga.position + d, ga.quaternion_wxyz, ga.joints, None, cfg).success
+                for d in shifts
+            ):
                 keep.append(g)
             if len(keep) == 3:
                 break

@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=_cmd_demo)
 
+    try:
+        from sim_worker.cli import add_sim_parser
+    except ImportError:  # the simulation CLI is optional until sim_worker.cli exists
+        pass
+    else:
+        add_sim_parser(sub)
+
     s = sub.add_parser("serve", help="run the service (for now: the foundation demo)")
     s.set_defaults(fn=_cmd_serve)
     return p

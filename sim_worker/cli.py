@@ -1,0 +1,393 @@
+"""``dexgrasp sim``: validate or execute a grasp file in simulation, from the command line.
+
+::
+
+    dexgrasp sim validate GRASPS.json --object ID|MESH|CLOUD [--primitive kind:s1,s2,..] [--procs P]
+                                      [--config sim.json] [--out result.json] [--limit N]
+    dexgrasp sim execute  GRASPS.json --object ... [--render-dir DIR] [--procs P] [--seed S] [--policy scripted]
+
+The object is, in order of precedence: ``--primitive kind:s1,s2,..`` (MuJoCo size
+semantics: box half-extents, sphere radius, cylinder/capsule radius and
+half-height, ellipsoid radii); ``--object`` (a catalogue id such as
+``prim/box/0003``, a mesh file .obj/.stl/.off/.glb/.gltf/.ply with faces, a point
+cloud .ply without faces or .npy of shape (N,3)/(N,6), or ``primitive:kind:s1,..``);
+otherwise the grasp file's own ``primitive`` key (the trust grasps in
+``tests/data/sim`` carry one) or its ``object`` field. Grasps are in the object's
+frame.
+
+A tqdm progress bar (rate, ETA) goes to stderr; the JSON result (per-grasp
+results and a summary) goes to stdout and, with ``--out``, to a file. With
+``--render-dir`` execution renders keyframes; the PNGs are written there and the
+JSON carries their paths instead of base64. Exit codes: 0 done (whatever the
+grasps' outcomes), 1 simulation failure, 2 bad input (missing or malformed file,
+unknown object id, bad option), 130 interrupted.
+
+Run standalone as ``python -m sim_worker.cli sim validate ...``; ``models.cli``
+calls :func:`add_sim_parser` to make it ``dexgrasp sim ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+MESH_SUFFIXES = {".obj", ".stl", ".off", ".glb", ".gltf"}
+DIRECTIONS = ("+x", "-x", "+y", "-y", "+z", "-z")  # same order as sim_worker.validate.DIRECTIONS
+
+
+class InputError(Exception):
+    """A problem with what the user gave (exit code 2)."""
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def parse_primitive(text: str) -> Any:
+    """``box:0.02,0.02,0.03`` -> :class:`~sim_worker.scene.SimObject` (sizes in MuJoCo semantics)."""
+    from .scene import object_from_primitive
+
+    kind, sep, sizes = text.partition(":")
+    if not sep or not sizes:
+        raise InputError(f"primitive {text!r}: expected kind:s1,s2,.. (e.g. box:0.02,0.02,0.03)")
+    try:
+        values = tuple(float(s) for s in sizes.split(","))
+    except ValueError:
+        raise InputError(f"primitive {text!r}: sizes must be comma-separated numbers") from None
+    try:
+        return object_from_primitive(kind.strip(), values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InputError(f"primitive {text!r}: {exc}") from None
+
+
+def load_sim_object(spec: str) -> Any:
+    """Resolve ``--object`` into a :class:`~sim_worker.scene.SimObject` (see the module docstring)."""
+    import numpy as np
+
+    from .scene import object_from_mesh, object_from_points
+
+    if spec.startswith("primitive:"):
+        return parse_primitive(spec.removeprefix("primitive:"))
+    path = Path(spec)
+    try:
+        if path.is_file():
+            suffix = path.suffix.lower()
+            if suffix == ".npy":
+                arr = np.load(path, allow_pickle=False)
+                if arr.ndim != 2 or arr.shape[1] not in (3, 6):
+                    raise InputError(f"{path}: expected an (N,3) or (N,6) point array, got shape {arr.shape}")
+                return object_from_points(np.asarray(arr[:, :3], dtype=np.float64), source=str(path))
+            if suffix == ".ply" and not _ply_has_faces(path):
+                from models.objects import read_ply
+
+                pts, _ = read_ply(path)
+                return object_from_points(np.asarray(pts, dtype=np.float64), source=str(path))
+            if suffix in MESH_SUFFIXES | {".ply"}:
+                import trimesh
+
+                mesh = trimesh.load(path, force="mesh")
+                if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+                    raise InputError(f"{path}: no triangles found; give a mesh or a point cloud")
+                return object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=str(path))
+            raise InputError(f"{path}: unsupported object file type {suffix!r}")
+        if path.exists():
+            raise InputError(f"{path}: not a regular file")
+        from models import objects
+
+        try:
+            mesh = objects.load_mesh(spec)
+        except KeyError as exc:
+            raise InputError(f"object {spec!r} is neither an existing file nor a known object id ({exc})") from None
+        return object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=spec)
+    except InputError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise InputError(f"object {spec!r}: {exc}") from None
+
+
+def _ply_has_faces(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(4096)
+    end = head.find(b"end_header")
+    header = head[: end if end >= 0 else len(head)].decode("ascii", "replace")
+    for line in header.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "element" and parts[1] == "face":
+            return int(parts[2]) > 0
+    return False
+
+
+def load_grasp_file(path: str) -> tuple[Any, dict[str, Any]]:
+    """(GraspSet, the raw JSON document); every failure is an :class:`InputError` naming the file."""
+    from pydantic import ValidationError
+
+    from models.grasp import GraspSet
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"grasp file not found: {path}" if not p.exists() else f"grasp file is not a file: {path}")
+    try:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: malformed JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object with a 'grasps' list, got {type(doc).__name__}")
+    try:
+        gs = GraspSet.model_validate(doc)
+    except ValidationError as exc:
+        raise InputError(f"{path}: not a valid grasp set: {exc}") from None
+    return gs, doc
+
+
+def resolve_object(primitive: str | None, obj: str | None, doc: dict[str, Any]) -> Any:
+    if primitive:
+        return parse_primitive(primitive)
+    if obj:
+        return load_sim_object(obj)
+    prim = doc.get("primitive")
+    if isinstance(prim, dict) and "kind" in prim and "size" in prim:
+        sizes = prim["size"] if isinstance(prim["size"], list) else [prim["size"]]
+        return parse_primitive(f"{prim['kind']}:{','.join(str(s) for s in sizes)}")
+    if isinstance(doc.get("object"), str) and doc["object"]:
+        return load_sim_object(doc["object"])
+    raise InputError("no object: give --object ID|MESH|CLOUD or --primitive kind:s1,s2,..")
+
+
+def load_config(path: str | None) -> Any:
+    from .config import SimConfig
+
+    if path is None:
+        return SimConfig()
+    try:
+        return SimConfig.from_file(path)
+    except FileNotFoundError:
+        raise InputError(f"config file not found: {path}") from None
+    except (json.JSONDecodeError, ValueError, TypeError, OSError) as exc:
+        raise InputError(f"config {path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------- summaries
+def _mean(xs: Sequence[float]) -> float | None:
+    return float(sum(xs) / len(xs)) if xs else None
+
+
+def _reason_key(reason: str) -> str:
+    """Group failure reasons: numbers replaced so "slipped 1.2 cm" and "slipped 3.4 cm" count together."""
+    return re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason) or "unknown"
+
+
+def summarize_validation(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    n = len(results)
+    ok = sum(bool(r.get("success")) for r in results)
+    disturbed = [r for r in results if r.get("translation_m")]
+    return {
+        "n": n,
+        "succeeded": ok,
+        "failed": n - ok,
+        "success_rate": ok / n if n else None,
+        "initial_penetration_failures": sum(1 for r in results if str(r.get("reason", "")).startswith("initial")),
+        "failure_reasons": dict(Counter(_reason_key(str(r.get("reason", ""))) for r in results if not r.get("success"))),
+        "direction_pass_counts": {d: sum(bool(r.get("passed", {}).get(d)) for r in results) for d in DIRECTIONS},
+        "mean_translation_m": {d: _mean([r["translation_m"][d] for r in disturbed if d in r["translation_m"]])
+                               for d in DIRECTIONS},
+        "mean_rotation_deg": {d: _mean([r["rotation_deg"][d] for r in disturbed if d in r.get("rotation_deg", {})])
+                              for d in DIRECTIONS},
+        "mean_contact_count": _mean([float(r.get("contact_count", 0)) for r in disturbed]),
+    }
+
+
+def summarize_execution(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    n = len(results)
+    succ = [r for r in results if r.get("success")]
+    mpe = [float(r["mpe_m"]) for r in succ if r.get("mpe_m") is not None]
+    disp = [float(r["object_displacement_before_lift_m"]) for r in results
+            if r.get("object_displacement_before_lift_m") is not None]
+    return {
+        "n": n,
+        "succeeded": len(succ),
+        "failed": n - len(succ),
+        "success_rate": len(succ) / n if n else None,
+        "mean_mpe_m_successes": _mean(mpe),
+        "mean_lift_height_m": _mean([float(r.get("lift_height_m", 0.0)) for r in results]),
+        "mean_lift_height_m_successes": _mean([float(r.get("lift_height_m", 0.0)) for r in succ]),
+        "mean_object_displacement_before_lift_m": _mean(disp),
+        "table_contacts": sum(bool(r.get("table_contact")) for r in results),
+        "failure_reasons": dict(Counter(_reason_key(str(r.get("reason", ""))) for r in results if not r.get("success"))),
+    }
+
+
+def write_renders(results: list[dict[str, Any]], render_dir: str) -> int:
+    """Decode base64 keyframes (and a GIF, if any) to files; the JSON keeps their paths. Returns files written."""
+    out = Path(render_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for r in results:
+        i = int(r["index"])
+        frames = r.get("keyframes") or {}
+        paths: dict[str, str] = {}
+        for name, b64 in frames.items():
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))
+            p = out / f"grasp{i:04d}_{safe}.png"
+            p.write_bytes(base64.b64decode(b64))
+            paths[name] = str(p)
+            written += 1
+        if frames:
+            r["keyframes"] = paths
+        if isinstance(r.get("gif"), str):
+            p = out / f"grasp{i:04d}.gif"
+            p.write_bytes(base64.b64decode(r["gif"]))
+            r["gif"] = str(p)
+            written += 1
+    return written
+
+
+# ---------------------------------------------------------------------------------------- command
+def _cmd_sim(a: argparse.Namespace) -> int:
+    try:
+        return _run(a)
+    except InputError as exc:
+        print(f"dexgrasp sim {a.sim_action}: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"dexgrasp sim {a.sim_action}: simulation failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"dexgrasp sim {a.sim_action}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .parallel import SimPool, default_procs
+
+    if a.limit is not None and a.limit < 0:
+        raise InputError(f"--limit must be >= 0, got {a.limit}")
+    if a.procs < 0:
+        raise InputError(f"--procs must be >= 0 (0: automatic), got {a.procs}")
+    gs, doc = load_grasp_file(a.grasps)
+    cfg = load_config(a.config)
+    obj = resolve_object(a.primitive, a.object, doc)
+    grasps = gs.grasps[: a.limit] if a.limit is not None else gs.grasps
+    execute = a.sim_action == "execute"
+    render = execute and a.render_dir is not None
+    if execute:
+        try:
+            from .policies import available_policies
+        except ImportError as exc:
+            raise RuntimeError(f"execution is not available: {exc}") from None
+        if a.policy not in available_policies():
+            raise InputError(f"unknown policy {a.policy!r}; available: {', '.join(available_policies())}")
+        if render:
+            os.environ.setdefault("MUJOCO_GL", "egl")  # before any worker starts: they inherit it
+    from .backends.base import GraspArrays
+
+    try:
+        arrays = [GraspArrays.from_grasp(g) for g in grasps]
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{a.grasps}: {exc}") from None
+    procs = a.procs or default_procs(len(arrays))
+    t0 = time.perf_counter()
+    with tqdm(total=len(arrays), desc=f"sim {a.sim_action}", unit="grasp", file=sys.stderr, dynamic_ncols=True,
+              disable=a.quiet) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        with SimPool(a.backend, procs=procs, cfg=cfg) as pool:
+            if execute:
+                results = pool.execute(obj, arrays, hand=gs.hand, policy=a.policy, render=render, seed=a.seed,
+                                       progress=progress)
+            else:
+                results = pool.validate(obj, arrays, hand=gs.hand, progress=progress)
+    wall = time.perf_counter() - t0
+    results = [{"index": i, **r} for i, r in enumerate(results)]
+    summary = summarize_execution(results) if execute else summarize_validation(results)
+    summary.update({
+        "wall_time_s": wall,
+        "grasps_per_s": len(results) / wall if wall > 0 else math.nan,
+        "procs": procs,
+        "backend": a.backend,
+    })
+    report: dict[str, Any] = {
+        "action": a.sim_action,
+        "grasps_file": a.grasps,
+        "object": obj.source,
+        "hand": gs.hand,
+        "summary": summary,
+    }
+    if execute:
+        report.update({"policy": a.policy, "seed": a.seed})
+        if render:
+            report["render_dir"] = a.render_dir
+            report["rendered_files"] = write_renders(results, a.render_dir)
+    report["config"] = cfg.to_dict()
+    if not a.summary_only:
+        report["results"] = results
+    text = json.dumps(report, indent=1)
+    if a.out:
+        try:
+            Path(a.out).write_text(text + "\n")
+        except OSError as exc:
+            raise InputError(f"cannot write --out {a.out}: {exc}") from None
+    print(text)
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    from .backends import available_backends
+
+    p.add_argument("grasps", help="grasp set JSON (shared schema); grasps in the object frame")
+    p.add_argument("--object", help="object id (see `objects list`), mesh (.obj/.stl/.ply), cloud (.ply/.npy) "
+                                    "or primitive:kind:s1,s2,..")
+    p.add_argument("--primitive", help="MuJoCo primitive kind:s1,s2,.. (box half-extents, sphere r, "
+                                       "cylinder/capsule r,half-height, ellipsoid radii), e.g. box:0.02,0.02,0.03")
+    p.add_argument("--procs", type=int, default=0, help="worker processes (default 0: automatic, <= CPU cores)")
+    p.add_argument("--config", help="SimConfig JSON (sections physics / validation / execution)")
+    p.add_argument("--out", help="also write the JSON result here")
+    p.add_argument("--limit", type=int, default=None, help="only the first N grasps")
+    p.add_argument("--backend", default="mujoco", choices=available_backends())
+    p.add_argument("--summary-only", action="store_true", help="leave the per-grasp results out of the JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def add_sim_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``sim`` (with actions ``validate`` and ``execute``) on an argparse sub-parsers object."""
+    s: argparse.ArgumentParser = sub.add_parser(
+        "sim", help="validate or execute grasps in simulation (MuJoCo)",
+        description="Physics checks of a grasp file: six-direction disturbance validation or table-top execution.",
+    )
+    actions = s.add_subparsers(dest="sim_action", required=True)
+    v = actions.add_parser("validate", help="six-direction disturbance test of every grasp")
+    _add_common(v)
+    v.set_defaults(fn=_cmd_sim)
+    e = actions.add_parser("execute", help="pick each grasp up from a table with a policy, optionally rendered")
+    _add_common(e)
+    e.add_argument("--render-dir", help="render keyframes and write them here as PNG files")
+    e.add_argument("--seed", type=int, default=0, help="grasp i runs with seed S + i")
+    e.add_argument("--policy", default="scripted", help="execution policy (default: scripted)")
+    e.set_defaults(fn=_cmd_sim)
+    return s
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry: ``python -m sim_worker.cli sim validate ...`` (the leading ``sim`` is optional)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in and args_in[0] in ("validate", "execute"):
+        args_in.insert(0, "sim")
+    p = argparse.ArgumentParser(prog="dexgrasp", description="Dexterous grasp simulation tools")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    add_sim_parser(sub)
+    a = p.parse_args(args_in)
+    return int(a.fn(a))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,388 @@
+"""Run many grasps through a simulator backend on several CPU cores.
+
+:class:`SimPool` owns ``procs`` worker processes started with the ``spawn``
+context (MuJoCo and OpenGL state must never be forked). Each worker creates its
+backend once and reuses it for every task it gets, so a pool is one simulator
+per process for its whole life. ``procs=1`` runs the backend in the calling
+process, which is what tests and debuggers want.
+
+A call (:meth:`SimPool.validate`, :meth:`SimPool.execute`) cuts the grasps into
+chunks that the workers pull from one shared queue (idle workers take the next
+chunk, so fast failures and slow successes balance out). Workers send one
+message per finished grasp; the caller puts results back in input order and
+calls ``progress(done, total)`` as they arrive. Grasps are run one at a time
+through the backend with ``seed + index`` for execution, so results do not depend
+on ``procs`` or on the chunking.
+
+Objects (:class:`~sim_worker.scene.SimObject`), grasps
+(:class:`~sim_worker.backends.base.GraspArrays`) and the
+:class:`~sim_worker.config.SimConfig` are frozen dataclasses of numpy arrays and
+numbers; they are pickled onto the pool's own local queues, never sent anywhere
+else.
+
+Errors: an exception while simulating grasp ``i`` is re-raised in the caller as
+``RuntimeError("simulation failed on grasp i: Type: message")`` (the worker's
+traceback is the ``__cause__``); the pool cancels the rest of that call and stays
+usable. A worker that dies (crash, out of memory) shuts the pool down and raises
+a ``RuntimeError`` naming the grasp it was running. ``close()`` (also on leaving
+the ``with`` block, including by an exception or Ctrl-C) stops the workers,
+terminating them if they do not stop within a few seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import queue
+import signal
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from .backends import get_backend
+from .backends.base import GraspArrays, Progress, SimBackend
+from .config import SimConfig
+from .scene import SimObject
+
+POLL_S = 0.2  # how often the caller checks worker liveness and ``should_stop`` while waiting
+JOIN_S = 5.0  # grace period for workers to exit on close() before they are terminated
+MAX_CHUNK = 32
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker process (set as ``__cause__``)."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One chunk of one call, as sent to a worker."""
+
+    job: int
+    kind: str  # "validate" or "execute"
+    start: int  # global index of grasps[0]
+    obj: SimObject
+    grasps: tuple[GraspArrays, ...]
+    cfg: SimConfig
+    hand: str
+    options: dict[str, Any] = field(default_factory=dict)  # execute: policy, render, seed
+
+
+def _as_arrays(grasps: Sequence[Any]) -> list[GraspArrays]:
+    """Accept :class:`GraspArrays` or :class:`models.grasp.Grasp` (converted once, in the caller)."""
+    return [g if isinstance(g, GraspArrays) else GraspArrays.from_grasp(g) for g in grasps]
+
+
+def _run_one(
+    backend: SimBackend, task: _Task, i: int, should_stop: Callable[[], bool] | None
+) -> dict[str, Any] | None:
+    """Simulate grasp ``task.start + i``; None when the backend stopped before it."""
+    g = [task.grasps[i]]
+    if task.kind == "validate":
+        out = backend.validate(task.obj, g, task.cfg, hand=task.hand, should_stop=should_stop)
+    elif task.kind == "execute":
+        o = task.options
+        out = backend.execute(
+            task.obj, g, task.cfg, hand=task.hand, policy=o["policy"], render=o["render"],
+            seed=o["seed"] + task.start + i, should_stop=should_stop,
+        )
+    else:  # pragma: no cover - internal
+        raise ValueError(f"unknown task kind {task.kind!r}")
+    return out[0] if out else None
+
+
+def _worker_main(
+    wid: int, backend_name: str, backend_kwargs: dict[str, Any], tasks: Any, results: Any, cancel: Any
+) -> None:
+    """Worker loop: one backend for the life of the process; ``None`` on the task queue ends it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller decides when to stop (close())
+    try:
+        backend = get_backend(backend_name, **backend_kwargs)
+    except BaseException as exc:
+        results.put(("fatal", wid, -1, -1, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        return
+    results.put(("ready", wid, -1, -1, None, None))
+    try:
+        while True:
+            task: _Task | None = tasks.get()
+            if task is None:
+                break
+            job = task.job
+
+            def stopped(job: int = job) -> bool:
+                return bool(cancel.value >= job)
+
+            results.put(("chunk", wid, job, task.start, len(task.grasps), None))
+            for i in range(len(task.grasps)):
+                if stopped():
+                    break
+                try:
+                    r = _run_one(backend, task, i, stopped)
+                except Exception as exc:
+                    results.put(("error", wid, job, task.start + i, f"{type(exc).__name__}: {exc}",
+                                 traceback.format_exc()))
+                    break
+                if r is None or stopped():  # cut short by a cancellation: the result is not valid
+                    break
+                results.put(("result", wid, job, task.start + i, r, None))
+            results.put(("done", wid, job, task.start, None, None))
+    finally:
+        backend.close()
+
+
+def _chunks(n: int, procs: int, chunk_size: int | None) -> list[tuple[int, int]]:
+    size = chunk_size or max(1, min(MAX_CHUNK, math.ceil(n / (4 * procs))))
+    return [(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+class SimPool:
+    """``procs`` simulator processes behind one call interface (see the module docstring).
+
+    >>> with SimPool("mujoco", procs=4, cfg=SimConfig()) as pool:  # doctest: +SKIP
+    ...     results = pool.validate(obj, grasps, progress=lambda done, total: None)
+    """
+
+    def __init__(
+        self, backend: str = "mujoco", procs: int = 1, cfg: SimConfig | None = None,
+        chunk_size: int | None = None, backend_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if procs < 1:
+            raise ValueError(f"procs must be >= 1, got {procs}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.backend_name = backend
+        self.procs = procs
+        self.cfg = cfg or SimConfig()
+        self.chunk_size = chunk_size
+        self._backend_kwargs = dict(backend_kwargs or {})
+        self._ctx = mp.get_context("spawn")
+        self._local: SimBackend | None = None
+        self._workers: list[BaseProcess] = []
+        self._tasks: Any = None
+        self._results: Any = None
+        self._cancel: Any = None
+        self._job = 0
+        self._started = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> SimPool:
+        """Create the backend (procs=1) or start the workers; idempotent, called on first use."""
+        if self._closed:
+            raise RuntimeError("the simulation pool is closed")
+        if self._started:
+            return self
+        self._started = True
+        if self.procs == 1:
+            self._local = get_backend(self.backend_name, **self._backend_kwargs)
+            return self
+        self._tasks = self._ctx.Queue()
+        self._results = self._ctx.Queue()
+        self._cancel = self._ctx.Value("q", 0)
+        for wid in range(self.procs):
+            p = self._ctx.Process(
+                target=_worker_main,
+                args=(wid, self.backend_name, self._backend_kwargs, self._tasks, self._results, self._cancel),
+                name=f"sim-worker-{wid}",
+                daemon=True,
+            )
+            p.start()
+            self._workers.append(p)
+        return self
+
+    def close(self) -> None:
+        """Stop the workers (cancelling any running call) and free the simulators. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+        if not self._workers:
+            return
+        with self._cancel.get_lock():
+            self._cancel.value = self._job
+        for _ in self._workers:
+            try:
+                self._tasks.put(None)
+            except (OSError, ValueError):  # pragma: no cover - queue already broken
+                break
+        for p in self._workers:
+            p.join(JOIN_S)
+        for p in self._workers:
+            if p.is_alive():
+                p.terminate()
+                p.join(JOIN_S)
+            if p.is_alive():  # pragma: no cover - ignores SIGTERM
+                p.kill()
+                p.join()
+        for q in (self._tasks, self._results):
+            q.cancel_join_thread()  # never block interpreter exit on unread items
+            q.close()
+        self._workers = []
+
+    def __enter__(self) -> SimPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort when close() was forgotten
+        if getattr(self, "_workers", None):
+            for p in self._workers:
+                if p.is_alive():
+                    p.terminate()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers (empty for procs=1)."""
+        return [p.pid for p in self._workers if p.pid is not None]
+
+    # ------------------------------------------------------------------ calls
+    def validate(
+        self, obj: SimObject, grasps: Sequence[Any], hand: str = "shadow", progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Six-direction disturbance test of every grasp (``validate.py``), results in input order.
+
+        ``grasps``: :class:`GraspArrays` or ``models.grasp.Grasp``. If ``should_stop()`` turns true the
+        call stops and returns the results of the completed prefix of ``grasps``."""
+        return self._run("validate", obj, grasps, hand, {}, progress, should_stop)
+
+    def execute(
+        self, obj: SimObject, grasps: Sequence[Any], hand: str = "shadow", policy: str = "scripted",
+        render: bool = False, seed: int = 0, progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Table-top execution of every grasp (``execute.py``); grasp ``i`` runs with seed ``seed + i``."""
+        return self._run("execute", obj, grasps, hand, {"policy": policy, "render": render, "seed": seed},
+                         progress, should_stop)
+
+    def _run(
+        self, kind: str, obj: SimObject, grasps: Sequence[Any], hand: str, options: dict[str, Any],
+        progress: Progress | None, should_stop: Callable[[], bool] | None,
+    ) -> list[dict[str, Any]]:
+        self.start()
+        arrays = _as_arrays(grasps)
+        n = len(arrays)
+        if n == 0:
+            return []
+        self._job += 1
+        task = _Task(self._job, kind, 0, obj, tuple(arrays), self.cfg, hand, options)
+        if self._local is not None:
+            return self._run_local(task, progress, should_stop)
+        return self._run_workers(task, progress, should_stop)
+
+    def _run_local(
+        self, task: _Task, progress: Progress | None, should_stop: Callable[[], bool] | None
+    ) -> list[dict[str, Any]]:
+        assert self._local is not None
+        n = len(task.grasps)
+        out: list[dict[str, Any]] = []
+        for i in range(n):
+            if should_stop is not None and should_stop():
+                break
+            try:
+                r = _run_one(self._local, task, i, should_stop)
+            except Exception as exc:
+                raise RuntimeError(f"simulation failed on grasp {i}: {type(exc).__name__}: {exc}") from exc
+            if r is None or (should_stop is not None and should_stop()):
+                break
+            out.append(r)
+            if progress is not None:
+                progress(i + 1, n)
+        return out
+
+    def _run_workers(
+        self, task: _Task, progress: Progress | None, should_stop: Callable[[], bool] | None
+    ) -> list[dict[str, Any]]:
+        n = len(task.grasps)
+        job = task.job
+        spans = _chunks(n, self.procs, self.chunk_size)
+        for s, e in spans:
+            self._tasks.put(_Task(job, task.kind, s, task.obj, task.grasps[s:e], task.cfg, task.hand, task.options))
+        results: list[dict[str, Any] | None] = [None] * n
+        running: dict[int, tuple[int, int]] = {}  # worker -> (chunk start, chunk length)
+        outstanding = len(spans)
+        done = 0
+        failure: tuple[int, str, str] | None = None  # (grasp index, message, traceback)
+        cancelled = False
+        try:
+            while outstanding:
+                try:
+                    kind, wid, mjob, idx, payload, tb = self._results.get(timeout=POLL_S)
+                except queue.Empty:
+                    self._check_workers(running, results)
+                    if not cancelled and should_stop is not None and should_stop():
+                        cancelled = self._cancel_job(job)
+                    continue
+                if kind == "fatal":
+                    raise RuntimeError(f"simulation worker {wid} could not start the {self.backend_name!r} "
+                                       f"backend: {payload}") from RemoteTraceback(tb)
+                if mjob != job:  # stale message of an earlier cancelled call
+                    continue
+                if kind == "chunk":
+                    running[wid] = (idx, int(payload))
+                elif kind == "done":
+                    running.pop(wid, None)
+                    outstanding -= 1
+                elif kind == "result":
+                    if results[idx] is None:
+                        results[idx] = payload
+                        done += 1
+                        if progress is not None and not cancelled:
+                            progress(done, n)
+                elif kind == "error":
+                    if failure is None or idx < failure[0]:
+                        failure = (idx, str(payload), str(tb))
+                    if not cancelled:
+                        cancelled = self._cancel_job(job)
+                if not cancelled and should_stop is not None and should_stop():
+                    cancelled = self._cancel_job(job)
+        except BaseException:
+            self.close()  # a broken or interrupted call leaves no workers behind
+            raise
+        if failure is not None:
+            idx, msg, tb = failure
+            raise RuntimeError(f"simulation failed on grasp {idx}: {msg}") from RemoteTraceback(tb)
+        out: list[dict[str, Any]] = []
+        for r in results:
+            if r is None:
+                break
+            out.append(r)
+        return out
+
+    def _cancel_job(self, job: int) -> bool:
+        with self._cancel.get_lock():
+            self._cancel.value = max(self._cancel.value, job)
+        return True
+
+    def _check_workers(self, running: dict[int, tuple[int, int]], results: Sequence[Any]) -> None:
+        for wid, p in enumerate(self._workers):
+            if p.is_alive():
+                continue
+            where = ""
+            if wid in running:
+                s, length = running[wid]
+                pending = [i for i in range(s, s + length) if results[i] is None]
+                if pending:
+                    where = f" while running grasp {pending[0]}"
+            raise RuntimeError(f"simulation worker {wid} (pid {p.pid}) died with exit code {p.exitcode}{where}")
+
+
+def default_procs(n_grasps: int, per_proc: int = 8) -> int:
+    """A sensible worker count: one per ``per_proc`` grasps, at most one per CPU core, at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_grasps // per_proc))
+
+
+__all__ = ["RemoteTraceback", "SimPool", "default_procs"]

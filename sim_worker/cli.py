@@ -303,7 +303,7 @@ def _run(a: argparse.Namespace) -> int:
 
         with SimPool(a.backend, procs=procs, cfg=cfg) as pool:
             if execute:
-                results = pool.execute(obj, arrays, hand=gs.hand, policy=a.policy, render=render, seed=a.seed,
+                results = pool.execute(obj, arrays, hand=gs.hand, policy=a.policy, render=render, seed=a.seed, gif=a.gif,
                                        progress=progress)
             else:
                 results = pool.validate(obj, arrays, hand=gs.hand, progress=progress)
@@ -373,6 +373,7 @@ def add_sim_parser(sub: Any) -> argparse.ArgumentParser:
     e.add_argument("--render-dir", help="render keyframes and write them here as PNG files")
     e.add_argument("--seed", type=int, default=0, help="grasp i runs with seed S + i")
     e.add_argument("--policy", default="scripted", help="execution policy (default: scripted)")
+    e.add_argument("--gif", action="store_true", help="also write an animated GIF of each rollout (needs --render-dir)")
     e.set_defaults(fn=_cmd_sim)
     return s
 

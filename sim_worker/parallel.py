@@ -93,7 +93,7 @@ def _run_one(
         o = task.options
         out = backend.execute(
             task.obj, g, task.cfg, hand=task.hand, policy=o["policy"], render=o["render"],
-            seed=o["seed"] + task.start + i, should_stop=should_stop,
+            seed=o["seed"] + task.start + i, should_stop=should_stop, gif=o.get("gif", False),
         )
     else:  # pragma: no cover - internal
         raise ValueError(f"unknown task kind {task.kind!r}")
@@ -261,11 +261,11 @@ class SimPool:
     def execute(
         self, obj: SimObject, grasps: Sequence[Any], hand: str = "shadow", policy: str = "scripted",
         render: bool = False, seed: int = 0, progress: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None, gif: bool = False,
     ) -> list[dict[str, Any]]:
         """Table-top execution of every grasp (``execute.py``); grasp ``i`` runs with seed ``seed + i``."""
-        return self._run("execute", obj, grasps, hand, {"policy": policy, "render": render, "seed": seed},
-                         progress, should_stop)
+        opts = {"policy": policy, "render": render, "seed": seed, "gif": gif}
+        return self._run("execute", obj, grasps, hand, opts, progress, should_stop)
 
     def _run(
         self, kind: str, obj: SimObject, grasps: Sequence[Any], hand: str, options: dict[str, Any],

@@ -58,7 +58,7 @@ class SimBackend(Protocol):
 
     def execute(
         self, obj: SimObject, grasps: Sequence[GraspArrays], cfg: SimConfig, hand: str = "shadow",
-        policy: str = "scripted", render: bool = False, seed: int = 0,
+        policy: str = "scripted", render: bool = False, seed: int = 0, gif: bool = False,
         progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
     ) -> list[dict[str, Any]]: ...
 

@@ -53,18 +53,21 @@ class MujocoBackend:
 
     def execute(
         self, obj: SimObject, grasps: Sequence[GraspArrays], cfg: SimConfig, hand: str = "shadow",
-        policy: str = "scripted", render: bool = False, seed: int = 0,
+        policy: str = "scripted", render: bool = False, seed: int = 0, gif: bool = False,
         progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
     ) -> list[dict[str, Any]]:
         from ..execute import execute_grasp
 
         e = cfg.execution
-        sc, data = self.scene(obj, cfg, hand, e.table_z, e.gravity, with_visual=render)
+        sc, data = self.scene(obj, cfg, hand, e.table_z, e.gravity, with_visual=render or gif)
         out: list[dict[str, Any]] = []
         for i, g in enumerate(grasps):
             if should_stop is not None and should_stop():
                 break
-            r = execute_grasp(sc, data, g, cfg, policy=policy, render=render, seed=seed + i, should_stop=should_stop)
+            r = execute_grasp(
+                sc, data, g, cfg, policy=policy, render=render, seed=seed + i, should_stop=should_stop,
+                render_gif=gif,
+            )
             out.append(r.to_dict())
             if progress is not None:
                 progress(i + 1, len(grasps))

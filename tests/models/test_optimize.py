@@ -1,0 +1,82 @@
+"""The ``optimize`` proposer: input refusals, determinism, time budget, schema of its output.
+(Quality is measured by a benchmark, not asserted here.)"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.energy import SupportPlane
+from models.proposers import available_proposers, get_proposer
+from models.proposers.optimize import OptimizeConfig
+
+
+def _sphere(n: int = 600, r: float = 0.035, z0: float = 0.0):
+    i = torch.arange(n, dtype=torch.float32) + 0.5
+    phi = torch.acos(1 - 2 * i / n)
+    th = math.pi * (1 + 5**0.5) * i
+    nrm = torch.stack([torch.cos(th) * torch.sin(phi), torch.sin(th) * torch.sin(phi), torch.cos(phi)], -1)
+    return nrm * r + torch.tensor([0, 0, z0]), nrm
+
+
+@pytest.fixture(scope="module")
+def proposer():
+    return get_proposer("optimize", cfg=OptimizeConfig(steps=12))
+
+
+def test_registry():
+    assert "optimize" in available_proposers()
+    with pytest.raises(ValueError, match="available: optimize"):
+        get_proposer("nope")
+
+
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        (torch.randn(20, 3) * 0.03, "at least 50"),
+        (torch.cat([torch.randn(100, 3) * 0.03, torch.tensor([[math.nan, 0, 0]])]), "NaN"),
+        (torch.randn(200, 3) * 1.0, "spans"),
+        (torch.cat([torch.rand(300, 2) * 0.1, torch.zeros(300, 1)], 1), "flat"),
+    ],
+)
+def test_degenerate_clouds_are_refused(proposer, points, message):
+    with pytest.raises(ValueError, match=message):
+        proposer.propose(points, torch.nn.functional.normalize(torch.randn_like(points), dim=-1), 4)
+
+
+def test_deterministic_for_a_seed(proposer):
+    p, n = _sphere()
+    a = proposer.propose(p, n, 4, seed=3)
+    b = proposer.propose(p, n, 4, seed=3)
+    assert [g.pose.position for g in a.grasps] == [g.pose.position for g in b.grasps]
+    c = proposer.propose(p, n, 4, seed=4)
+    assert [g.pose.position for g in a.grasps] != [g.pose.position for g in c.grasps]
+
+
+def test_time_budget_returns_best_so_far():
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=10_000))
+    p, n = _sphere()
+    res = prop.propose(p, n, 4, time_budget_s=0.5)
+    assert 0 < res.steps_run < 10_000 and len(res.grasps) == 4
+
+
+def test_output_schema_pregrasp_and_squeeze(proposer):
+    from models.grasp import grasps_to_tensors
+    from models.hands import get_hand
+
+    p, n = _sphere(z0=0.05)
+    plane = SupportPlane(torch.tensor([0.0, 0.0, 1.0]), 0.0)  # table at z = 0 under the sphere
+    seen = []
+    res = proposer.propose(p, n, 6, plane=plane, progress=lambda s, t, e: seen.append(s))
+    assert seen and seen[-1] == 12
+    h = get_hand("shadow", dtype="float32")
+    assert len(res.grasps) == 6 and res.energy["total"].shape == (6,)
+    for g in res.grasps:
+        assert g.squeeze is not None and "energy" in g.scores
+        assert g.pregrasp.joints == dict(zip(h.joint_names, h.open_pose.tolist()))
+    # the pre-grasp hand is clear of the object by at least 1 cm
+    pos, rot, _ = grasps_to_tensors([g.model_copy(update={"pose": g.pregrasp.pose}) for g in res.grasps])
+    frames = h.forward_kinematics(pos, rot, h.open_pose.expand(6, -1))
+    assert h.signed_distance(frames, p.expand(6, -1, -1)).min() > 0.0099

@@ -35,7 +35,7 @@ class OptimizeConfig:
     """Every knob of the optimiser; units in the comments."""
 
     steps: int = 400  # annealing iterations
-    num_contacts: int = 4  # active contact candidates per grasp
+    num_contacts: int = 8  # active contact candidates per grasp (4 as in DexGraspNet: 11% sim success vs 38%)
     step_size: float = 0.005  # initial normalised step (m for translation, rad for joints)
     step_decay: float = 0.95  # multiplied every ``decay_every`` steps
     decay_every: int = 50
@@ -48,7 +48,7 @@ class OptimizeConfig:
     cone_deg: float = 30.0  # jitter of the approach direction
     joint_jitter: float = 0.1  # truncated-normal std of initial joints, as a share of each range
     min_elevation_deg: float = -20.0  # with a table: palm directions no lower than this above the table
-    squeeze_rad: float = 0.08  # squeeze target = joints + this in each joint's closing direction
+    squeeze_rad: float = 0.2  # squeeze target = joints + this in each closing direction (0.08: 38%, 0.15: 58%, 0.25: 68% sim success)
     pregrasp_back_m: float = 0.08  # pre-grasp palm backed off along the approach (grown until clear)
     weights: EnergyWeights = field(default_factory=EnergyWeights)
     # acceptance filter (DexGraspNet's thresholds, our units)

@@ -1,0 +1,123 @@
+"""Quality of the ``optimize`` proposer on validation objects: simulation success (six-direction
+test), Q1, eta_np, eta_tb, diversity (delta_t), time and valid grasps per minute.
+
+Run: ``.venv/bin/python bench/optimize_quality.py [--objects 8] [--grasps 16] [--steps 300] [--partial]``.
+Complete clouds by default; ``--partial`` uses single-view depth-camera clouds (table present and
+removed by RANSAC) while metrics and simulation use the full mesh. Objects: the first N of the
+validation split, one per family in turn. Prints one JSON object with the hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.foundation import hardware
+from models import objects
+from models.diversity import diversity
+from models.energy import SupportPlane
+from models.grasp import grasps_to_tensors
+from models.hands import get_hand
+from models.proposers import get_proposer
+from models.proposers.optimize import OptimizeConfig
+from models.quality import ObjectSurface, grasp_quality, summarize
+from sim_worker.backends.base import GraspArrays
+from sim_worker.config import SimConfig
+from sim_worker.parallel import SimPool
+from sim_worker.scene import object_from_mesh
+
+
+def pick_objects(n: int) -> list[str]:
+    by_family: dict[str, list[str]] = {}
+    for e in objects.objects("validation"):
+        by_family.setdefault(e.family, []).append(e.id)
+    out: list[str] = []
+    while len(out) < n and any(by_family.values()):
+        for fam in sorted(by_family):
+            if by_family[fam] and len(out) < n:
+                out.append(by_family[fam].pop(0))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--objects", type=int, default=8)
+    ap.add_argument("--grasps", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--points", type=int, default=1024)
+    ap.add_argument("--partial", action="store_true")
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], help="OptimizeConfig override, e.g. --set num_contacts=6")
+    a = ap.parse_args()
+    overrides = {}
+    for item in a.set:
+        k, v = item.split("=", 1)
+        overrides[k] = type(getattr(OptimizeConfig(), k))(v)
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=a.steps, **overrides))
+    hand = get_hand("shadow", dtype="float64")
+    rows = []
+    t_opt = 0.0
+    with SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool:
+        for oid in tqdm(pick_objects(a.objects), desc="objects"):
+            mesh = objects.load_mesh(oid)
+            dense_p, dense_n = objects.complete_cloud(mesh, n=20000, seed=1)
+            surface = ObjectSurface(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
+            plane = None
+            if a.partial:
+                from models.geometry import estimate_normals, remove_support_plane, voxel_downsample
+
+                world, pose, _ = objects.place_on_table(mesh, seed=0)
+                view = objects.partial_cloud(world, seed=0, with_normals=False)
+                pts = torch.tensor(view.points, dtype=torch.float32)
+                kept, pl, _ = remove_support_plane(pts, torch.tensor([0.0, 0.0, 1.0]))
+                kept, _ = voxel_downsample(kept, 0.003)
+                nrm = estimate_normals(kept[None], viewpoint=torch.tensor(view.camera_position, dtype=torch.float32)[None])[0]
+                # back to the object frame (metrics and simulation use the mesh in its own frame)
+                inv = np.linalg.inv(pose)
+                cloud = kept.double() @ torch.tensor(inv[:3, :3].T) + torch.tensor(inv[:3, 3])
+                nrm = nrm.double() @ torch.tensor(inv[:3, :3].T)
+                if pl is not None:
+                    n_obj = torch.tensor(inv[:3, :3]) @ pl.normal.double()
+                    plane = SupportPlane(n_obj.float(), float(pl.offset + pl.normal.double() @ torch.tensor(pose[:3, 3])))
+                pts_in, nrm_in = cloud.float(), nrm.float()
+            else:
+                p, n = objects.complete_cloud(mesh, n=a.points, seed=0)
+                pts_in, nrm_in = torch.tensor(p), torch.tensor(n)
+            t0 = time.perf_counter()
+            res = prop.propose(pts_in, nrm_in, a.grasps, plane=plane, seed=0)
+            t_opt += time.perf_counter() - t0
+            pos, rot, q = grasps_to_tensors(res.grasps, dtype=torch.float64)
+            per = grasp_quality(hand, pos, rot, q, surface)
+            summ = summarize(per)
+            div = diversity(hand, pos, rot, q, surface.points.mean(0))
+            sim = pool.validate(object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid),
+                                [GraspArrays.from_grasp(g) for g in res.grasps])
+            ok = [r["success"] for r in sim]
+            rows.append({"object": oid, "sim_success": float(np.mean(ok)), "sim_success_top4": float(np.mean(ok[:4])),
+                         "energy_valid": float(res.valid.float().mean()), "mean_q1": summ["mean_q1"],
+                         "eta_np": summ["eta_np"], "eta_tb": summ["eta_tb"], "delta_t": div["delta_t"],
+                         "opt_s": round(res.elapsed_s, 2), "sim_ok": int(sum(ok))})
+    keys = ["sim_success", "sim_success_top4", "energy_valid", "mean_q1", "eta_np", "eta_tb", "delta_t"]
+    total_ok = sum(r["sim_ok"] for r in rows)
+    out = {
+        "hardware": hardware(), "split": "validation", "cloud": "partial" if a.partial else "complete",
+        "objects": len(rows), "grasps_per_object": a.grasps, "steps": a.steps, "overrides": overrides,
+        "mean": {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys},
+        "optimizer_s_total": round(t_opt, 1),
+        "sim_valid_grasps_per_min_optimizer_time": round(60 * total_ok / t_opt, 1),
+        "per_object": rows,
+    }
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

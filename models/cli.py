@@ -66,6 +66,18 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth(a: argparse.Namespace) -> int:
+    from .synth import SynthConfig, run_synth, summarize_dataset
+
+    if a.summary:
+        print(json.dumps(summarize_dataset(a.out), indent=1))
+        return 0
+    cfg = SynthConfig(split=a.split, poses_per_object=a.poses, grasps_per_scene=a.grasps, steps=a.steps,
+                      max_objects=a.max_objects, seed=a.seed, procs=a.procs, simulate=not a.no_sim)
+    print(json.dumps(run_synth(a.out, cfg), indent=1))
+    return 0
+
+
 def _cmd_serve(a: argparse.Namespace) -> int:
     # The HTTP service is not built yet (issue "Grasp proposal API"); until then the main job
     # is the foundation demo: synthesise a few grasps, measure them, draw them.
@@ -114,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=300)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=_cmd_demo)
+
+    y = sub.add_parser("synth", help="synthesise a grasp dataset (sharded, resumable; re-run to continue)")
+    y.add_argument("--split", choices=["train", "validation", "test"], default="train")
+    y.add_argument("--out", required=True, help="dataset folder (shards/, config.json, summary.json)")
+    y.add_argument("--poses", type=int, default=2, help="resting poses per object")
+    y.add_argument("--grasps", type=int, default=32, help="grasps optimised per scene")
+    y.add_argument("--steps", type=int, default=200)
+    y.add_argument("--max-objects", type=int, default=None)
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--procs", type=int, default=2, help="simulation processes")
+    y.add_argument("--no-sim", action="store_true", help="filter by penetration only (no MuJoCo test)")
+    y.add_argument("--summary", action="store_true", help="only print the summary card of --out")
+    y.set_defaults(fn=_cmd_synth)
 
     try:
         from sim_worker.cli import add_sim_parser

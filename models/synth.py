@@ -87,19 +87,19 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, pool: Any) ->
     sel = np.nonzero(final)[0]
     names = hand.joint_names
 
-    def arr(fn: Any, dtype: Any = np.float32) -> np.ndarray:
-        return np.array([fn(res.grasps[i]) for i in sel], dtype=dtype).reshape(len(sel), -1)
+    def arr(fn: Any, width: int) -> np.ndarray:
+        return np.array([fn(res.grasps[i]) for i in sel], dtype=np.float32).reshape(len(sel), width)
 
     return {
         "format": np.array(FORMAT),
         "object_id": np.array(object_id),
         "scale": np.array(objects.entry(object_id).scale, dtype=np.float64),
         "rest_pose": pose.astype(np.float64),
-        "palm_position": arr(lambda g: g.pose.position),
-        "palm_quaternion_wxyz": arr(lambda g: g.pose.quaternion_wxyz),
-        "joints": arr(lambda g: [g.joints[k] for k in names]),
-        "squeeze": arr(lambda g: [g.squeeze[k] for k in names]),
-        "pregrasp_position": arr(lambda g: g.pregrasp.pose.position),
+        "palm_position": arr(lambda g: g.pose.position, 3),
+        "palm_quaternion_wxyz": arr(lambda g: g.pose.quaternion_wxyz, 4),
+        "joints": arr(lambda g: [g.joints[k] for k in names], len(names)),
+        "squeeze": arr(lambda g: [g.squeeze[k] for k in names], len(names)),
+        "pregrasp_position": arr(lambda g: g.pregrasp.pose.position, 3),
         "q1": per["q1"].numpy()[sel].astype(np.float32),
         "energy": res.energy["total"].numpy()[sel].astype(np.float32),
         "stats": np.array([len(res.grasps), int(keep.sum()), len(sel)], dtype=np.int64),
@@ -117,7 +117,15 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> d
     shards = out / "shards"
     shards.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({"format": FORMAT, **asdict(cfg)}, indent=1) + "\n")
-    ids = [e.id for e in objects.objects(cfg.split)]
+    # round-robin over families so that a partial (killed) run already spans every family
+    by_family: dict[str, list[str]] = {}
+    for e in objects.objects(cfg.split):
+        by_family.setdefault(e.family, []).append(e.id)
+    ids = []
+    while any(by_family.values()):
+        for fam in sorted(by_family):
+            if by_family[fam]:
+                ids.append(by_family[fam].pop(0))
     if cfg.max_objects is not None:
         ids = ids[: cfg.max_objects]
     todo = [(oid, k) for oid in ids for k in range(cfg.poses_per_object) if not (shards / shard_name(oid, k)).exists()]

@@ -43,7 +43,7 @@ def load_object(spec: str, n_points: int = 20000, seed: int = 0) -> LoadedObject
             if arr.ndim != 2 or arr.shape[1] not in (3, 6):
                 raise ValueError(f"{path}: expected an (N,3) or (N,6) array, got shape {arr.shape}")
             pts, nrm = arr[:, :3], (arr[:, 3:] if arr.shape[1] == 6 else None)
-        elif suffix == ".ply" and not _ply_has_faces(path):
+        elif suffix == ".ply" and not objects.ply_has_faces(path):
             pts, nrm = objects.read_ply(path)
         elif suffix in MESH_SUFFIXES | {".ply"}:
             import trimesh
@@ -78,17 +78,6 @@ def load_object(spec: str, n_points: int = 20000, seed: int = 0) -> LoadedObject
         normals = torch.as_tensor(np.asarray(nrm, dtype=np.float64))
         normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return LoadedObject(ObjectSurface(points, normals), source, mesh)
-
-
-def _ply_has_faces(path: Path) -> bool:
-    head = path.open("rb").read(4096)
-    end = head.find(b"end_header")
-    header = head[: end if end >= 0 else len(head)].decode("ascii", "replace")
-    for line in header.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "element" and parts[1] == "face":
-            return int(parts[2]) > 0
-    return False
 
 
 def evaluate(gs: GraspSet, obj: LoadedObject, table_z: float | None = None, per_grasp: bool = True) -> dict[str, Any]:

@@ -71,6 +71,8 @@ def load_sim_object(spec: str) -> Any:
     """Resolve ``--object`` into a :class:`~sim_worker.scene.SimObject` (see the module docstring)."""
     import numpy as np
 
+    from models.objects import ply_has_faces
+
     from .scene import object_from_mesh, object_from_points
 
     if spec.startswith("primitive:"):
@@ -84,7 +86,7 @@ def load_sim_object(spec: str) -> Any:
                 if arr.ndim != 2 or arr.shape[1] not in (3, 6):
                     raise InputError(f"{path}: expected an (N,3) or (N,6) point array, got shape {arr.shape}")
                 return object_from_points(np.asarray(arr[:, :3], dtype=np.float64), source=str(path))
-            if suffix == ".ply" and not _ply_has_faces(path):
+            if suffix == ".ply" and not ply_has_faces(path):
                 from models.objects import read_ply
 
                 pts, _ = read_ply(path)
@@ -110,18 +112,6 @@ def load_sim_object(spec: str) -> Any:
         raise
     except (ValueError, OSError) as exc:
         raise InputError(f"object {spec!r}: {exc}") from None
-
-
-def _ply_has_faces(path: Path) -> bool:
-    with path.open("rb") as f:
-        head = f.read(4096)
-    end = head.find(b"end_header")
-    header = head[: end if end >= 0 else len(head)].decode("ascii", "replace")
-    for line in header.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "element" and parts[1] == "face":
-            return int(parts[2]) > 0
-    return False
 
 
 def load_grasp_file(path: str) -> tuple[Any, dict[str, Any]]:

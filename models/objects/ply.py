@@ -257,3 +257,16 @@ def write_ply(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(ply_bytes(points, normals, binary))
     return out
+
+
+def ply_has_faces(path: str | Path) -> bool:
+    """True when a PLY file declares a non-empty ``face`` element (a mesh, not a point cloud)."""
+    with Path(path).open("rb") as f:
+        head = f.read(4096)
+    end = head.find(b"end_header")
+    header = head[: end if end >= 0 else len(head)].decode("ascii", "replace")
+    for line in header.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "element" and parts[1] == "face":
+            return int(parts[2]) > 0
+    return False

@@ -48,6 +48,10 @@ class ValidationConfig:
 @dataclass(frozen=True)
 class ExecutionConfig:
     table_z: float = 0.0
+    object_settle_s: float = 0.3  # object alone on the table (hand far above) before the policy starts
+    table_tolerance_m: float = 0.01  # a goal grasp reaching deeper than this under the table is refused
+    pregrasp_backoff_m: float = 0.10  # pre-grasp distance along -approach when the grasp carries none
+    pregrasp_clearance_m: float = 0.01  # a pre-grasp closer than this to the table is raised straight up
     start_height_m: float = 0.25  # palm start height above the object top, palm down, hand open
     pregrasp_s: float = 1.0  # move to the pre-grasp pose
     approach_s: float = 0.6  # pre-grasp to grasp pose along the approach

@@ -9,9 +9,9 @@ actuators to the goal grasp and lifts. Per rollout:
    function of its collision geoms) at ``table_z``, identity rotation unless
    ``object_pose`` says otherwise; the grasp, given in the object frame, is
    moved to the world. A grasp whose hand reaches more than
-   ``TABLE_TOLERANCE_M`` under the table fails at once ("grasp under the
+   ``ExecutionConfig.table_tolerance_m`` under the table fails at once ("grasp under the
    table"), nothing is simulated;
-2. the object settles for ``SETTLE_S`` with gravity on, the hand held at the
+2. the object settles for ``ExecutionConfig.object_settle_s`` with gravity on, the hand held at the
    start; the goal is re-placed on the settled object;
 3. the policy acts (every physics step unless it asks for a slower rate):
    mocap pose = its root target, finger ``ctrl`` = its joint targets
@@ -66,10 +66,6 @@ from .validate import set_hand, squeeze_targets
 
 F64 = NDArray[np.float64]
 
-SETTLE_S = 0.3  # object alone on the table (hand far above) before the policy starts
-TABLE_TOLERANCE_M = 0.01  # a goal grasp reaching deeper than this under the table is refused
-PREGRASP_BACKOFF_M = 0.10  # pre-grasp distance along -approach when the grasp carries none
-PREGRASP_CLEARANCE_M = 0.01  # a pre-grasp closer than this to the table is raised (straight up)
 POINT_CLOUD_SIZE = 1024  # surface samples for policies that observe the object's cloud
 STOP_CHECK_STEPS = 50  # poll ``should_stop`` this often (steps)
 KEYFRAME_SIZE = (320, 240)  # width, height
@@ -226,7 +222,7 @@ class _WorldGrasp:
     pre_quat: F64
 
 
-def _to_world(g: GraspArrays, scene: Scene, obj_pos: F64, obj_quat: F64) -> _WorldGrasp:
+def _to_world(g: GraspArrays, scene: Scene, obj_pos: F64, obj_quat: F64, backoff_m: float) -> _WorldGrasp:
     """The grasp and its pre-grasp (given or backed off along -approach) moved from the object frame."""
     r = quat_to_mat(obj_quat)
     pos = r @ np.asarray(g.position, dtype=np.float64) + obj_pos
@@ -235,7 +231,7 @@ def _to_world(g: GraspArrays, scene: Scene, obj_pos: F64, obj_quat: F64) -> _Wor
         pre_pos = r @ np.asarray(g.pre_position, dtype=np.float64) + obj_pos
     else:
         approach = quat_to_mat(quat) @ np.asarray(scene.spec.approach_direction, dtype=np.float64)
-        pre_pos = pos - PREGRASP_BACKOFF_M * approach
+        pre_pos = pos - backoff_m * approach
     pre_quat = quat if g.pre_quaternion_wxyz is None else quat_mul(obj_quat, np.asarray(g.pre_quaternion_wxyz))
     return _WorldGrasp(pos, quat, pre_pos, pre_quat)
 
@@ -390,12 +386,12 @@ def execute_grasp(
 
     def place(obj_pos: F64, obj_quat: F64) -> tuple[_WorldGrasp, str]:
         """World grasp on the object at this pose, pre-grasp kept off the table; or a refusal reason."""
-        wg = _to_world(g, scene, obj_pos, obj_quat)
+        wg = _to_world(g, scene, obj_pos, obj_quat, e.pregrasp_backoff_m)
         depth = e.table_z - _hand_lowest(scene, kin, wg.pos, wg.quat, joints, hand_geoms)
-        if depth > TABLE_TOLERANCE_M:
+        if depth > e.table_tolerance_m:
             return wg, f"grasp under the table ({depth * 100:.1f} cm below its surface)"
         pre_low = _hand_lowest(scene, kin, wg.pre_pos, wg.pre_quat, pre_joints, hand_geoms)
-        lift = e.table_z + PREGRASP_CLEARANCE_M - pre_low
+        lift = e.table_z + e.pregrasp_clearance_m - pre_low
         if lift > 0:  # the pre-grasp would touch the table: raise it (the approach then comes slightly from above)
             wg = _WorldGrasp(wg.pos, wg.quat, wg.pre_pos + np.array([0.0, 0.0, lift]), wg.pre_quat)
         return wg, ""
@@ -413,9 +409,9 @@ def execute_grasp(
     data.qpos[scene.object_qpos + 3 : scene.object_qpos + 7] = oq
     set_hand(scene, data, start_pos, start_quat, open_joints)
     mujoco.mj_forward(m, data)
-    for _ in range(max(1, round(SETTLE_S / dt))):
+    for _ in range(max(1, round(e.object_settle_s / dt))):
         mujoco.mj_step(m, data)
-    steps = max(1, round(SETTLE_S / dt))
+    steps = max(1, round(e.object_settle_s / dt))
     obj_pos = np.array(data.xpos[scene.object_body])
     obj_quat = np.array(data.xquat[scene.object_body])
     wg, refusal = place(obj_pos, obj_quat)  # the object may have shifted a little while settling
@@ -453,7 +449,10 @@ def execute_grasp(
 
     def mpe() -> float:
         """Keypoint error to the goal grasp placed on the object where it is now."""
-        here = _to_world(g, scene, np.array(data.xpos[scene.object_body]), np.array(data.xquat[scene.object_body]))
+        here = _to_world(
+            g, scene, np.array(data.xpos[scene.object_body]), np.array(data.xquat[scene.object_body]),
+            e.pregrasp_backoff_m,
+        )
         set_hand(scene, kin, here.pos, here.quat, joints)
         mujoco.mj_kinematics(m, kin)
         return float(np.linalg.norm(data.xpos[kp_bodies] - kin.xpos[kp_bodies], axis=1).mean())

@@ -62,7 +62,7 @@ from .backends.base import GraspArrays
 from .config import SimConfig
 from .policies import Goal, Observation, Policy, get_policy, mat_to_quat, quat_mul, quat_to_mat
 from .scene import Scene
-from .validate import set_hand, squeeze_targets
+from .validate import closing_direction, set_hand, squeeze_targets
 
 F64 = NDArray[np.float64]
 
@@ -73,8 +73,8 @@ GIF_SIZE = (160, 120)
 GIF_FRAME_S = 0.1
 # fixed free camera: in front of (-y) and above the object, aimed above it so the lifted hand stays in view
 CAMERA_AZIMUTH_DEG = 90.0
-CAMERA_ELEVATION_DEG = -25.0
-CAMERA_DISTANCE_M = 0.75
+CAMERA_ELEVATION_DEG = -15.0
+CAMERA_DISTANCE_M = 0.7
 
 
 @dataclass
@@ -367,8 +367,6 @@ def execute_grasp(
     else:
         # actuated joints: the validation's squeeze targets; coupled J0s get the same push (they follow anyway)
         lo, hi = _joint_ranges(scene)
-        from .validate import closing_direction
-
         squeeze = np.clip(joints + cfg.validation.squeeze_rad * closing_direction(scene), lo, hi)
         squeeze[scene.actuator_joint] = squeeze_targets(scene, joints, cfg.validation.squeeze_rad)
 
@@ -383,6 +381,7 @@ def execute_grasp(
     low = _lowest_z(m, kin, scene.object_geoms)
     height = _highest_z(m, kin, scene.object_geoms) - low
     opos = np.array([oxy[0], oxy[1], e.table_z - low])
+    centre = kin.xipos[scene.object_body] + opos  # centre of mass once put down (kin has the object at 0)
 
     def place(obj_pos: F64, obj_quat: F64) -> tuple[_WorldGrasp, str]:
         """World grasp on the object at this pose, pre-grasp kept off the table; or a refusal reason."""
@@ -403,15 +402,15 @@ def execute_grasp(
         return res
 
     # 2. the hand at the start, the object settles
-    start_pos, start_quat = _start_pose(scene, wg.pre_quat, opos, e.table_z + height, e.start_height_m)
+    start_pos, start_quat = _start_pose(scene, wg.pre_quat, centre, e.table_z + height, e.start_height_m)
     mujoco.mj_resetData(m, data)
     data.qpos[scene.object_qpos : scene.object_qpos + 3] = opos
     data.qpos[scene.object_qpos + 3 : scene.object_qpos + 7] = oq
     set_hand(scene, data, start_pos, start_quat, open_joints)
     mujoco.mj_forward(m, data)
-    for _ in range(max(1, round(e.object_settle_s / dt))):
-        mujoco.mj_step(m, data)
     steps = max(1, round(e.object_settle_s / dt))
+    for _ in range(steps):
+        mujoco.mj_step(m, data)
     obj_pos = np.array(data.xpos[scene.object_body])
     obj_quat = np.array(data.xquat[scene.object_body])
     wg, refusal = place(obj_pos, obj_quat)  # the object may have shifted a little while settling
@@ -457,7 +456,7 @@ def execute_grasp(
         mujoco.mj_kinematics(m, kin)
         return float(np.linalg.norm(data.xpos[kp_bodies] - kin.xpos[kp_bodies], axis=1).mean())
 
-    camera = _Camera(m, com0 + np.array([0.0, 0.0, 0.5 * e.lift_height_m])) if render or render_gif else None
+    camera = _Camera(m, com0 + np.array([0.0, 0.0, 0.6 * e.lift_height_m])) if render or render_gif else None
     frames: list[NDArray[np.uint8]] = []
     gif_every = max(1, round(GIF_FRAME_S / dt))
     ctrl_lo, ctrl_hi = m.actuator_ctrlrange[:, 0], m.actuator_ctrlrange[:, 1]
@@ -466,7 +465,7 @@ def execute_grasp(
         # 3. the policy acts
         pol.reset(observe(0.0), goal)
         phase, lifting, finished, k = "", False, False, 0
-        horizon = max(1, math.ceil(pol.horizon_s / dt))
+        horizon = math.ceil(pol.horizon_s / dt) + 1  # +1: a policy that is done exactly at its horizon says so
         action = None
         while k < horizon:
             if should_stop is not None and k % STOP_CHECK_STEPS == 0 and should_stop():

@@ -11,6 +11,7 @@ deterministic for a seed on one device.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class OptimizeConfig:
     min_elevation_deg: float = -20.0  # with a table: palm directions no lower than this above the table
     squeeze_rad: float = 0.2  # squeeze target = joints + this in each closing direction (0.08: 38%, 0.15: 58%, 0.25: 68% sim success)
     pregrasp_back_m: float = 0.08  # pre-grasp palm backed off along the approach (grown until clear)
+    oversample: float = 1.0  # optimise ceil(oversample * num_grasps) candidates, return the best num_grasps
+    max_pen_rank: float = 0.002  # ranking: candidates with E_pen (m, summed depths) above this go last
     weights: EnergyWeights = field(default_factory=EnergyWeights)
     # acceptance filter (DexGraspNet's thresholds, our units)
     max_fc: float = 0.3
@@ -98,6 +101,8 @@ class OptimizeProposer:
             raise ValueError("num_grasps must be >= 1")
         t0 = time.perf_counter()
         h, cfg = self.hand, self.cfg
+        wanted = num_grasps
+        num_grasps = max(wanted, math.ceil(cfg.oversample * wanted))
         dev, dt = h.ts.device, h.ts.dtype
         obj = ObjectCloud(points.to(dev, dt), torch.nn.functional.normalize(normals.to(dev, dt), dim=-1))
         gen = torch.Generator().manual_seed(seed)
@@ -159,8 +164,12 @@ class OptimizeProposer:
         valid = (terms["fc"] < cfg.max_fc) & (terms["dis"] < cfg.max_dis) & (terms["pen"] < cfg.max_pen)
         if "table" in terms:
             valid &= terms["table"] < 0.01
+        # rank: no noticeable penetration first, then the energy filter, then energy
+        key = terms["total"] + (~valid).to(dt) * 1e3 + (terms["pen"] > cfg.max_pen_rank).to(dt) * 1e6
+        order = torch.argsort(key)[:wanted].tolist()
+        best_x, terms, valid = best_x[order], {k: v[order] for k, v in terms.items()}, valid[order]
         grasps = self._to_grasps(best_x, terms, obj, plane_d)
-        order = torch.argsort(terms["total"] + (~valid).to(dt) * 1e6).tolist()
+        order = list(range(wanted))
         return OptimizeResult(
             grasps=[grasps[i] for i in order],
             energy={k: v[order] for k, v in terms.items()},

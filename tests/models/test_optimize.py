@@ -80,3 +80,12 @@ def test_output_schema_pregrasp_and_squeeze(proposer):
     pos, rot, _ = grasps_to_tensors([g.model_copy(update={"pose": g.pregrasp.pose}) for g in res.grasps])
     frames = h.forward_kinematics(pos, rot, h.open_pose.expand(6, -1))
     assert h.signed_distance(frames, p.expand(6, -1, -1)).min() > 0.0099
+
+
+def test_oversample_returns_the_requested_count_ranked():
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=8, oversample=2.0))
+    p, n = _sphere()
+    res = prop.propose(p, n, 3)
+    assert len(res.grasps) == 3 and res.energy["total"].shape == (3,)
+    pen_ok = (res.energy["pen"] <= prop.cfg.max_pen_rank).tolist()
+    assert pen_ok == sorted(pen_ok, reverse=True)  # non-penetrating candidates come first

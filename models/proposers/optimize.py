@@ -132,7 +132,8 @@ class OptimizeProposer:
         best_x, best_c, best_e = x.clone(), contacts.clone(), e.clone()
         steps_run = 0
         for step in range(cfg.steps):
-            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+            # the budget is checked between steps; at least one step always runs
+            if step > 0 and time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
                 break
             lr = cfg.step_size * cfg.step_decay ** (step // cfg.decay_every)
             temp = cfg.temperature * cfg.temperature_decay ** (step / cfg.temperature_every)

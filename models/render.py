@@ -3,7 +3,7 @@
 ``render_grasps`` builds one MjModel per call (the palm-rooted hand on a free
 joint, the object mesh as a static mesh geom, an optional table plane and a
 few lights), then for each grasp sets the hand's ``qpos``, auto-frames a free
-camera on the object + hand from behind and above the palm, draws the point
+camera on the object + hand (a thumb-side profile, tilted down), draws the point
 cloud as small spheres through the scene's user geoms, renders and pastes the
 tile into a grid. ``render_grasp_file`` is the file-level convenience behind
 ``dexgrasp render``.
@@ -42,7 +42,8 @@ GRID_COLS = 4
 
 _PREFIX = "render:"  # names of everything this module adds to the hand's MJCF
 OBJECT_RGBA = (0.35, 0.6, 0.9, 1.0)
-TABLE_RGBA = (0.82, 0.82, 0.82, 1.0)
+TABLE_RGBA = (0.86, 0.86, 0.86, 1.0)
+HAND_RGBA = (0.62, 0.63, 0.66, 1.0)  # mid grey: the MJCF's near-white washes out against the table
 POINT_RGBA = np.array([1.0, 0.45, 0.05, 1.0], dtype=np.float32)
 PREGRASP_ALPHA = 0.3
 BACKGROUND_RGB = (255, 255, 255)
@@ -76,6 +77,17 @@ def _gl_module() -> Any:
     from mujoco.rendering.classic import gl_context
 
     return gl_context
+
+
+def _context_class(name: str) -> Any:
+    # imported lazily: importing either module commits PyOpenGL to that platform
+    if name == "egl":
+        from mujoco.egl import GLContext as egl_ctx
+
+        return egl_ctx
+    from mujoco.osmesa import GLContext as osmesa_ctx
+
+    return osmesa_ctx
 
 
 def _smoke_test() -> None:
@@ -139,11 +151,7 @@ def ensure_gl_backend() -> str:
         os.environ["MUJOCO_GL"] = name
         previous = glc.GLContext
         try:
-            if name == "egl":
-                from mujoco.egl import GLContext as ctx_cls
-            else:
-                from mujoco.osmesa import GLContext as ctx_cls
-            glc.GLContext = ctx_cls
+            glc.GLContext = _context_class(name)
             _smoke_test()
         except Exception as err:
             glc.GLContext = previous
@@ -207,7 +215,14 @@ def _model_xml(
         visual = ET.SubElement(root, "visual")
     # the offscreen framebuffer must be at least the tile size
     ET.SubElement(visual, "global", {"offwidth": str(width), "offheight": str(height)})
-    ET.SubElement(visual, "headlight", {"ambient": "0.35 0.35 0.35", "diffuse": "0.45 0.45 0.45",
+    # coarser sphere/capsule tessellation: thousands of point spheres dominate the frame time on
+    # software GL at the default 28x16; visual meshes are unaffected
+    quality = visual.find("quality")
+    if quality is None:
+        quality = ET.SubElement(visual, "quality")
+    quality.set("numslices", "12")
+    quality.set("numstacks", "8")
+    ET.SubElement(visual, "headlight", {"ambient": "0.3 0.3 0.3", "diffuse": "0.4 0.4 0.4",
                                         "specular": "0.1 0.1 0.1"})
     asset = root.find("asset")
     if asset is None:
@@ -218,6 +233,10 @@ def _model_xml(
             asset.remove(tex)
     ET.SubElement(asset, "texture", {"type": "skybox", "builtin": "gradient", "rgb1": "1 1 1",
                                      "rgb2": "0.85 0.87 0.9", "width": "64", "height": "64"})
+    for mat in asset.iter("material"):
+        if mat.attrib.get("name", "").endswith("MatViz"):
+            mat.set("rgba", " ".join(map(str, HAND_RGBA)))
+            mat.set("specular", "0.3")
     world = root.find("worldbody")
     assert world is not None  # hand_mjcf_xml always writes one
     static = {"contype": "0", "conaffinity": "0", "group": "0"}  # drawn only, never collides
@@ -240,6 +259,27 @@ def _model_xml(
     return ET.tostring(root, encoding="unicode")
 
 
+class _MeshRejectedError(ValueError):
+    """MuJoCo would not compile the object mesh (e.g. fewer than 4 vertices, all coplanar)."""
+
+
+def _prepare_points(points: ArrayLike | None) -> FloatArray | None:
+    if points is None:
+        return None
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) > MAX_POINTS:  # fixed seed: the same call gives the same picture
+        pts = pts[np.random.default_rng(0).choice(len(pts), MAX_POINTS, replace=False)]
+    return pts if len(pts) else None
+
+
+def _mesh_as_points(mesh: trimesh.Trimesh) -> FloatArray:
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    if float(mesh.area) > 0:
+        v = np.concatenate([v, np.asarray(trimesh.sample.sample_surface(mesh, MAX_POINTS, seed=0)[0])])
+    return v
+
+
 @dataclass
 class _Scene:
     model: mujoco.MjModel
@@ -260,7 +300,12 @@ def _build_scene(
             mesh_file = Path(tmp) / "object.obj"
             _write_obj(mesh, mesh_file)
         xml = _model_xml(hand_name, mesh_file, table_z, table_xy, table_half, width, height)
-        model = mujoco.MjModel.from_xml_string(xml)  # reads the OBJ now; the folder can go afterwards
+        try:
+            model = mujoco.MjModel.from_xml_string(xml)  # reads the OBJ now; the folder can go afterwards
+        except ValueError as err:
+            if mesh is None:
+                raise
+            raise _MeshRejectedError(str(err).splitlines()[0]) from err
     prefix = spec.mjcf.name_prefix
     root_j = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "root")
     jq = []
@@ -277,7 +322,7 @@ def _build_scene(
     if show_collision:
         # the MJCF gives collision primitives alpha 0.1 (meant to be hidden); make them solid
         sel = hand_geoms[model.geom_group[hand_geoms] == 4]
-        model.geom_rgba[sel] = (0.45, 0.6, 0.75, 1.0)
+        model.geom_rgba[sel] = (0.5, 0.72, 0.45, 1.0)  # green: distinct from the blue object
     return _Scene(model, int(model.jnt_qposadr[root_j]), np.array(jq, dtype=np.int64), hand_geoms, group)
 
 
@@ -288,7 +333,11 @@ def _set_pose(scene: _Scene, data: mujoco.MjData, pos: FloatArray, rot: FloatArr
     data.qpos[a : a + 3] = pos
     data.qpos[a + 3 : a + 7] = quat
     data.qpos[scene.joint_qpos] = q
-    mujoco.mj_kinematics(scene.model, data)  # positions only: nothing here is simulated
+    # positions only, nothing is simulated; mj_camlight places the lights (mj_kinematics alone
+    # leaves light directions at zero, i.e. an unlit scene)
+    mujoco.mj_kinematics(scene.model, data)
+    mujoco.mj_comPos(scene.model, data)
+    mujoco.mj_camlight(scene.model, data)
 
 
 # ----------------------------------------------------------------------------- camera
@@ -324,15 +373,22 @@ def _look_direction(rot: FloatArray, approach: FloatArray) -> FloatArray:
 
 
 def _frame_camera(cam: mujoco.MjvCamera, lo: FloatArray, hi: FloatArray, view: FloatArray,
-                  fovy_deg: float, aspect: float) -> None:
+                  fovy_deg: float, aspect: float, margin: float = 1.12) -> None:
+    """Point a free camera along ``view`` at the box centre, just far enough to fit all 8 corners."""
     centre = 0.5 * (lo + hi)
-    radius = max(0.5 * float(np.linalg.norm(hi - lo)), 0.02)
-    half = math.radians(fovy_deg) / 2
-    if aspect < 1.0:  # portrait tiles: the horizontal field of view is the narrow one
-        half = math.atan(math.tan(half) * aspect)
+    right = np.cross(view, [0.0, 0.0, 1.0])
+    right /= max(float(np.linalg.norm(right)), 1e-9)
+    up = np.cross(right, view)
+    tan_v = math.tan(math.radians(fovy_deg) / 2)
+    tan_h = tan_v * aspect
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    rel = corners - centre
+    depth = rel @ view  # towards the far side is positive
+    # a corner at lateral offset x and depth t fits if |x| <= (d + t) * tan(half fov)
+    need = np.maximum(np.abs(rel @ right) / tan_h, np.abs(rel @ up) / tan_v) - depth
     cam.type = mujoco.mjtCamera.mjCAMERA_FREE
     cam.lookat[:] = centre
-    cam.distance = 1.05 * radius / math.sin(half)
+    cam.distance = max(margin * float(need.max()), 0.05)
     cam.azimuth = math.degrees(math.atan2(view[1], view[0]))
     cam.elevation = math.degrees(math.asin(float(np.clip(view[2], -1, 1))))
 
@@ -401,6 +457,7 @@ def render_grasps(
     pregrasp: Pose3 | None = None,
     labels: Sequence[str] | None = None,
     cols: int | None = None,
+    show_hand: bool = True,
     max_tiles: int = MAX_TILES,
 ) -> NDArray[np.uint8]:
     """Render B grasps as a grid of tiles; returns an ``(rows*height, cols*width, 3)`` uint8 image.
@@ -414,7 +471,10 @@ def render_grasps(
     height, ``show_collision`` draws the hand's collision primitives instead of
     its meshes, ``pregrasp`` = (pos, rot, joints) batches aligned with the grasps
     draws the pre-grasp hand semi-transparent, ``labels`` one string per tile.
-    At most ``max_tiles`` grasps are drawn (the first ones).
+    ``show_hand=False`` leaves the hand out but frames the camera as if it were
+    there (object-only pictures that line up with the grasp pictures).
+    At most ``max_tiles`` grasps are drawn (the first ones). Raises ValueError
+    for B = 0 or mismatched shapes, :class:`RenderBackendError` without GL.
     """
     spec = load_spec(hand_name)
     pos, rot, q = _check_batch(root_pos, root_rot, joints, len(spec.joints), "grasp")
@@ -434,14 +494,7 @@ def render_grasps(
     if labels is not None and len(labels) < b:
         raise ValueError(f"{len(labels)} labels for {b} grasps")
 
-    pts: FloatArray | None = None
-    if points is not None:
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        pts = pts[np.isfinite(pts).all(axis=1)]
-        if len(pts) > MAX_POINTS:  # fixed seed: the same call gives the same picture
-            pts = pts[np.random.default_rng(0).choice(len(pts), MAX_POINTS, replace=False)]
-        if len(pts) == 0:
-            pts = None
+    pts = _prepare_points(points)
     if mesh is not None and len(mesh.faces) == 0:
         raise ValueError("mesh has no faces; pass its vertices as points instead")
 
@@ -461,7 +514,14 @@ def render_grasps(
     table_half = float(max(0.5, 3.0 * np.ptp(xy, axis=0).max()))
 
     ensure_gl_backend()
-    scene = _build_scene(hand_name, mesh, table_z, table_xy, table_half, width, height, show_collision)
+    try:
+        scene = _build_scene(hand_name, mesh, table_z, table_xy, table_half, width, height, show_collision)
+    except _MeshRejectedError as err:
+        assert mesh is not None
+        # a picture is still useful: show the degenerate mesh as points instead of failing
+        log.warning("MuJoCo rejected the object mesh (%s); drawing it as points", err)
+        pts = _prepare_points(np.concatenate([_mesh_as_points(mesh)] + ([pts] if pts is not None else [])))
+        scene = _build_scene(hand_name, None, table_z, table_xy, table_half, width, height, show_collision)
     model = scene.model
     data = mujoco.MjData(model)
     ghost = mujoco.MjData(model) if pre is not None else None
@@ -470,7 +530,7 @@ def render_grasps(
     opt = mujoco.MjvOption()
     opt.geomgroup[:] = 0
     opt.geomgroup[0] = 1  # object, table
-    opt.geomgroup[scene.group] = 1
+    opt.geomgroup[scene.group] = int(show_hand)
     opt.sitegroup[:] = 0  # the hand's touch-sensor and tip sites are clutter here
     ghost_opt = mujoco.MjvOption()
     ghost_opt.geomgroup[:] = 0
@@ -487,13 +547,16 @@ def render_grasps(
         for i in range(b):
             _set_pose(scene, data, pos[i], rot[i], q[i])
             lo, hi = _hand_bounds(scene, data)
+            if pre is not None and ghost is not None:  # frame the pre-grasp hand too
+                _set_pose(scene, ghost, pre[0][i], pre[1][i], pre[2][i])
+                glo, ghi = _hand_bounds(scene, ghost)
+                lo, hi = np.minimum(lo, glo), np.maximum(hi, ghi)
             if obj_lo is not None and obj_hi is not None:
                 lo, hi = np.minimum(lo, obj_lo), np.maximum(hi, obj_hi)
             _frame_camera(cam, lo, hi, _look_direction(rot[i], approach), float(model.vis.global_.fovy),
                           width / height)
             renderer.update_scene(data, camera=cam, scene_option=opt)
-            if pre is not None and ghost is not None:
-                _set_pose(scene, ghost, pre[0][i], pre[1][i], pre[2][i])
+            if ghost is not None:
                 _add_ghost(scene, ghost, ghost_opt, renderer.scene)
             if pts is not None:
                 _add_points(renderer.scene, pts, radius)

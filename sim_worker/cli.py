@@ -268,6 +268,8 @@ def _run(a: argparse.Namespace) -> int:
     grasps = gs.grasps[: a.limit] if a.limit is not None else gs.grasps
     execute = a.sim_action == "execute"
     render = execute and a.render_dir is not None
+    if execute and a.gif and not render:
+        raise InputError("--gif needs --render-dir (the GIFs are written there)")
     if execute:
         try:
             from .policies import available_policies
@@ -293,8 +295,8 @@ def _run(a: argparse.Namespace) -> int:
 
         with SimPool(a.backend, procs=procs, cfg=cfg) as pool:
             if execute:
-                results = pool.execute(obj, arrays, hand=gs.hand, policy=a.policy, render=render, seed=a.seed, gif=a.gif,
-                                       progress=progress)
+                results = pool.execute(obj, arrays, hand=gs.hand, policy=a.policy, render=render, seed=a.seed,
+                                       gif=a.gif, progress=progress)
             else:
                 results = pool.validate(obj, arrays, hand=gs.hand, progress=progress)
     wall = time.perf_counter() - t0

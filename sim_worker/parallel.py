@@ -12,7 +12,11 @@ chunk, so fast failures and slow successes balance out). Workers send one
 message per finished grasp; the caller puts results back in input order and
 calls ``progress(done, total)`` as they arrive. Grasps are run one at a time
 through the backend with ``seed + index`` for execution, so results do not depend
-on ``procs`` or on the chunking.
+on ``procs`` or on the chunking. ``should_stop()`` turning true cancels a call; it
+returns the results of the longest completed prefix of the grasps (a grasp the
+backend was told to stop in the middle of is never reported). Workers take a
+second or two to start (imports); :meth:`SimPool.wait_ready` blocks until they
+are up, for services and benchmarks that want a warm pool.
 
 Objects (:class:`~sim_worker.scene.SimObject`), grasps
 (:class:`~sim_worker.backends.base.GraspArrays`) and the
@@ -36,6 +40,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,22 +87,39 @@ def _as_arrays(grasps: Sequence[Any]) -> list[GraspArrays]:
     return [g if isinstance(g, GraspArrays) else GraspArrays.from_grasp(g) for g in grasps]
 
 
+class _StopProbe:
+    """A stop predicate that remembers whether it ever answered True: a backend that saw True may have
+    cut the grasp short, so its result is dropped; one that never saw it ran the grasp in full."""
+
+    def __init__(self, pred: Callable[[], bool]) -> None:
+        self.pred = pred
+        self.tripped = False
+
+    def __call__(self) -> bool:
+        if self.pred():
+            self.tripped = True
+        return self.tripped
+
+
 def _run_one(
     backend: SimBackend, task: _Task, i: int, should_stop: Callable[[], bool] | None
 ) -> dict[str, Any] | None:
-    """Simulate grasp ``task.start + i``; None when the backend stopped before it."""
+    """Simulate grasp ``task.start + i``; None when it was stopped (not run, or possibly cut short)."""
+    probe = None if should_stop is None else _StopProbe(should_stop)
     g = [task.grasps[i]]
     if task.kind == "validate":
-        out = backend.validate(task.obj, g, task.cfg, hand=task.hand, should_stop=should_stop)
+        out = backend.validate(task.obj, g, task.cfg, hand=task.hand, should_stop=probe)
     elif task.kind == "execute":
         o = task.options
         out = backend.execute(
             task.obj, g, task.cfg, hand=task.hand, policy=o["policy"], render=o["render"],
-            seed=o["seed"] + task.start + i, should_stop=should_stop, gif=o.get("gif", False),
+            seed=o["seed"] + task.start + i, should_stop=probe, gif=o.get("gif", False),
         )
     else:  # pragma: no cover - internal
         raise ValueError(f"unknown task kind {task.kind!r}")
-    return out[0] if out else None
+    if not out or (probe is not None and probe.tripped):
+        return None
+    return out[0]
 
 
 def _worker_main(
@@ -131,7 +153,7 @@ def _worker_main(
                     results.put(("error", wid, job, task.start + i, f"{type(exc).__name__}: {exc}",
                                  traceback.format_exc()))
                     break
-                if r is None or stopped():  # cut short by a cancellation: the result is not valid
+                if r is None:  # stopped by a cancellation before or while running it
                     break
                 results.put(("result", wid, job, task.start + i, r, None))
             results.put(("done", wid, job, task.start, None, None))
@@ -171,6 +193,7 @@ class SimPool:
         self._results: Any = None
         self._cancel: Any = None
         self._job = 0
+        self._ready: set[int] = set()  # workers whose backend is up
         self._started = False
         self._closed = False
 
@@ -242,6 +265,44 @@ class SimPool:
                 if p.is_alive():
                     p.terminate()
 
+    def wait_ready(self, timeout: float = 120.0) -> SimPool:
+        """Block until every worker has its backend up (process start and imports take a second or
+        two each); for services that want the pool warm before the first request, and benchmarks.
+        Call it between calls, not from a progress callback."""
+        self.start()
+        if self._local is not None:
+            return self
+        deadline = time.monotonic() + timeout
+        while len(self._ready) < self.procs:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.procs - len(self._ready)} simulation workers not ready after {timeout} s")
+            try:
+                msg = self._results.get(timeout=POLL_S)
+            except queue.Empty:
+                try:
+                    self._check_workers({}, [])
+                except BaseException:
+                    self.close()
+                    raise
+                continue
+            try:
+                self._note_lifecycle(msg)
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def _note_lifecycle(self, msg: tuple[Any, ...]) -> bool:
+        """Handle "ready"/"fatal" worker messages; True when ``msg`` was one of them."""
+        kind, wid, _, _, payload, tb = msg
+        if kind == "ready":
+            self._ready.add(wid)
+            return True
+        if kind == "fatal":
+            raise RuntimeError(f"simulation worker {wid} could not start the {self.backend_name!r} "
+                               f"backend: {payload}") from RemoteTraceback(tb)
+        return False
+
     @property
     def pids(self) -> list[int]:
         """Process ids of the workers (empty for procs=1)."""
@@ -295,7 +356,7 @@ class SimPool:
                 r = _run_one(self._local, task, i, should_stop)
             except Exception as exc:
                 raise RuntimeError(f"simulation failed on grasp {i}: {type(exc).__name__}: {exc}") from exc
-            if r is None or (should_stop is not None and should_stop()):
+            if r is None:
                 break
             out.append(r)
             if progress is not None:
@@ -319,15 +380,15 @@ class SimPool:
         try:
             while outstanding:
                 try:
-                    kind, wid, mjob, idx, payload, tb = self._results.get(timeout=POLL_S)
+                    msg = self._results.get(timeout=POLL_S)
                 except queue.Empty:
                     self._check_workers(running, results)
                     if not cancelled and should_stop is not None and should_stop():
                         cancelled = self._cancel_job(job)
                     continue
-                if kind == "fatal":
-                    raise RuntimeError(f"simulation worker {wid} could not start the {self.backend_name!r} "
-                                       f"backend: {payload}") from RemoteTraceback(tb)
+                if self._note_lifecycle(msg):
+                    continue
+                kind, wid, mjob, idx, payload, tb = msg
                 if mjob != job:  # stale message of an earlier cancelled call
                     continue
                 if kind == "chunk":

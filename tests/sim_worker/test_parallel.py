@@ -4,7 +4,6 @@ worker errors surface as RuntimeError naming the grasp, and the pool survives th
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 
 import pytest
@@ -19,14 +18,6 @@ from .helpers import backed_off, trust_case
 CFG = SimConfig()
 
 
-def _execute_available() -> bool:
-    try:
-        return hasattr(importlib.import_module("sim_worker.execute"), "execute_grasp")
-    except Exception:  # not written yet, or broken mid-edit
-        return False
-
-
-needs_execute = pytest.mark.skipif(not _execute_available(), reason="sim_worker.execute.execute_grasp not importable")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +149,6 @@ def test_bad_arguments():
         assert p.validate(object_from_primitive("sphere", (0.03,)), []) == []
 
 
-@needs_execute
 def test_execute_two_procs_match_one_proc(mixed, pool2):
     obj, grasps, _ = mixed
     sub = grasps[:2]

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
 
 
-def _execute_available() -> bool:
-    try:
-        return hasattr(importlib.import_module("sim_worker.execute"), "execute_grasp")
-    except Exception:  # not written yet, or broken mid-edit
-        return False
-
-
-needs_execute = pytest.mark.skipif(not _execute_available(), reason="sim_worker.execute.execute_grasp not importable")
 
 
 def _cli_module() -> str:
@@ -49,7 +38,6 @@ def test_validate_known_good_pinch(tmp_path: Path):
     assert out["summary"]["n"] == 3 and out["summary"]["success_rate"] == 1.0
 
 
-@needs_execute
 def test_execute_writes_keyframes(tmp_path: Path):
     r = _run("execute", str(DATA / "cylinder_power.json"), "--primitive", "cylinder:0.03,0.05", "--limit", "1",
              "--render-dir", str(tmp_path / "frames"), cwd=tmp_path)
@@ -98,9 +86,8 @@ def test_bad_inputs_exit_2_naming_the_problem(tmp_path: Path, capsys):
         (["validate", good, "--primitive", "box:0.01,0.01"], "box needs 3 positive sizes"),
         (["validate", good, "--config", str(bad)], "config"),
     ]
-    if _execute_available():
-        cases.append((["execute", good, "--policy", "nosuchpolicy"], "nosuchpolicy"))
-        cases.append((["execute", good, "--gif"], "--gif needs --render-dir"))
+    cases.append((["execute", good, "--policy", "nosuchpolicy"], "nosuchpolicy"))
+    cases.append((["execute", good, "--gif"], "--gif needs --render-dir"))
     for args, needle in cases:
         rc, out, err = _main(capsys, *args)
         assert rc == 2, (args, err)

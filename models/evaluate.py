@@ -39,10 +39,7 @@ def load_object(spec: str, n_points: int = 20000, seed: int = 0) -> LoadedObject
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            if arr.ndim != 2 or arr.shape[1] not in (3, 6):
-                raise ValueError(f"{path}: expected an (N,3) or (N,6) array, got shape {arr.shape}")
-            pts, nrm = arr[:, :3], (arr[:, 3:] if arr.shape[1] == 6 else None)
+            pts, nrm = objects.read_points_npy(path)
         elif suffix == ".ply" and not objects.ply_has_faces(path):
             pts, nrm = objects.read_ply(path)
         elif suffix in MESH_SUFFIXES | {".ply"}:

@@ -71,7 +71,7 @@ def load_sim_object(spec: str) -> Any:
     """Resolve ``--object`` into a :class:`~sim_worker.scene.SimObject` (see the module docstring)."""
     import numpy as np
 
-    from models.objects import ply_has_faces
+    from models.objects import ply_has_faces, read_points_npy
 
     from .scene import object_from_mesh, object_from_points
 
@@ -82,10 +82,8 @@ def load_sim_object(spec: str) -> Any:
         if path.is_file():
             suffix = path.suffix.lower()
             if suffix == ".npy":
-                arr = np.load(path, allow_pickle=False)
-                if arr.ndim != 2 or arr.shape[1] not in (3, 6):
-                    raise InputError(f"{path}: expected an (N,3) or (N,6) point array, got shape {arr.shape}")
-                return object_from_points(np.asarray(arr[:, :3], dtype=np.float64), source=str(path))
+                pts, _ = read_points_npy(path)
+                return object_from_points(np.asarray(pts, dtype=np.float64), source=str(path))
             if suffix == ".ply" and not ply_has_faces(path):
                 from models.objects import read_ply
 

@@ -11,7 +11,7 @@ from .catalog import ObjectEntry, entry, load_mesh, manifest, objects, split_of,
 from .clouds import complete_cloud, place_on_table
 from .export import export_cloud, list_objects
 from .meshops import MassProperties, mass_properties
-from .ply import ply_has_faces, read_ply, read_ply_bytes, write_ply
+from .ply import ply_has_faces, read_ply, read_ply_bytes, read_points_npy, write_ply
 from .render import Camera, CameraIntrinsics, NoiseModel, PartialView, partial_cloud, random_camera
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "random_camera",
     "read_ply",
     "read_ply_bytes",
+    "read_points_npy",
     "split_of",
     "write_manifest",
     "write_ply",

@@ -270,3 +270,12 @@ def ply_has_faces(path: str | Path) -> bool:
         if len(parts) == 3 and parts[0] == "element" and parts[1] == "face":
             return int(parts[2]) > 0
     return False
+
+
+def read_points_npy(path: str | Path) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+    """An (N, 3) point array, or (N, 6) points + normals, from a ``.npy`` file (no pickles)."""
+    arr = np.load(Path(path), allow_pickle=False)
+    if arr.ndim != 2 or arr.shape[1] not in (3, 6):
+        raise ValueError(f"{path}: expected an (N,3) or (N,6) point array, got shape {arr.shape}")
+    pts = np.asarray(arr[:, :3], dtype=np.float32)
+    return pts, (np.asarray(arr[:, 3:], dtype=np.float32) if arr.shape[1] == 6 else None)

@@ -37,22 +37,40 @@ class EnergyWeights:
 
 @dataclass(frozen=True)
 class ObjectCloud:
-    """Object surface as points (N, 3) and outward unit normals (N, 3), in the grasp frame."""
+    """Object surface as points and outward unit normals, in the grasp frame: (N, 3) shared by
+    every grasp, or (B, N, 3), one cloud per grasp (several requests optimised in one batch).
+
+    ``center_point`` ((3,) or (B, 3)) overrides the centroid, e.g. when (B, N, 3) clouds are padded
+    with far-away points to a common N.
+    """
 
     points: Tensor
     normals: Tensor
+    center_point: Tensor | None = None
 
     @property
     def center(self) -> Tensor:
-        return self.points.mean(dim=0)
+        if self.center_point is not None:
+            return self.center_point
+        return self.points.mean(dim=-2)
 
 
 @dataclass(frozen=True)
 class SupportPlane:
-    """Plane n . x + offset = 0; ``normal`` (3,) points away from the table (up)."""
+    """Plane n . x + offset = 0; ``normal`` (3,) points away from the table (up).
+
+    Batched form: ``normal`` (B, 3) and ``offset`` a (B,) tensor, one plane per grasp.
+    """
 
     normal: Tensor
-    offset: float
+    offset: float | Tensor
+
+    def height(self, x: Tensor) -> Tensor:
+        """Signed height above the plane of points ``x`` (B, K, 3) -> (B, K)."""
+        if self.normal.dim() == 1:
+            return x @ self.normal + self.offset
+        off = self.offset if isinstance(self.offset, Tensor) else torch.full_like(self.normal[:, 0], self.offset)
+        return (x * self.normal[:, None, :]).sum(-1) + off[:, None]
 
 
 def force_closure(contact_points: Tensor, contact_normals: Tensor, center: Tensor | None = None) -> Tensor:
@@ -61,6 +79,8 @@ def force_closure(contact_points: Tensor, contact_normals: Tensor, center: Tenso
 
     Zero when unit contact forces along the normals balance both force and torque.
     """
+    if center is not None and center.dim() == 2:  # one centre per grasp
+        center = center[:, None, :]
     x = contact_points if center is None else contact_points - center
     f = contact_normals.sum(dim=1)
     tau = torch.cross(x, contact_normals, dim=-1).sum(dim=1)
@@ -116,8 +136,7 @@ def joint_limits(hand: HandModel, joints: Tensor) -> Tensor:
 def table_penetration(hand: HandModel, frames: LinkFrames, plane: SupportPlane) -> Tensor:
     """E_table = sum over penetration-keypoint spheres of their depth below the plane (m)."""
     c, r = hand.penetration_keypoints(frames)
-    height = c @ plane.normal + plane.offset
-    return torch.relu(r - height).sum(dim=-1)
+    return torch.relu(r - plane.height(c)).sum(dim=-1)
 
 
 def grasp_energy(

@@ -62,9 +62,10 @@ def gather_points(points: Tensor, idx: Tensor) -> Tensor:
 def _knn_block(query: Tensor, points: Tensor, k: int) -> Tensor:
     # Squared distances through one matmul (|q|^2 + |p|^2 - 2 q.p): memory B*M*N instead of the
     # B*M*N*3 of a broadcast difference, and it maps onto MatMul in ONNX. Both clouds are shifted
-    # by the points' centroid first so float32 cancellation is relative to the cloud's extent, not
-    # to its distance from the frame origin (clouds in a camera/robot frame sit ~1 m away).
-    centre = points.mean(dim=1, keepdim=True)
+    # by the queries' centroid first so float32 cancellation is relative to the queries' extent, not
+    # to their distance from the frame origin (clouds in a camera/robot frame sit ~1 m away). Not
+    # the points' centroid: a cloud padded with far-away points would move it far from the queries.
+    centre = query.mean(dim=1, keepdim=True)
     q = query - centre
     p = points - centre
     d2 = (q * q).sum(-1, keepdim=True) + (p * p).sum(-1).unsqueeze(1) - 2.0 * (q @ p.transpose(1, 2))

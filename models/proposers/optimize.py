@@ -73,9 +73,24 @@ def _closing_direction(hand: HandModel) -> Tensor:
     return torch.sign(hand.init_pose - hand.open_pose)
 
 
+@dataclass
+class Problem:
+    """One object to grasp: points and outward normals (N, 3) in its own frame, an optional table."""
+
+    points: Tensor
+    normals: Tensor
+    num_grasps: int = 16
+    plane: SupportPlane | None = None
+    seed: int = 0
+
+
+_NO_PLANE_OFFSET = 1e3  # a plane 1 km below stands in for "no table" inside a mixed batch
+_PAD_DISTANCE_M = 1e3  # padding points this far away never touch the hand nor win a nearest-neighbour query
+
+
 class OptimizeProposer:
     name = "optimize"
-    version = "0.1.0"
+    version = "0.2.0"
 
     def __init__(self, hand: str = "shadow", device: str = "cpu", cfg: OptimizeConfig | None = None) -> None:
         ts = resolve(device, "float32")
@@ -94,32 +109,53 @@ class OptimizeProposer:
         progress: Progress | None = None,
     ) -> OptimizeResult:
         """Optimise ``num_grasps`` grasps on a cloud (points and outward normals, (N,3)), frame as given."""
-        check_object_cloud(points)
-        if normals.shape != points.shape or not torch.isfinite(normals).all():
-            raise ValueError("normals must be finite and shaped like the points")
-        if num_grasps < 1:
-            raise ValueError("num_grasps must be >= 1")
+        return self.propose_batch([Problem(points, normals, num_grasps, plane, seed)], time_budget_s, progress)[0]
+
+    def propose_batch(
+        self,
+        problems: list[Problem],
+        time_budget_s: float | None = None,
+        progress: Progress | None = None,
+    ) -> list[OptimizeResult]:
+        """Optimise several objects' grasps in one batch (concurrent requests share the device).
+
+        Every problem draws its random numbers from its own generator seeded by its ``seed``, so a
+        problem gets the same initial state and the same random proposals alone or in a batch.
+        """
+        for pr in problems:
+            check_object_cloud(pr.points)
+            if pr.normals.shape != pr.points.shape or not torch.isfinite(pr.normals).all():
+                raise ValueError("normals must be finite and shaped like the points")
+            if pr.num_grasps < 1:
+                raise ValueError("num_grasps must be >= 1")
+        if not problems:
+            return []
         t0 = time.perf_counter()
         h, cfg = self.hand, self.cfg
-        wanted = num_grasps
-        num_grasps = max(wanted, math.ceil(cfg.oversample * wanted))
         dev, dt = h.ts.device, h.ts.dtype
-        obj = ObjectCloud(points.to(dev, dt), torch.nn.functional.normalize(normals.to(dev, dt), dim=-1))
-        gen = torch.Generator().manual_seed(seed)
-        up = None if plane is None else plane.normal.to(dev, dt)
-        pos, rot = palm_placements(
-            h, obj.points.cpu(), num_grasps, standoff_m=cfg.standoff_m, cone_deg=cfg.cone_deg,
-            up=None if up is None else up.cpu(), min_elevation_deg=cfg.min_elevation_deg, generator=gen,
-        )
-        pos, rot = pos.to(dev, dt), rot.to(dev, dt)
-        span = (h.upper - h.lower).cpu()
-        jit = torch.randn(num_grasps, h.num_joints, generator=gen, dtype=torch.float32).clamp(-2, 2)
-        q = h.project_joints((h.init_pose.cpu() + jit * cfg.joint_jitter * span).to(dev, dt))
+        gens = [torch.Generator().manual_seed(pr.seed) for pr in problems]
+        sizes = [max(pr.num_grasps, math.ceil(cfg.oversample * pr.num_grasps)) for pr in problems]
+        owner = torch.repeat_interleave(torch.arange(len(problems)), torch.tensor(sizes)).to(dev)
         n_cand = h.contact_link.shape[0]
-        contacts = torch.randint(n_cand, (num_grasps, cfg.num_contacts), generator=gen).to(dev)
-        plane_d = None if plane is None else SupportPlane(plane.normal.to(dev, dt), plane.offset)
 
-        x = torch.cat([pos, matrix_to_rot6d(rot), q], dim=-1)
+        xs, cs = [], []
+        for pr, gen, n in zip(problems, gens, sizes):
+            pts = pr.points.to(dt)
+            up = None if pr.plane is None else pr.plane.normal.to(dt).cpu()
+            pos, rot = palm_placements(
+                h, pts.cpu(), n, standoff_m=cfg.standoff_m, cone_deg=cfg.cone_deg,
+                up=up, min_elevation_deg=cfg.min_elevation_deg, generator=gen,
+            )
+            span = (h.upper - h.lower).cpu()
+            jit = torch.randn(n, h.num_joints, generator=gen, dtype=torch.float32).clamp(-2, 2)
+            q = h.project_joints((h.init_pose.cpu() + jit * cfg.joint_jitter * span).to(dev, dt))
+            xs.append(torch.cat([pos.to(dev, dt), matrix_to_rot6d(rot.to(dev, dt)), q], dim=-1))
+            cs.append(torch.randint(n_cand, (n, cfg.num_contacts), generator=gen).to(dev))
+        x, contacts = torch.cat(xs), torch.cat(cs)
+        obj, plane_d = self._batched_scene(problems, owner)
+
+        def draw(fn: Callable[[torch.Generator, int], Tensor]) -> Tensor:
+            return torch.cat([fn(g, n) for g, n in zip(gens, sizes)])
 
         def energy(xx: Tensor, cc: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
             xx = xx.detach().requires_grad_(True)
@@ -141,13 +177,13 @@ class OptimizeProposer:
             x_new = x - lr * grad / (ema.sqrt() + 1e-6)
             x_new[:, 9:] = h.project_joints(x_new[:, 9:])
             c_new = contacts.clone()
-            switch = torch.rand(num_grasps, generator=gen) < cfg.switch_prob
-            which = torch.randint(cfg.num_contacts, (num_grasps,), generator=gen)
-            new_idx = torch.randint(n_cand, (num_grasps,), generator=gen)
+            switch = draw(lambda g, n: torch.rand(n, generator=g) < cfg.switch_prob)
+            which = draw(lambda g, n: torch.randint(cfg.num_contacts, (n,), generator=g))
+            new_idx = draw(lambda g, n: torch.randint(n_cand, (n,), generator=g))
             rows = torch.nonzero(switch)[:, 0]
             c_new[rows.to(dev), which[rows].to(dev)] = new_idx[rows].to(dev)
             e_new, g_new, _ = energy(x_new, c_new)
-            u = torch.rand(num_grasps, generator=gen).to(dev, dt)
+            u = draw(lambda g, n: torch.rand(n, generator=g)).to(dev, dt)
             accept = u < torch.exp(((e - e_new) / temp).clamp(max=0.0))
             a = accept[:, None]
             x = torch.where(a, x_new, x)
@@ -165,19 +201,60 @@ class OptimizeProposer:
         valid = (terms["fc"] < cfg.max_fc) & (terms["dis"] < cfg.max_dis) & (terms["pen"] < cfg.max_pen)
         if "table" in terms:
             valid &= terms["table"] < 0.01
-        # rank: no noticeable penetration first, then the energy filter, then energy
+        # rank within each problem: no noticeable penetration first, then the energy filter, then energy
         key = terms["total"] + (~valid).to(dt) * 1e3 + (terms["pen"] > cfg.max_pen_rank).to(dt) * 1e6
-        order = torch.argsort(key)[:wanted].tolist()
-        best_x, terms, valid = best_x[order], {k: v[order] for k, v in terms.items()}, valid[order]
-        grasps = self._to_grasps(best_x, terms, obj, plane_d)
-        order = list(range(wanted))
-        return OptimizeResult(
-            grasps=[grasps[i] for i in order],
-            energy={k: v[order] for k, v in terms.items()},
-            valid=valid[order],
-            steps_run=steps_run,
-            elapsed_s=time.perf_counter() - t0,
-        )
+        picked: list[int] = []
+        bounds = [0, *torch.tensor(sizes).cumsum(0).tolist()]
+        for i, pr in enumerate(problems):
+            lo, hi = bounds[i], bounds[i + 1]
+            picked += (lo + torch.argsort(key[lo:hi])[: pr.num_grasps]).tolist()
+        sel = torch.tensor(picked, device=dev)
+        sub_obj = ObjectCloud(obj.points[sel], obj.normals[sel], obj.center[sel])
+        sub_plane = None if plane_d is None else SupportPlane(plane_d.normal[sel], plane_d.offset[sel])  # type: ignore[index]
+        grasps = self._to_grasps(best_x[sel], {k: v[sel] for k, v in terms.items()}, sub_obj, sub_plane)
+        elapsed = time.perf_counter() - t0
+        out, k = [], 0
+        for pr in problems:
+            idx = list(range(k, k + pr.num_grasps))
+            k += pr.num_grasps
+            ii = sel[idx]
+            out.append(OptimizeResult(
+                grasps=grasps[idx[0]: idx[-1] + 1],
+                energy={name: v[ii] for name, v in terms.items()},
+                valid=valid[ii],
+                steps_run=steps_run,
+                elapsed_s=elapsed,
+            ))
+        return out
+
+    def _batched_scene(self, problems: list[Problem], owner: Tensor) -> tuple[ObjectCloud, SupportPlane | None]:
+        """Per-grasp object clouds (B, N, 3), padded far away to a common N, and per-grasp planes."""
+        dev, dt = self.hand.ts.device, self.hand.ts.dtype
+        n_max = max(pr.points.shape[0] for pr in problems)
+        pts, nrm, centers = [], [], []
+        for pr in problems:
+            p = pr.points.to(dev, dt)
+            nn = torch.nn.functional.normalize(pr.normals.to(dev, dt), dim=-1)
+            pad = n_max - p.shape[0]
+            centers.append(p.mean(0))
+            if pad:
+                far = p.mean(0) + torch.tensor([_PAD_DISTANCE_M, 0.0, 0.0], device=dev, dtype=dt)
+                p = torch.cat([p, far.expand(pad, 3)])
+                nn = torch.cat([nn, nn[:1].expand(pad, 3)])
+            pts.append(p)
+            nrm.append(nn)
+        obj = ObjectCloud(torch.stack(pts)[owner], torch.stack(nrm)[owner], torch.stack(centers)[owner])
+        if all(pr.plane is None for pr in problems):
+            return obj, None
+        normals, offsets = [], []
+        for pr in problems:
+            if pr.plane is None:
+                normals.append(torch.tensor([0.0, 0.0, 1.0], device=dev, dtype=dt))
+                offsets.append(torch.tensor(_NO_PLANE_OFFSET, device=dev, dtype=dt))
+            else:
+                normals.append(pr.plane.normal.to(dev, dt))
+                offsets.append(torch.as_tensor(pr.plane.offset, device=dev, dtype=dt))
+        return obj, SupportPlane(torch.stack(normals)[owner], torch.stack(offsets)[owner])
 
     def _to_grasps(self, x: Tensor, terms: dict[str, Tensor], obj: ObjectCloud, plane: SupportPlane | None) -> list[Grasp]:
         h, cfg = self.hand, self.cfg
@@ -186,14 +263,15 @@ class OptimizeProposer:
         approach = (rot @ h.approach_direction)  # (B, 3) palm normal towards the object
         open_q = h.open_pose.expand_as(q)
         back = torch.full((x.shape[0],), cfg.pregrasp_back_m, device=x.device, dtype=x.dtype)
+        pts = obj.points if obj.points.dim() == 3 else obj.points.expand(x.shape[0], -1, -1)
         # grow the back-off until the open hand clears the object by 1 cm (and the table)
         for _ in range(6):
             pre_pos = pos - approach * back[:, None]
             frames = h.forward_kinematics(pre_pos, rot, open_q)
-            clear = h.signed_distance(frames, obj.points.expand(x.shape[0], -1, -1)).min(dim=1).values > 0.01
+            clear = h.signed_distance(frames, pts).min(dim=1).values > 0.01
             if plane is not None:
                 c, r = h.penetration_keypoints(frames)
-                clear &= ((c @ plane.normal + plane.offset) - r).min(dim=1).values > 0.0
+                clear &= (plane.height(c) - r).min(dim=1).values > 0.0
             if bool(clear.all()):
                 break
             back = torch.where(clear, back, back + 0.03)

@@ -89,3 +89,24 @@ def test_oversample_returns_the_requested_count_ranked():
     assert len(res.grasps) == 3 and res.energy["total"].shape == (3,)
     pen_ok = (res.energy["pen"] <= prop.cfg.max_pen_rank).tolist()
     assert pen_ok == sorted(pen_ok, reverse=True)  # non-penetrating candidates come first
+
+
+def test_batch_of_problems_matches_each_problem_alone():
+    """Concurrent requests are optimised in one batch; each must get what it would get alone
+    (own random stream, own cloud padded to the common size, own table or none)."""
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=15))
+    from models.proposers.optimize import Problem
+
+    p1, n1 = _sphere(600, 0.035)
+    p2, n2 = _sphere(450, 0.03, z0=0.05)
+    plane = SupportPlane(torch.tensor([0.0, 0.0, 1.0]), 0.0)
+    problems = [Problem(p1, n1, 3, None, seed=1), Problem(p2, n2, 5, plane, seed=2)]
+    batched = prop.propose_batch(problems)
+    assert [len(r.grasps) for r in batched] == [3, 5]
+    for pr, res in zip(problems, batched):
+        alone = prop.propose(pr.points, pr.normals, pr.num_grasps, pr.plane, pr.seed)
+        a = torch.tensor([g.pose.position for g in alone.grasps])
+        b = torch.tensor([g.pose.position for g in res.grasps])
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
+        torch.testing.assert_close(res.energy["total"], alone.energy["total"], atol=1e-4, rtol=1e-4)
+    assert "table" not in prop.propose(p1, n1, 2, None, 1).energy

@@ -8,6 +8,7 @@ from typing import Any
 
 _REGISTRY: dict[str, str] = {
     "optimize": "models.proposers.optimize:OptimizeProposer",
+    "fast": "models.proposers.optimize:FastProposer",
 }
 
 

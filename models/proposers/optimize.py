@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -82,6 +83,7 @@ class Problem:
     num_grasps: int = 16
     plane: SupportPlane | None = None
     seed: int = 0
+    priors: Any = None  # an instruction's priors (models.intent.Priors): approach cone, contact mask
 
 
 _NO_PLANE_OFFSET = 1e3  # a plane 1 km below stands in for "no table" inside a mixed batch
@@ -281,6 +283,24 @@ class OptimizeProposer:
             scores["energy"] = float(terms["total"][i])
             out.append(make_grasp(self.hand_name, rot[i], pos[i], q[i], rot[i], pre_pos[i], open_q[i], scores, squeeze[i]))
         return out
+
+
+class FastProposer(OptimizeProposer):
+    """``fast``: the same energy, a short schedule on a small cloud: the service's CPU default.
+
+    Palm placements sampled around the cloud, then ``steps`` annealing steps with a larger initial
+    step and a faster-cooling temperature. Measured against ``optimize`` in ``bench/``.
+    """
+
+    name = "fast"
+    version = "0.1.0"
+
+    def __init__(self, hand: str = "shadow", device: str = "cpu", cfg: OptimizeConfig | None = None) -> None:
+        super().__init__(hand, device, cfg or fast_config())
+
+
+def fast_config() -> OptimizeConfig:
+    return replace(OptimizeConfig(), steps=60, step_size=0.008, decay_every=15, temperature_every=8)
 
 
 def _demo() -> None:  # pragma: no cover - manual check

@@ -1,0 +1,431 @@
+"""The proposal pipeline behind ``POST /v1/grasps`` and ``dexgrasp propose``.
+
+validate -> preprocess (table detection/removal, outliers, downsample, normals, canonical frame)
+-> propose (a registered proposer, batched over concurrent queries) -> refine -> score ->
+select (diversity-aware top K) -> grasps in the query's own frame.
+
+Every stage is a plain function; :class:`GraspPipeline` composes them and times each. Inputs that
+no stage can work with raise :class:`QueryError` (a ``ValueError``) with a message that says what
+to fix; the service maps it to a 4xx. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .cloud_checks import check_object_cloud
+from .energy import SupportPlane
+from .geometry import Plane, detect_support_plane, estimate_normals, farthest_point_sample, statistical_outlier_removal
+from .grasp import Grasp, Pose, PreGrasp, grasps_to_tensors
+from .hands import get_hand
+from .hands.spec import available_hands
+from .proposers import available_proposers, get_proposer
+from .proposers.optimize import Problem
+from .quality import ObjectSurface
+from .rank import RankConfig, grasp_distances, score_grasps, select_diverse
+from .rotations import matrix_to_quat
+
+
+class QueryError(ValueError):
+    """The query cannot be served as sent; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Limits and stage settings (units in the names)."""
+
+    max_points: int = 2_000_000  # larger clouds are refused (downsample on the robot side)
+    preprocess_points: int = 60_000  # clouds above this are randomly subsampled before table detection
+    model_points: int = 1024  # points the proposer and the scorer see (farthest point sampling)
+    min_object_points: int = 50
+    table_margin_m: float = 0.006  # points closer than this above the table are table
+    outlier_k: int = 16
+    outlier_std: float = 2.5
+    normals_k: int = 16
+    max_num_grasps: int = 64
+    candidates_per_grasp: float = 2.0  # proposer candidates per returned grasp, for the selection
+    default_method: str = "fast"  # what ``auto`` resolves to while no learned proposer is installed
+    refine_steps: int = 0
+    rank: RankConfig = field(default_factory=RankConfig)
+
+
+@dataclass
+class GraspQuery:
+    """One proposal request, in the client's frame."""
+
+    points: np.ndarray  # (N, 3) float
+    normals: np.ndarray | None = None  # (N, 3) outward normals, optional
+    up: Sequence[float] = (0.0, 0.0, 1.0)  # opposite to gravity
+    table: tuple[Sequence[float], float] | None = None  # plane n.x + d = 0, n roughly along up
+    hand: str = "shadow"
+    num_grasps: int = 16
+    text: str | None = None
+    method: str = "auto"
+    refine: bool | None = None
+    seed: int = 0
+    timeout_s: float | None = None
+    remove_table: bool = True
+
+
+@dataclass
+class Prepared:
+    """A query after preprocessing: the object in the canonical frame (centroid at the origin, up = +z)."""
+
+    query: GraspQuery
+    points: Tensor  # (M, 3) float32
+    normals: Tensor
+    plane: SupportPlane | None  # in the canonical frame
+    to_request: Tensor  # (4, 4) float64: canonical -> request frame
+    warnings: list[str]
+    points_in: int
+    timings_ms: dict[str, float]
+
+
+@dataclass
+class PipelineResult:
+    grasps: list[Grasp]
+    proposer: str
+    proposer_version: str
+    timings_ms: dict[str, float]
+    warnings: list[str]
+    points_in: int
+    points_used: int
+    intent: dict[str, Any] | None = None
+    intent_satisfied: int | None = None  # how many returned grasps satisfy the instruction
+
+
+# ------------------------------------------------------------------------------------------ stages
+def validate_query(q: GraspQuery, cfg: PipelineConfig) -> None:
+    """Shape, finiteness, size and option checks that need no geometry."""
+    pts = q.points
+    if not isinstance(pts, np.ndarray) or pts.dtype.kind not in "fiu":
+        raise QueryError("points must be a numeric array of shape (N, 3)")
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise QueryError(f"points must have shape (N, 3), got {tuple(pts.shape)}")
+    n = pts.shape[0]
+    if n == 0:
+        raise QueryError("points is empty; send the object's point cloud (N, 3) in metres")
+    if n < cfg.min_object_points:
+        raise QueryError(f"cloud has {n} points; at least {cfg.min_object_points} object points are needed")
+    if n > cfg.max_points:
+        raise QueryError(f"cloud has {n} points; at most {cfg.max_points} are accepted (downsample it first)")
+    if not np.isfinite(pts).all():
+        bad = int((~np.isfinite(pts)).any(axis=1).sum())
+        raise QueryError(f"points contain NaN or infinite values ({bad} points); drop them before sending")
+    if q.normals is not None:
+        nr = q.normals
+        if nr.shape != pts.shape:
+            raise QueryError(f"normals must have the same shape as points {tuple(pts.shape)}, got {tuple(nr.shape)}")
+        if not np.isfinite(nr).all():
+            raise QueryError("normals contain NaN or infinite values")
+        if (np.linalg.norm(nr, axis=1) < 1e-6).any():
+            raise QueryError("normals contain zero-length vectors; send unit normals or none")
+    up = np.asarray(q.up, dtype=np.float64)
+    if up.shape != (3,) or not np.isfinite(up).all() or np.linalg.norm(up) < 1e-9:
+        raise QueryError("up must be a non-zero finite 3-vector (opposite to gravity), e.g. [0, 0, 1]")
+    if q.table is not None:
+        nrm, off = q.table
+        tn = np.asarray(nrm, dtype=np.float64)
+        if tn.shape != (3,) or not np.isfinite(tn).all() or np.linalg.norm(tn) < 1e-9 or not math.isfinite(off):
+            raise QueryError("table must be {normal: [nx, ny, nz], offset: d} with a non-zero finite normal")
+    if q.hand not in available_hands():
+        raise QueryError(f"unknown hand {q.hand!r}; available: {', '.join(available_hands())}")
+    if not 1 <= q.num_grasps <= cfg.max_num_grasps:
+        raise QueryError(f"num_grasps must be between 1 and {cfg.max_num_grasps}, got {q.num_grasps}")
+    if q.method != "auto" and q.method not in available_proposers():
+        raise QueryError(f"unknown method {q.method!r}; available: auto, {', '.join(available_proposers())}")
+    if q.timeout_s is not None and not (q.timeout_s > 0):
+        raise QueryError("timeout_ms must be positive")
+
+
+def _rotation_to_z(up: np.ndarray) -> np.ndarray:
+    """Rotation R (3, 3) with R @ up = +z, the smallest such rotation."""
+    u = up / np.linalg.norm(up)
+    z = np.array([0.0, 0.0, 1.0])
+    v = np.cross(u, z)
+    s, c = np.linalg.norm(v), float(u @ z)
+    if s < 1e-12:
+        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]]) / s
+    ang = math.atan2(s, c)
+    return np.eye(3) + math.sin(ang) * k + (1 - math.cos(ang)) * (k @ k)
+
+
+def preprocess(q: GraspQuery, cfg: PipelineConfig) -> Prepared:
+    """Table removal, outlier removal, downsampling, normals and the canonical frame."""
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    n_in = q.points.shape[0]
+    pts64 = q.points.astype(np.float64)
+    nrm64 = None if q.normals is None else q.normals.astype(np.float64)
+    rng = np.random.default_rng(q.seed)
+    if n_in > cfg.preprocess_points:
+        keep = np.sort(rng.choice(n_in, cfg.preprocess_points, replace=False))
+        pts64 = pts64[keep]
+        nrm64 = None if nrm64 is None else nrm64[keep]
+        warnings.append(f"cloud randomly subsampled from {n_in} to {cfg.preprocess_points} points before table detection")
+    # canonical frame: centroid of the (raw) cloud at the origin, up along +z, no scaling
+    up = np.asarray(q.up, dtype=np.float64)
+    rot = _rotation_to_z(up)
+    centre = pts64.mean(0)
+    p = torch.from_numpy((pts64 - centre) @ rot.T)
+    n = None if nrm64 is None else torch.from_numpy(nrm64 @ rot.T)
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+
+    t = time.perf_counter()
+    plane: Plane | None = None
+    if q.table is not None:
+        tn = torch.tensor(np.asarray(q.table[0], dtype=np.float64) @ rot.T)
+        scale = float(tn.norm())
+        tn = tn / scale
+        off = q.table[1] / scale + float(tn @ torch.from_numpy(rot @ centre))
+        if float(tn @ z) < 0:
+            tn, off = -tn, -off
+        plane = Plane(normal=tn, offset=off)
+    elif q.remove_table:
+        plane, _ = detect_support_plane(p.float(), z.float())
+        if plane is not None:
+            plane = Plane(normal=plane.normal.double(), offset=float(plane.offset))
+    if plane is not None:
+        keep_t = plane.signed_distance(p) > cfg.table_margin_m
+        dropped = int((~keep_t).sum())
+        if dropped:
+            what = "given table" if q.table is not None else "table detected and"
+            warnings.append(f"{what} removed: {dropped} of {p.shape[0]} points at or below the support plane")
+        p = p[keep_t]
+        n = None if n is None else n[keep_t]
+    timings["table_ms"] = (time.perf_counter() - t) * 1e3
+    if p.shape[0] < cfg.min_object_points:
+        raise QueryError(
+            f"only {p.shape[0]} object points left after removing the table; at least {cfg.min_object_points} "
+            "are needed (is the object in the cloud, or is the table plane wrong?)"
+        )
+    t = time.perf_counter()
+    keep_o = statistical_outlier_removal(p.float(), cfg.outlier_k, cfg.outlier_std)
+    if int((~keep_o).sum()):
+        warnings.append(f"removed {int((~keep_o).sum())} outlier points")
+        p = p[keep_o]
+        n = None if n is None else n[keep_o]
+    timings["outliers_ms"] = (time.perf_counter() - t) * 1e3
+    try:
+        check_object_cloud(p)
+    except ValueError as e:
+        raise QueryError(str(e)) from e
+
+    t = time.perf_counter()
+    # recentre on the object alone (the table no longer pulls the centroid)
+    shift = p.mean(0)
+    p = p - shift
+    if p.shape[0] > cfg.model_points:
+        idx = farthest_point_sample(p.float()[None], cfg.model_points)[0]
+        warnings.append(f"cloud downsampled from {p.shape[0]} to {cfg.model_points} points")
+        p = p[idx]
+        n = None if n is None else n[idx]
+    timings["downsample_ms"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    pf = p.float()
+    if n is None:
+        nf = estimate_normals(pf[None], k=min(cfg.normals_k, pf.shape[0]))[0]
+    else:
+        nf = torch.nn.functional.normalize(n.float(), dim=-1)
+    timings["normals_ms"] = (time.perf_counter() - t) * 1e3
+
+    support = None
+    if plane is not None:
+        support = SupportPlane(plane.normal.float(), float(plane.offset + float(plane.normal @ shift)))
+    to_req = torch.eye(4, dtype=torch.float64)
+    to_req[:3, :3] = torch.from_numpy(rot.T)
+    to_req[:3, 3] = torch.from_numpy(centre) + torch.from_numpy(rot.T) @ shift
+    return Prepared(q, pf, nf, support, to_req, warnings, n_in, timings)
+
+
+def to_request_frame(g: Grasp, transform: Tensor) -> Grasp:
+    """``g`` with its palm and pre-grasp poses mapped by ``transform`` (4, 4)."""
+
+    def move(pose: Pose) -> Pose:
+        m = transform @ pose.as_matrix()
+        return Pose(position=m[:3, 3].tolist(), quaternion_wxyz=matrix_to_quat(m[:3, :3]).tolist())
+
+    return g.model_copy(update={"pose": move(g.pose), "pregrasp": PreGrasp(pose=move(g.pregrasp.pose), joints=g.pregrasp.joints)})
+
+
+# ---------------------------------------------------------------------------------------- pipeline
+class GraspPipeline:
+    """Holds the proposers and hands (created once, warmed) and runs queries, alone or batched."""
+
+    def __init__(self, cfg: PipelineConfig | None = None, device: str = "cpu") -> None:
+        self.cfg = cfg or PipelineConfig()
+        self.device = device
+        self._proposers: dict[tuple[str, str], Any] = {}
+
+    def resolve_method(self, method: str) -> str:
+        if method != "auto":
+            return method
+        return "dgtr" if "dgtr" in available_proposers() and self._dgtr_ready() else self.cfg.default_method
+
+    def _dgtr_ready(self) -> bool:
+        return False  # set by the learned proposer once its weights ship
+
+    def proposer(self, method: str, hand: str) -> Any:
+        key = (method, hand)
+        if key not in self._proposers:
+            self._proposers[key] = get_proposer(method, hand=hand, device=self.device)
+        return self._proposers[key]
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for name in available_proposers():
+            loaded = any(k[0] == name for k in self._proposers)
+            p = next((v for k, v in self._proposers.items() if k[0] == name), None)
+            out.append({
+                "name": name,
+                "version": getattr(p, "version", None),
+                "loaded": loaded,
+                "device": self.device,
+                "default": name == self.resolve_method("auto"),
+            })
+        return out
+
+    def warm_up(self) -> None:
+        """Create the default proposer and run one small query through every stage."""
+        ang = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+        ring = [np.stack([0.03 * np.cos(ang), 0.03 * np.sin(ang), np.full_like(ang, z)], 1) for z in np.linspace(0, 0.1, 10)]
+        self.run(GraspQuery(points=np.concatenate(ring), num_grasps=2, seed=0))
+
+    def run(self, q: GraspQuery) -> PipelineResult:
+        res = self.run_batch([q])[0]
+        if isinstance(res, BaseException):
+            raise res
+        return res
+
+    def run_batch(
+        self, queries: Sequence[GraspQuery], progress: Callable[[int, int, float], None] | None = None
+    ) -> list[PipelineResult | BaseException]:
+        """Run queries together: each is validated and preprocessed alone (a bad one fails alone),
+        then those sharing a proposer and hand are optimised in one batch."""
+        cfg = self.cfg
+        out: list[PipelineResult | BaseException] = [QueryError("not run")] * len(queries)
+        prepared: dict[int, Prepared] = {}
+        for i, q in enumerate(queries):
+            t = time.perf_counter()
+            try:
+                validate_query(q, cfg)
+                t1 = time.perf_counter()
+                prep = preprocess(q, cfg)
+                prep.timings_ms = {"validate_ms": (t1 - t) * 1e3, "preprocess_ms": (time.perf_counter() - t1) * 1e3, **prep.timings_ms}
+                prepared[i] = prep
+            except ValueError as e:
+                out[i] = e if isinstance(e, QueryError) else QueryError(str(e))
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, prep in prepared.items():
+            groups.setdefault((self.resolve_method(prep.query.method), prep.query.hand), []).append(i)
+        for (method, hand), idx in groups.items():
+            try:
+                results = self._run_group(method, hand, [prepared[i] for i in idx], progress)
+            except ValueError as e:
+                results = [QueryError(str(e))] * len(idx)
+            for i, r in zip(idx, results):
+                out[i] = r
+        return out
+
+    def _run_group(
+        self, method: str, hand_name: str, preps: list[Prepared], progress: Callable[[int, int, float], None] | None
+    ) -> list[PipelineResult]:
+        cfg = self.cfg
+        prop = self.proposer(method, hand_name)
+        hand = get_hand(hand_name, device=self.device, dtype="float32")
+        intents = [self._parse_intent(p) for p in preps]
+        problems = []
+        for p, it in zip(preps, intents):
+            n_cand = max(p.query.num_grasps, math.ceil(cfg.candidates_per_grasp * p.query.num_grasps))
+            problems.append(Problem(p.points, p.normals, n_cand, p.plane, p.query.seed, priors=it[1] if it else None))
+        budgets = [p.query.timeout_s for p in preps if p.query.timeout_s is not None]
+        # leave a share of the budget for scoring and selection
+        budget = None if not budgets else max(0.05, 0.75 * min(budgets) - max(sum(p.timings_ms.values()) for p in preps) / 1e3)
+        t = time.perf_counter()
+        raw = prop.propose_batch(problems, time_budget_s=budget, progress=progress)
+        t_prop = (time.perf_counter() - t) * 1e3
+        results = []
+        for p, r, it in zip(preps, raw, intents):
+            t = time.perf_counter()
+            cands = r.grasps
+            pos, rot, qj = grasps_to_tensors(cands, device=self.device)
+            surface = ObjectSurface(p.points, p.normals)
+            table = None if p.plane is None else (p.plane.normal, p.plane.offset)
+            sc = score_grasps(hand, pos, rot, qj, surface, table, cfg.rank)
+            t_score0 = (time.perf_counter() - t) * 1e3
+            overall = sc["quality"]
+            satisfied = None
+            intent_json = None
+            if it is not None:
+                intent_obj, _ = it
+                from .intent import score_intent
+
+                ist = score_intent(intent_obj, hand, pos, rot, qj, p.points, torch.tensor([0.0, 0.0, 1.0]))
+                sc["intent_match"] = ist.score.to(overall.dtype)
+                satisfied = ist.satisfied.bool()
+                overall = (1 - cfg.rank.w_intent) * overall + cfg.rank.w_intent * sc["intent_match"]
+                intent_json = intent_obj.to_json() if hasattr(intent_obj, "to_json") else dict(vars(intent_obj))
+            sc["overall"] = overall
+            t = time.perf_counter()
+            span = (hand.upper - hand.lower).clamp_min(1e-6)
+            qn = (qj - hand.lower) / span
+            dist = grasp_distances(pos, rot, qn, cfg.rank)
+            picked = select_diverse(overall, dist, p.query.num_grasps, cfg.rank.diversity, satisfied)
+            key = [(-(1 if satisfied is not None and bool(satisfied[i]) else 0), -float(overall[i])) for i in picked]
+            picked = [i for _, i in sorted(zip(key, picked))]
+            t_select = (time.perf_counter() - t) * 1e3
+            grasps = []
+            for rank_i, i in enumerate(picked):
+                scores = {k: float(v[i]) for k, v in sc.items()}
+                scores["rank"] = float(rank_i)
+                scores.update({k: v for k, v in cands[i].scores.items() if k.startswith("energy")})
+                grasps.append(to_request_frame(cands[i].model_copy(update={"scores": scores}), p.to_request))
+            warnings = list(p.warnings)
+            n_sat = None
+            if satisfied is not None:
+                n_sat = int(sum(bool(satisfied[i]) for i in picked))
+                if n_sat == 0:
+                    warnings.append("no grasp satisfies the instruction on this object; returning the best grasps without it")
+            timings = dict(p.timings_ms)
+            timings.update({"propose_ms": t_prop, "score_ms": t_score0, "select_ms": t_select})
+            results.append(PipelineResult(
+                grasps=grasps,
+                proposer=method,
+                proposer_version=str(getattr(prop, "version", "")),
+                timings_ms=timings,
+                warnings=warnings,
+                points_in=p.points_in,
+                points_used=int(p.points.shape[0]),
+                intent=intent_json,
+                intent_satisfied=n_sat,
+            ))
+        return results
+
+    def _parse_intent(self, p: Prepared) -> tuple[Any, Any] | None:
+        text = p.query.text
+        if text is None or not text.strip():
+            return None
+        from .intent import intent_priors, parse_intent
+
+        intent = parse_intent(text)
+        hand = get_hand(p.query.hand, device=self.device, dtype="float32")
+        # the canonical frame has up = +z; "front" faces the request frame's origin (the sensor)
+        return intent, intent_priors(intent, hand, p.points, torch.tensor([0.0, 0.0, 1.0]), viewer=self._viewer(p))
+
+    @staticmethod
+    def _viewer(p: Prepared) -> Tensor:
+        """The request frame's origin (the sensor or robot base) in the canonical frame."""
+        inv = torch.linalg.inv(p.to_request)
+        return inv[:3, 3].float()
+
+
+__all__ = ["GraspPipeline", "GraspQuery", "PipelineConfig", "PipelineResult", "Prepared", "QueryError", "preprocess", "validate_query"]

@@ -1,0 +1,168 @@
+"""The FastAPI app: ``create_app(settings)`` builds it; ``dexgrasp serve`` runs it under uvicorn.
+
+Start-up creates the pipeline and the compute thread and warms the default proposer in the
+background: ``/healthz`` answers at once, ``/readyz`` only once warm-up is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from models.device import resolve
+from models.pipeline import GraspPipeline, PipelineConfig
+
+from .batching import Batcher
+from .deps import ServiceState, require_api_key
+from .errors import PayloadTooLarge, install_error_handlers
+from .metrics import Metrics
+from .routes import grasps, meta
+from .schemas import GraspRequest
+from .settings import Settings, get_settings
+
+log = logging.getLogger("dexgrasp.service")
+API_VERSION = "1.0.0"
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes: at once from Content-Length, or while streaming."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", []):
+            if k == b"content-length":
+                try:
+                    too_big = int(v) > self.limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await _send_413(send, self.limit)
+                    return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise PayloadTooLarge(self.limit)
+            return msg
+
+        await self.app(scope, counted, send)
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    import json
+
+    body = json.dumps({"error": {"code": "payload_too_large", "message": str(PayloadTooLarge(limit)), "request_id": None}}).encode()
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _warm(state: ServiceState) -> None:
+    try:
+        t = time.perf_counter()
+        state.pipeline.warm_up()
+        state.ready = True
+        log.info("warm-up done in %.1f s", time.perf_counter() - t)
+    except Exception as e:  # readiness reports it; liveness stays up
+        state.warmup_error = f"{type(e).__name__}: {e}"
+        log.exception("warm-up failed")
+
+
+def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAPI:
+    """Build the app. ``rollouts`` is a rollout-queue client (``sim_worker.jobs.JobQueue``) or None."""
+    s = settings or get_settings()
+    device = str(resolve(s.device, "float32").device)
+    pipeline = GraspPipeline(PipelineConfig(max_points=s.max_points, max_num_grasps=s.max_num_grasps), device=device)
+    metrics = Metrics()
+    state = ServiceState(
+        settings=s,
+        pipeline=pipeline,
+        batcher=Batcher(pipeline, metrics, s.max_batch, s.batch_window_ms / 1e3, s.max_queue),
+        metrics=metrics,
+        rollouts=rollouts,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.batcher.start()
+        if s.warmup:
+            threading.Thread(target=_warm, args=(state,), name="dexgrasp-warmup", daemon=True).start()
+        else:
+            state.ready = True
+        yield
+        state.batcher.stop()
+
+    app = FastAPI(
+        title="dexgrasp",
+        version=API_VERSION,
+        description="Ranked, diverse dexterous grasps for object point clouds; simulated rollouts as jobs.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    app.state.metrics = metrics
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = rid[:128]
+        t = time.perf_counter()
+        metrics.in_flight.inc()
+        try:
+            response = await call_next(request)
+        finally:
+            metrics.in_flight.dec()
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - t)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    auth = [Depends(require_api_key)]
+    app.include_router(grasps.router, prefix="/v1", tags=["grasps"], dependencies=auth)
+    app.include_router(meta.router, prefix="/v1", tags=["meta"], dependencies=auth)
+    try:
+        from .routes import rollouts as rollout_routes
+
+        app.include_router(rollout_routes.router, prefix="/v1", tags=["rollouts"], dependencies=auth)
+    except ImportError:  # pragma: no cover - the rollout routes need the sim_worker queue module
+        log.warning("rollout routes unavailable")
+    app.include_router(meta.probes, tags=["probes"])
+    if s.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(BodyLimit, limit=s.max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        req = GraspRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in req.pop("$defs", {}).items():
+            comps.setdefault(name, sub)
+        comps["GraspRequest"] = req
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,56 @@
+"""The service's one settings object, read from the environment (prefix ``DEXGRASP_``; ``REDIS_URL``
+without prefix). The same names are listed in the README and used by ``compose.yaml``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEXGRASP_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "0.0.0.0"
+    port: int = 8000
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated keys; empty = no auth (refused in production)"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="empty = CORS off")
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_points: int = 2_000_000
+    max_num_grasps: int = 64
+    default_timeout_ms: int = 20_000
+    max_timeout_ms: int = 120_000
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    max_batch: int = 8  # concurrent proposal requests optimised together
+    batch_window_ms: float = 5.0  # how long the batcher waits for company once a request arrives
+    max_queue: int = 64  # queued proposal requests beyond this get 503 + Retry-After
+    warmup: bool = True
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "DEXGRASP_REDIS_URL"))
+    embedded_workers: int = 1  # in-process simulation workers when REDIS_URL is unset
+    rollout_ttl_s: int = 86_400
+    log_level: str = "info"
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @model_validator(mode="after")
+    def _production_needs_keys(self) -> Settings:
+        if self.environment == "production" and not self.api_keys:
+            raise ValueError("DEXGRASP_API_KEYS must be set when DEXGRASP_ENVIRONMENT=production")
+        if any(len(k) < 8 for k in self.api_keys):
+            raise ValueError("every API key in DEXGRASP_API_KEYS must be at least 8 characters")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,27 @@
+"""``dexgrasp serve``: uvicorn around :func:`service.app.create_app`.
+
+With ``REDIS_URL`` set, rollouts go to that Redis and separate ``dexgrasp worker`` processes run
+them. Without it, a private Redis server and an in-process worker pool start with the API, so one
+command gives the whole system.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .settings import get_settings
+
+log = logging.getLogger("dexgrasp.service")
+
+
+def serve(host: str | None = None, port: int | None = None) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    s = get_settings()
+    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    app = create_app(s)
+    uvicorn.run(app, host=host or s.host, port=port or s.port, log_level=s.log_level)
+    return 0

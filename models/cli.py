@@ -214,11 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     y.set_defaults(fn=_cmd_synth)
 
     try:
-        from sim_worker.cli import add_sim_parser
+        from sim_worker.cli import add_sim_parser, add_worker_parser
     except ImportError:  # the simulation CLI is optional until sim_worker.cli exists
         pass
     else:
         add_sim_parser(sub)
+        add_worker_parser(sub)
 
     s = sub.add_parser("serve", help="run the HTTP service (embedded Redis and workers when REDIS_URL is unset)")
     s.add_argument("--host", default=None, help="default: DEXGRASP_HOST or 0.0.0.0")

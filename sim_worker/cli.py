@@ -368,14 +368,89 @@ def add_sim_parser(sub: Any) -> argparse.ArgumentParser:
     return s
 
 
+# ---------------------------------------------------------------------------------------- worker
+def _cmd_worker(a: argparse.Namespace) -> int:
+    """``dexgrasp worker``: exit 0 after a clean stop (SIGTERM/SIGINT), 2 for bad options or a backend
+    that cannot start (e.g. Isaac Gym not installed), 1 for anything unexpected."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from .jobs import QueueUnavailable
+    from .worker import Worker, WorkerConfig, setup_logging
+
+    setup_logging(a.log_level)
+    url = a.redis or os.environ.get("REDIS_URL")
+    if not url:
+        print("dexgrasp worker: error: no Redis: give --redis redis://HOST:PORT/DB or set REDIS_URL", file=sys.stderr)
+        return 2
+    try:
+        cfg = WorkerConfig(
+            backend=a.backend, batch=a.batch, procs=a.procs, namespace=a.namespace, name=a.name,
+            heartbeat_s=a.heartbeat_s, heartbeat_ttl_s=a.heartbeat_ttl_s, reclaim_idle_s=a.reclaim_after_s,
+            janitor_s=a.janitor_s, grace_s=a.grace_s, block_ms=a.block_ms, ttl_s=a.ttl_s,
+            metrics_port=a.metrics_port, metrics_host=a.metrics_host,
+        ).check()
+        worker = Worker(url, cfg)
+    except ValueError as exc:
+        print(f"dexgrasp worker: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        worker.start()
+    except (RuntimeError, NotImplementedError, ImportError, OSError) as exc:
+        worker.close()
+        print(f"dexgrasp worker: error: the {a.backend!r} backend could not start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return worker.run()
+    except QueueUnavailable as exc:  # pragma: no cover - run() retries; only shutdown paths raise
+        print(f"dexgrasp worker: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        worker.close()
+
+
+def add_worker_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``worker`` (the rollout-queue consumer) on an argparse sub-parsers object."""
+    from .backends import available_backends
+    from .jobs import DEFAULT_TTL_S, HEARTBEAT_S, HEARTBEAT_TTL_S, RECLAIM_IDLE_S
+
+    w: argparse.ArgumentParser = sub.add_parser(
+        "worker", help="consume rollout jobs from Redis (long-lived; SIGTERM finishes or releases its jobs)",
+        description="A simulation worker: pulls up to --batch jobs at a time from the Redis job streams, runs "
+                    "them on --procs simulator processes, writes progress, results and keyframes. "
+                    "Logs are JSON lines on stderr. See docs/jobs.md.",
+    )
+    w.add_argument("--redis", default=None, help="Redis URL, e.g. redis://localhost:6379/0 (default: $REDIS_URL)")
+    w.add_argument("--backend", default="mujoco", choices=available_backends())
+    w.add_argument("--batch", type=int, default=8, help="jobs taken per read (default 8)")
+    w.add_argument("--procs", type=int, default=1, help="simulator processes (default 1: in the worker process)")
+    w.add_argument("--namespace", default="dexgrasp", help="Redis key prefix shared with the API (default dexgrasp)")
+    w.add_argument("--name", default=None, help="consumer name (default host-pid-random; must be unique)")
+    w.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (0: any)")
+    w.add_argument("--metrics-host", default="0.0.0.0", help="metrics bind address (default 0.0.0.0)")
+    w.add_argument("--heartbeat-s", type=float, default=HEARTBEAT_S, help=f"heartbeat period (default {HEARTBEAT_S})")
+    w.add_argument("--heartbeat-ttl-s", type=float, default=HEARTBEAT_TTL_S,
+                   help=f"a worker silent this long is dead (default {HEARTBEAT_TTL_S})")
+    w.add_argument("--reclaim-after-s", type=float, default=RECLAIM_IDLE_S,
+                   help=f"reclaim a dead worker's entries idle this long (default {RECLAIM_IDLE_S})")
+    w.add_argument("--janitor-s", type=float, default=5.0, help="how often to look for dead workers' jobs (default 5)")
+    w.add_argument("--grace-s", type=float, default=30.0,
+                   help="after SIGTERM, finish the current batch within this time, then release it (default 30)")
+    w.add_argument("--block-ms", type=int, default=1000, help="longest blocking read while idle (default 1000)")
+    w.add_argument("--ttl-s", type=int, default=DEFAULT_TTL_S, help=f"job record TTL (default {DEFAULT_TTL_S})")
+    w.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    w.set_defaults(fn=_cmd_worker)
+    return w
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry: ``python -m sim_worker.cli sim validate ...`` (the leading ``sim`` is optional)."""
+    """Standalone entry: ``python -m sim_worker.cli sim validate ...`` (the leading ``sim`` is optional)
+    or ``python -m sim_worker.cli worker --redis URL``."""
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in and args_in[0] in ("validate", "execute"):
         args_in.insert(0, "sim")
     p = argparse.ArgumentParser(prog="dexgrasp", description="Dexterous grasp simulation tools")
     sub = p.add_subparsers(dest="cmd", required=True)
     add_sim_parser(sub)
+    add_worker_parser(sub)
     a = p.parse_args(args_in)
     return int(a.fn(a))
 

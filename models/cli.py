@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -84,7 +85,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     return serve(host=a.host, port=a.port)
 
 
-def _read_cloud(path: str) -> tuple[object, object]:
+def _read_cloud(path: str) -> tuple[Any, Any]:
     import numpy as np
 
     from .objects.ply import read_ply, read_points_npy

@@ -156,7 +156,8 @@ def _rotation_to_z(up: np.ndarray) -> np.ndarray:
         return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
     k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]]) / s
     ang = math.atan2(s, c)
-    return np.eye(3) + math.sin(ang) * k + (1 - math.cos(ang)) * (k @ k)
+    out: np.ndarray = np.eye(3) + math.sin(ang) * k + (1 - math.cos(ang)) * (k @ k)
+    return out
 
 
 def preprocess(q: GraspQuery, cfg: PipelineConfig) -> Prepared:
@@ -312,7 +313,7 @@ class GraspPipeline:
         """Run queries together: each is validated and preprocessed alone (a bad one fails alone),
         then those sharing a proposer and hand are optimised in one batch."""
         cfg = self.cfg
-        out: list[PipelineResult | BaseException] = [QueryError("not run")] * len(queries)
+        out: list[PipelineResult | BaseException] = [QueryError("not run") for _ in queries]
         prepared: dict[int, Prepared] = {}
         for i, q in enumerate(queries):
             t = time.perf_counter()
@@ -328,10 +329,11 @@ class GraspPipeline:
         for i, prep in prepared.items():
             groups.setdefault((self.resolve_method(prep.query.method), prep.query.hand), []).append(i)
         for (method, hand), idx in groups.items():
+            results: list[PipelineResult | BaseException]
             try:
-                results = self._run_group(method, hand, [prepared[i] for i in idx], progress)
+                results = list(self._run_group(method, hand, [prepared[i] for i in idx], progress))
             except ValueError as e:
-                results = [QueryError(str(e))] * len(idx)
+                results = [QueryError(str(e)) for _ in idx]
             for i, r in zip(idx, results):
                 out[i] = r
         return out
@@ -424,7 +426,7 @@ class GraspPipeline:
     @staticmethod
     def _viewer(p: Prepared) -> Tensor:
         """The request frame's origin (the sensor or robot base) in the canonical frame."""
-        inv = torch.linalg.inv(p.to_request)
+        inv: Tensor = torch.linalg.inv(p.to_request)
         return inv[:3, 3].float()
 
 

@@ -175,20 +175,21 @@ def params_from_form(fields: dict[str, str]) -> GraspParams:
         if not isinstance(data, dict):
             raise DecodeError("form field 'params' must be a JSON object")
         return GraspParams.model_validate(data)
-    data: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for k, v in fields.items():
         if k in ("up", "table"):
             try:
-                data[k] = json.loads(v)
+                out[k] = json.loads(v)
             except json.JSONDecodeError as e:
                 raise DecodeError(f"form field {k!r} must be JSON, e.g. [0, 0, 1]: {e}") from e
         else:
-            data[k] = v
-    return GraspParams.model_validate(data)
+            out[k] = v
+    return GraspParams.model_validate(out)
 
 
 def encode_msgpack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
 
 
 def encode_array_msgpack(a: np.ndarray) -> dict[str, Any]:

@@ -45,7 +45,7 @@ class Conflict(Exception):
 def error_response(status: int, code: str, message: str, request: Request | None, headers: dict[str, str] | None = None) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) if request is not None else None
     metrics = getattr(request.app.state, "metrics", None) if request is not None else None
-    if metrics is not None:
+    if metrics is not None and request is not None:
         route = request.scope.get("route")
         metrics.errors.labels(getattr(route, "path", "unmatched"), code).inc()
     return JSONResponse(
@@ -56,7 +56,8 @@ def error_response(status: int, code: str, message: str, request: Request | None
 def _validation_message(errors: list[dict[str, object]]) -> str:
     parts = []
     for e in errors[:8]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body",))  # type: ignore[union-attr]
+        where = e.get("loc", ())
+        loc = ".".join(str(x) for x in (where if isinstance(where, tuple | list) else ()) if x != "body")
         parts.append(f"{loc or 'body'}: {e.get('msg')}")
     more = f" (+{len(errors) - 8} more)" if len(errors) > 8 else ""
     return "; ".join(parts) + more

@@ -85,8 +85,8 @@ async def _decode(request: Request, body: bytes | None) -> DecodedRequest:
         upload = files.get("cloud")
         if upload is None:
             raise DecodeError("multipart upload needs a file field 'cloud' (.npy or .ply)")
-        content = await upload.read()  # type: ignore[union-attr]
-        pts, nrm = decode_file(upload.filename or "cloud", content)  # type: ignore[union-attr]
+        content = await upload.read()
+        pts, nrm = decode_file(upload.filename or "cloud", content)
         return DecodedRequest(params_from_form(fields), np.asarray(pts), None if nrm is None else np.asarray(nrm))
     raise UnsupportedMediaType(
         f"content type {ctype!r} is not served; use application/json, application/msgpack or multipart/form-data"

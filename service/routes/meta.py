@@ -43,7 +43,7 @@ def readyz(state: StateDep) -> JSONResponse:
         checks["redis"] = "ok" if ok else "unreachable"
         if state.ready and not ok:
             status = "degraded"  # proposals work; rollouts answer 503 until Redis is back
-    body = ReadyState(ready=state.ready, status=status, checks=checks)  # type: ignore[arg-type]
+    body = ReadyState.model_validate({"ready": state.ready, "status": status, "checks": checks})
     return JSONResponse(body.model_dump(), status_code=200 if state.ready else 503)
 
 

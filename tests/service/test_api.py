@@ -89,7 +89,7 @@ def test_propose_in_each_encoding_returns_grasps_in_the_request_frame(server, en
     cloud = box_on_table(1, offset)
     client = GraspClient(server.url, api_key=API_KEY, encoding=encoding, retries=1)
     res = client.propose(cloud, num_grasps=3, seed=1)
-    _check_result(res, 3, offset + [0, 0, 0.04])
+    _check_result(res, 3, offset + np.array([0, 0, 0.04]))
     assert any("table detected and removed" in w for w in res.warnings)
     # the hand stays above the table (the pre-grasp too)
     assert (res.poses[:, 2, 3] > offset[2]).all() and (res.pregrasp_poses[:, 2, 3] > offset[2]).all()
@@ -156,7 +156,7 @@ def _arr(a: np.ndarray) -> dict:
 
 
 BAD_CASES = [
-    ("nan", _json([[float("nan"), 0, 0]] + GOOD_LIST).replace(b"NaN", b"NaN"), "application/json", 422, "NaN"),
+    ("nan", _json([[float("nan"), 0, 0], *GOOD_LIST]), "application/json", 422, "NaN"),
     ("inf-msgpack", _mp({"points": _arr(np.vstack([GOOD, [[np.inf, 0, 0]]]).astype("<f4"))}), "application/msgpack", 422, "NaN or infinite"),
     ("empty", _json([]), "application/json", 422, "empty"),
     ("one-point", _json([[0.0, 0.0, 0.0]]), "application/json", 422, "at least 50"),

@@ -780,7 +780,7 @@ class Worker:
             running = len(self._running)
         return {"pid": os.getpid(), "host": os.uname().nodename, "batch": self.cfg.batch, "procs": self.cfg.procs,
                 "state": self._state, "running": running, "metrics_port": self.metrics_port,
-                "started_at": self.metrics.started}
+                "started_at": self.metrics.started, "pool_pids": list(self._pool.pids) if self._pool else []}
 
     def _control_loop(self) -> None:
         next_hb = 0.0

@@ -317,7 +317,7 @@ def test_deleted_entries_in_a_dead_workers_list_are_just_acknowledged(
     kw = {"heartbeat_ttl_s": 0.2, "reclaim_idle_s": 0.2}
     a, b = consumer(server, ns, "A", **kw), consumer(server, ns, "B", **kw)
     jid = q.enqueue({"mode": "noop"}).id
-    [d] = a.fetch(1)
+    assert len(a.fetch(1)) == 1
     q.cancel(jid)  # queued (delivered, not started) -> canceled, entry deleted
     assert [x.job_id for x in a.own_pending(5)] == [None]  # the pending copy has no fields left
     time.sleep(0.3)

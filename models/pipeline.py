@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .cloud_checks import check_object_cloud
-from .energy import SupportPlane
+from .energy import ObjectCloud, SupportPlane
 from .geometry import Plane, detect_support_plane, estimate_normals, farthest_point_sample, statistical_outlier_removal
 from .grasp import Grasp, Pose, PreGrasp, grasps_to_tensors
 from .hands import get_hand
@@ -31,6 +31,7 @@ from .proposers import available_proposers, get_proposer
 from .proposers.optimize import Problem
 from .quality import ObjectSurface
 from .rank import RankConfig, grasp_distances, score_grasps, select_diverse
+from .refine import RefineConfig, refine_grasps
 from .rotations import matrix_to_quat
 
 
@@ -53,7 +54,8 @@ class PipelineConfig:
     max_num_grasps: int = 64
     candidates_per_grasp: float = 2.0  # proposer candidates per returned grasp, for the selection
     default_method: str = "fast"  # what ``auto`` resolves to while no learned proposer is installed
-    refine_steps: int = 0
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    refine_by_default: tuple[str, ...] = ()  # proposers whose output is refined unless the query says no
     rank: RankConfig = field(default_factory=RankConfig)
 
 
@@ -258,6 +260,25 @@ def to_request_frame(g: Grasp, transform: Tensor) -> Grasp:
     return g.model_copy(update={"pose": move(g.pose), "pregrasp": PreGrasp(pose=move(g.pregrasp.pose), joints=g.pregrasp.joints)})
 
 
+def _moved(g: Grasp, pos: Tensor, rot: Tensor, q: Tensor, hand: Any) -> Grasp:
+    """``g`` with a refined palm pose and joints; the pre-grasp keeps its back-off along the new approach."""
+    from .grasp import joints_dict
+
+    back = float(torch.tensor(g.pose.position).sub(torch.tensor(g.pregrasp.pose.position)).norm())
+    approach = rot.double() @ hand.approach_direction.double()
+    pre_pos = pos.double() - approach * back
+    squeeze = None
+    if g.squeeze is not None:
+        delta = torch.tensor([g.squeeze[n] - g.joints[n] for n in hand.joint_names], dtype=q.dtype)
+        squeeze = joints_dict(g.hand, hand.project_joints((q + delta)[None])[0])
+    return g.model_copy(update={
+        "pose": Pose.from_rt(rot, pos),
+        "joints": joints_dict(g.hand, q),
+        "pregrasp": PreGrasp(pose=Pose.from_rt(rot, pre_pos), joints=g.pregrasp.joints),
+        "squeeze": squeeze,
+    })
+
+
 # ---------------------------------------------------------------------------------------- pipeline
 class GraspPipeline:
     """Holds the proposers and hands (created once, warmed) and runs queries, alone or batched."""
@@ -357,9 +378,18 @@ class GraspPipeline:
         t_prop = (time.perf_counter() - t) * 1e3
         results = []
         for p, r, it in zip(preps, raw, intents):
-            t = time.perf_counter()
             cands = r.grasps
             pos, rot, qj = grasps_to_tensors(cands, device=self.device)
+            t = time.perf_counter()
+            do_refine = p.query.refine if p.query.refine is not None else method in cfg.refine_by_default
+            refine_info: dict[str, Tensor] = {}
+            if do_refine:
+                ref = refine_grasps(hand, pos, rot, qj, ObjectCloud(p.points, p.normals), p.plane, cfg.refine)
+                cands = [_moved(g, ref.root_pos[i], ref.root_rot[i], ref.joints[i], hand) for i, g in enumerate(cands)]
+                pos, rot, qj = ref.root_pos, ref.root_rot, ref.joints
+                refine_info = {"refine_pen_before": ref.before["pen"], "refine_pen_after": ref.after["pen"]}
+            t_refine = (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
             surface = ObjectSurface(p.points, p.normals)
             table = None if p.plane is None else (p.plane.normal, p.plane.offset)
             sc = score_grasps(hand, pos, rot, qj, surface, table, cfg.rank)
@@ -377,6 +407,7 @@ class GraspPipeline:
                 overall = (1 - cfg.rank.w_intent) * overall + cfg.rank.w_intent * sc["intent_match"]
                 intent_json = intent_obj.to_json() if hasattr(intent_obj, "to_json") else dict(vars(intent_obj))
             sc["overall"] = overall
+            sc.update(refine_info)
             t = time.perf_counter()
             span = (hand.upper - hand.lower).clamp_min(1e-6)
             qn = (qj - hand.lower) / span
@@ -398,7 +429,7 @@ class GraspPipeline:
                 if n_sat == 0:
                     warnings.append("no grasp satisfies the instruction on this object; returning the best grasps without it")
             timings = dict(p.timings_ms)
-            timings.update({"propose_ms": t_prop, "score_ms": t_score0, "select_ms": t_select})
+            timings.update({"propose_ms": t_prop, "refine_ms": t_refine, "score_ms": t_score0, "select_ms": t_select})
             results.append(PipelineResult(
                 grasps=grasps,
                 proposer=method,

@@ -1,0 +1,108 @@
+"""The proposal pipeline: validation messages, table handling, frames, batching, selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.pipeline import GraspPipeline, GraspQuery, PipelineConfig, QueryError
+from models.rank import select_diverse
+
+
+def box_on_table(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    half = np.array([0.03, 0.02, 0.04])
+    faces = []
+    for axis in range(3):
+        for sign in (-1, 1):
+            if axis == 2 and sign == -1:
+                continue
+            p = rng.uniform(-1, 1, (300, 3)) * half
+            p[:, axis] = sign * half[axis]
+            faces.append(p)
+    box = np.concatenate(faces) + np.array([0, 0, half[2]])
+    table = np.c_[rng.uniform(-0.15, 0.15, (1200, 2)), np.zeros(1200)]
+    table = table[(np.abs(table[:, 0]) > 0.035) | (np.abs(table[:, 1]) > 0.025)]
+    return np.concatenate([box, table]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from dataclasses import replace
+
+    from models.proposers.optimize import FastProposer, fast_config
+
+    p = GraspPipeline(PipelineConfig(model_points=512))
+    p._proposers[("fast", "shadow")] = FastProposer(cfg=replace(fast_config(), steps=12))  # short, for test time
+    return p
+
+
+def test_translation_moves_the_grasps_with_the_cloud(pipe):
+    cloud = box_on_table()
+    a = pipe.run(GraspQuery(points=cloud, num_grasps=3, seed=5))
+    shift = np.array([0.7, -0.3, 0.9], dtype=np.float32)
+    b = pipe.run(GraspQuery(points=cloud + shift, num_grasps=3, seed=5))
+    pa = np.array([g.pose.position for g in a.grasps])
+    pb = np.array([g.pose.position for g in b.grasps])
+    np.testing.assert_allclose(pb - pa, np.broadcast_to(shift, pa.shape), atol=2e-3)
+    qa = np.array([g.pose.quaternion_wxyz for g in a.grasps])
+    qb = np.array([g.pose.quaternion_wxyz for g in b.grasps])
+    np.testing.assert_allclose(np.abs((qa * qb).sum(1)), 1.0, atol=1e-3)
+    assert any("table detected and removed" in w for w in a.warnings)
+
+
+def test_given_table_and_up_axis(pipe):
+    # the same scene with y up: points (x, z, -y) and up = +y
+    cloud = box_on_table(1)
+    rot = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float32)
+    res = pipe.run(GraspQuery(points=cloud @ rot.T, up=(0, 1, 0), table=((0, 1, 0), 0.0), num_grasps=2))
+    assert any("given table removed" in w for w in res.warnings)
+    assert all(g.pose.position[1] > 0 for g in res.grasps)  # the palm is above the table (y up)
+    assert all(g.pregrasp.pose.position[1] > 0 for g in res.grasps)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (dict(points=np.zeros((0, 3), np.float32)), "empty"),
+        (dict(points=np.zeros((10, 3), np.float32)), "at least 50"),
+        (dict(points=np.zeros((100, 2), np.float32)), "shape (N, 3)"),
+        (dict(points=np.full((100, 3), np.nan, np.float32)), "NaN"),
+        (dict(points=box_on_table(), hand="allegro"), "unknown hand"),
+        (dict(points=box_on_table(), method="nope"), "unknown method"),
+        (dict(points=box_on_table(), num_grasps=0), "num_grasps"),
+        (dict(points=box_on_table(), up=(0, 0, 0)), "up must be"),
+        (dict(points=np.c_[np.random.default_rng(0).uniform(-0.1, 0.1, (400, 2)), np.zeros(400)].astype(np.float32)), "left after removing the table"),
+    ],
+)
+def test_refusals_say_what_to_fix(pipe, query, message):
+    with pytest.raises(QueryError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        pipe.run(GraspQuery(**query))
+
+
+def test_a_bad_query_in_a_batch_fails_alone(pipe):
+    good = GraspQuery(points=box_on_table(2), num_grasps=2, seed=1)
+    bad = GraspQuery(points=np.zeros((5, 3), np.float32))
+    out = pipe.run_batch([good, bad, good])
+    assert isinstance(out[1], QueryError)
+    assert len(out[0].grasps) == 2 and len(out[2].grasps) == 2  # type: ignore[union-attr]
+    pa = [g.pose.position for g in out[0].grasps]  # type: ignore[union-attr]
+    alone = pipe.run(good)
+    np.testing.assert_allclose(pa, [g.pose.position for g in alone.grasps], atol=1e-5)
+
+
+def test_refine_flag_runs_the_refine_stage(pipe):
+    res = pipe.run(GraspQuery(points=box_on_table(3), num_grasps=2, refine=True))
+    assert all("refine_pen_after" in g.scores for g in res.grasps)
+    assert all(g.scores["refine_pen_after"] <= g.scores["refine_pen_before"] + 1e-3 for g in res.grasps)
+
+
+def test_select_diverse():
+    scores = torch.tensor([0.9, 0.89, 0.5, 0.1])
+    # candidates 0 and 1 are the same grasp, 2 and 3 far away
+    d = torch.tensor([[0, 0, 5, 5], [0, 0, 5, 5], [5, 5, 0, 5], [5, 5, 5, 0.0]])
+    assert select_diverse(scores, d, 2, diversity=0.0) == [0, 1]
+    assert select_diverse(scores, d, 2, diversity=0.5) == [0, 2]
+    # prioritised candidates (e.g. satisfying the instruction) go first, whatever their score
+    assert select_diverse(scores, d, 2, diversity=0.0, priority=torch.tensor([False, False, True, True])) == [2, 3]

@@ -222,7 +222,7 @@ def test_1000_jobs_from_8_clients_through_3_workers_none_lost_none_duplicated(
 
 
 def test_a_long_job_is_never_stolen_from_a_live_worker(fleet: tuple[JobQueue, list[subprocess.Popen[bytes]]]) -> None:
-    """A 5 s job on workers that reclaim entries idle for 1.5 s from dead owners: the two idle workers'
+    """A 5 s job on workers that reclaim entries idle for 2 s from dead owners: the two idle workers'
     janitors run every 0.3 s the whole time and never take it."""
     q, _ = fleet
     st = q.wait(q.enqueue({"mode": "noop", "sleep_s": 5.0}).id, 60)

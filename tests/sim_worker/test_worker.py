@@ -31,7 +31,7 @@ from sim_worker.worker import Worker, WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "sim"
-FAST = {"heartbeat_s": 0.3, "heartbeat_ttl_s": 1.5, "reclaim_idle_s": 1.5, "janitor_s": 0.5, "block_ms": 200}
+FAST = {"heartbeat_s": 0.3, "heartbeat_ttl_s": 2.0, "reclaim_idle_s": 2.0, "janitor_s": 0.3, "block_ms": 200}
 
 
 def trust_doc(name: str = "box_pinch") -> dict[str, Any]:
@@ -46,7 +46,7 @@ def put_trust_object(q: JobQueue, doc: dict[str, Any]) -> str:
 def cli_worker(url: str, ns: str, *extra: str, stderr: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
     """``dexgrasp worker`` as a real child process, with short heartbeats."""
     args = [sys.executable, "-m", "sim_worker.cli", "worker", "--redis", url, "--namespace", ns,
-            "--heartbeat-s", "0.3", "--heartbeat-ttl-s", "1.5", "--reclaim-after-s", "1.5", "--janitor-s", "0.3",
+            "--heartbeat-s", "0.3", "--heartbeat-ttl-s", "2.0", "--reclaim-after-s", "2.0", "--janitor-s", "0.3",
             "--block-ms", "200", *extra]
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)

@@ -727,16 +727,7 @@ class JobQueue:
         is unknown, ``ValueError`` (pydantic ``ValidationError``) for a bad request."""
         req = request if isinstance(request, JobRequest) else JobRequest.model_validate(request)
         jid = _check_id(job_id) if job_id is not None else uuid.uuid4().hex
-        k = self.keys
-        has_obj = req.object_hash is not None
-        fields: list[Any] = [
-            "id", jid, "mode", req.mode, "backend", req.backend, "priority", req.priority,
-            "object_hash", req.object_hash or "", "n_grasps", len(req.grasps), "max_attempts", req.max_attempts,
-            "request", req.model_dump_json(), "protocol", PROTOCOL_VERSION,
-        ]
-        keys = [k.job(jid), k.stream(req.backend, req.priority), k.events(jid),
-                k.object(req.object_hash) if req.object_hash is not None else k.job(jid), k.backends]
-        args = [jid, self.ttl_s, self.object_ttl_s, "1" if has_obj else "0", req.backend, *fields]
+        keys, args = self._enqueue_call(jid, req)
         out = _guard(lambda: self._enqueue(keys=keys, args=args))
         code = _s(out[0])
         if code == "no_object":
@@ -746,6 +737,45 @@ class JobQueue:
         if st is None:  # pragma: no cover - expired between the two calls
             raise JobNotFound(f"job {jid} vanished right after it was enqueued")
         return st
+
+    def enqueue_many(self, requests: Sequence[JobRequest | dict[str, Any]]) -> list[str]:
+        """Queue many jobs in one round trip (pipelined); returns their ids in order. All objects are
+        checked first: an unknown ``object_hash`` raises :class:`ObjectNotFound` and queues nothing."""
+        reqs = [r if isinstance(r, JobRequest) else JobRequest.model_validate(r) for r in requests]
+        digests = sorted({r.object_hash for r in reqs if r.object_hash is not None})
+        k = self.keys
+        if digests:
+            present = _guard(lambda: [bool(self.redis.exists(k.object(d))) for d in digests])
+            missing = [d for d, ok in zip(digests, present) if not ok]
+            if missing:
+                raise ObjectNotFound(f"objects not stored (never uploaded or expired): {', '.join(missing)}; "
+                                     "upload them with put_object first")
+        ids = [uuid.uuid4().hex for _ in reqs]
+
+        def go() -> list[Any]:
+            with self.redis.pipeline(transaction=False) as p:
+                for jid, req in zip(ids, reqs):
+                    keys, args = self._enqueue_call(jid, req)
+                    self._enqueue(keys=keys, args=args, client=p)
+                return list(p.execute())
+
+        codes = [_s(r[0]) for r in _guard(go)]
+        if "no_object" in codes:  # pragma: no cover - an object expired between the check and the pipeline
+            lost = [jid for jid, c in zip(ids, codes) if c == "no_object"]
+            raise ObjectNotFound(f"jobs {lost} were refused: their object expired while enqueuing; upload it again")
+        return ids
+
+    def _enqueue_call(self, jid: str, req: JobRequest) -> tuple[list[str], list[Any]]:
+        k = self.keys
+        fields: list[Any] = [
+            "id", jid, "mode", req.mode, "backend", req.backend, "priority", req.priority,
+            "object_hash", req.object_hash or "", "n_grasps", len(req.grasps), "max_attempts", req.max_attempts,
+            "request", req.model_dump_json(), "protocol", PROTOCOL_VERSION,
+        ]
+        keys = [k.job(jid), k.stream(req.backend, req.priority), k.events(jid),
+                k.object(req.object_hash) if req.object_hash is not None else k.job(jid), k.backends]
+        args = [jid, self.ttl_s, self.object_ttl_s, "1" if req.object_hash is not None else "0", req.backend, *fields]
+        return keys, args
 
     def get(self, job_id: str, with_result: bool = True) -> JobStatus | None:
         """The job's status, or None when it does not exist (or expired)."""
@@ -1040,12 +1070,7 @@ class JobConsumer:
     def own_pending(self, count: int) -> list[Delivery]:
         """Entries delivered to this worker and not finished: reclaimed ones, or ones a blocking read
         returned beyond the batch size. Priority order."""
-        out: list[Delivery] = []
-        for s in self.streams:
-            if len(out) >= count:
-                break
-            out += self._read({s: "0"}, count - len(out), None)
-        return out
+        return self._read({s: "0" for s in self.streams}, count, None)[:count]
 
     def fetch(self, count: int, block_ms: int = 0) -> list[Delivery]:
         """Up to ``count`` new entries, high priority first. With ``block_ms`` > 0 and nothing waiting,
@@ -1058,10 +1083,7 @@ class JobConsumer:
             out += self._read({s: ">"}, count - len(out), None)
         if out or block_ms <= 0:
             return out
-        got = self._read({s: ">" for s in self.streams}, count, block_ms)
-        if len(got) < count:
-            got += self.fetch(count - len(got), 0)
-        return got[:count]
+        return self._read({s: ">" for s in self.streams}, count, block_ms)[:count]
 
     def reclaim(self, count: int = 100) -> list[Delivery]:
         """Janitor: claim up to ``count`` entries idle > ``reclaim_idle_s`` whose owner's heartbeat

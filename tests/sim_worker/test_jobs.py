@@ -396,3 +396,13 @@ def test_stats_show_backlog_and_pending(server: EmbeddedRedis, q: JobQueue, ns: 
     assert s["backends"]["mujoco"]["low"] == {"length": 3, "pending": 1, "waiting": 2}
     assert [w["name"] for w in s["workers"]] == ["w"]
     assert server.url and q.redis.xinfo_groups(q.keys.stream("mujoco", "low"))[0]["name"].decode() == GROUP
+
+
+def test_enqueue_many_is_one_round_trip_and_all_or_nothing(q: JobQueue) -> None:
+    h = box(q)
+    doc = trust_doc()
+    ids = q.enqueue_many([{"mode": "noop"}] * 5 + [{"mode": "validate", "grasps": doc["grasps"], "object_hash": h}])
+    assert len(set(ids)) == 6 and [q.get(i).status for i in ids] == ["queued"] * 6  # type: ignore[union-attr]
+    with pytest.raises(ObjectNotFound, match="b" * 64):
+        q.enqueue_many([{"mode": "noop"}, {"mode": "validate", "grasps": doc["grasps"], "object_hash": "b" * 64}])
+    assert q.stats()["backends"]["mujoco"]["normal"]["length"] == 6  # the refused batch queued nothing

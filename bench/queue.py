@@ -202,7 +202,7 @@ def rollouts(server: EmbeddedRedis, workers: int, n_jobs: int) -> dict[str, Any]
     hashes = [q.put_object(PrimitiveObject(shape=d["primitive"]["kind"], size=tuple(d["primitive"]["size"])))
               for d in docs]
     reqs = [{"mode": "validate", "grasps": docs[i % 2]["grasps"], "object_hash": hashes[i % 2]} for i in range(n_jobs)]
-    procs = spawn_workers(server.url, ns, workers, batch=4)
+    procs = spawn_workers(server.url, ns, workers, batch=2)
     try:
         wait_ready(q, procs)
         ids = q.enqueue_many(reqs)

@@ -24,6 +24,10 @@ unknown object id, bad option), 130 interrupted.
 
 Run standalone as ``python -m sim_worker.cli sim validate ...``; ``models.cli``
 calls :func:`add_sim_parser` to make it ``dexgrasp sim ...``.
+
+``dexgrasp worker --redis URL [--backend mujoco|isaacgym] [--batch B] [--procs P]`` (registered by
+:func:`add_worker_parser`; also ``python -m sim_worker.cli worker ...``) runs a rollout-queue worker
+(``sim_worker.worker``; protocol in ``docs/jobs.md``).
 """
 
 from __future__ import annotations

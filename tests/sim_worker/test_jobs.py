@@ -406,3 +406,16 @@ def test_enqueue_many_is_one_round_trip_and_all_or_nothing(q: JobQueue) -> None:
     with pytest.raises(ObjectNotFound, match="b" * 64):
         q.enqueue_many([{"mode": "noop"}, {"mode": "validate", "grasps": doc["grasps"], "object_hash": "b" * 64}])
     assert q.stats()["backends"]["mujoco"]["normal"]["length"] == 6  # the refused batch queued nothing
+
+
+def test_idle_consumers_without_heartbeat_are_forgotten(server: EmbeddedRedis, q: JobQueue, ns: str) -> None:
+    a, b = consumer(server, ns, "gone"), consumer(server, ns, "janitor")
+    q.enqueue({"mode": "noop"})
+    [d] = a.fetch(1)
+    a.start([d])
+    a.finish(d, "succeeded", {})
+    stream = q.keys.stream("mujoco", "normal")
+    assert [c["name"] for c in q.redis.xinfo_consumers(stream, GROUP)] == [b"gone"]
+    b.heartbeat({})
+    assert b.forget_dead_consumers(min_idle_s=0.0) == 1
+    assert q.redis.xinfo_consumers(stream, GROUP) == []

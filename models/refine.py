@@ -102,7 +102,7 @@ def refine_grasps(
                 torch.where(better[:, None], q.detach(), best[2]),
             )
             best_loss = torch.where(better, loss.detach(), best_loss)
-        loss.sum().backward()
+        loss.sum().backward()  # type: ignore[no-untyped-call]
         assert pos.grad is not None
         pos.grad.mul_(c.translation_scale)
         opt.step()

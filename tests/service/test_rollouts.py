@@ -1,0 +1,160 @@
+"""Rollout endpoints end to end: real uvicorn, a real Redis server, a real worker process running
+MuJoCo. Enqueue, poll, stream events, download keyframes, cancel; Redis going away gives 503 and
+a degraded readiness, and everything recovers when it is back."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import API_KEY, LiveServer, free_port
+from .test_api import raw
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
+
+
+def _case(name: str) -> tuple[dict, list[dict]]:
+    doc = json.loads((DATA / f"{name}.json").read_text())
+    prim = doc["primitive"]
+    return {"kind": "primitive", "shape": prim["kind"], "size": prim["size"]}, doc["grasps"]
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    from sim_worker.embedded import EmbeddedRedis, EmbeddedSystem
+
+    redis = EmbeddedRedis(data_dir=tmp_path_factory.mktemp("redis"), port=free_port(), persistence="aof")
+    sysm = EmbeddedSystem(workers=1, redis=redis)
+    url = sysm.start()
+    sysm.wait_ready()
+    yield url, sysm, redis
+    sysm.stop()
+
+
+@pytest.fixture(scope="module")
+def rserver(system):
+    from service.app import create_app
+    from service.client import GraspClient
+    from service.settings import Settings
+
+    url, _, _ = system
+    settings = Settings(api_keys=[API_KEY], redis_url=url, warmup=False)
+    with LiveServer(create_app(settings), free_port()) as live:
+        GraspClient(live.url, api_key=API_KEY).wait_ready(60)
+        yield live
+
+
+def _post(server, path: str, body: dict) -> tuple[int, dict, dict]:
+    return raw(server.url + path, "POST", json.dumps(body).encode(), "application/json")
+
+
+def _wait(server, job_id: str, timeout_s: float = 120.0) -> dict:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        status, body, _ = raw(f"{server.url}/v1/rollouts/{job_id}")
+        assert status == 200, body
+        if body["status"] in ("succeeded", "failed", "canceled"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_validate_job_through_the_api(rserver):
+    obj, grasps = _case("box_pinch")
+    status, out, headers = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps, "object": obj})
+    assert status == 202, out
+    assert headers["location"] == out["status_url"] and out["status"] == "queued"
+    job = _wait(rserver, out["id"])
+    assert job["status"] == "succeeded" and job["progress"] == 1.0
+    results = job["result"]["grasps"]
+    assert len(results) == len(grasps)
+    assert all(isinstance(r["success"], bool) for r in results)
+    # the same object uploaded on its own gets the same content hash: geometry travels once
+    status, stored, _ = _post(rserver, "/v1/objects", obj)
+    assert status == 200 and stored["hash"] == out["object_hash"]
+    status, again, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps[:1],
+                                                        "object": {"kind": "hash", "hash": stored["hash"]}})
+    assert status == 202 and _wait(rserver, again["id"])["status"] == "succeeded"
+
+
+def test_execute_job_streams_events_and_serves_keyframes(rserver):
+    obj, grasps = _case("cylinder_power")
+    status, out, _ = _post(rserver, "/v1/rollouts", {"mode": "execute", "grasps": grasps[:1], "object": obj, "render": True})
+    assert status == 202, out
+    req = urllib.request.Request(out["events_url"], headers={"X-API-Key": API_KEY, "Accept": "text/event-stream"})
+    events = []
+    with urllib.request.urlopen(req, timeout=180) as r:
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        block: dict[str, str] = {}
+        for line in r:
+            text = line.decode().rstrip("\n")
+            if not text:
+                if "data" in block:
+                    events.append({"event": block.get("event"), "id": block.get("id"), **json.loads(block["data"])})
+                    if events[-1].get("status") in ("succeeded", "failed", "canceled") and events[-1]["event"] == "status":
+                        break
+                block = {}
+                continue
+            if text.startswith(":"):
+                continue
+            key, _, value = text.partition(": ")
+            block[key] = value
+    assert events[0]["status"] == "queued" and events[-1]["status"] == "succeeded"
+    assert all(e["id"] for e in events)
+    final = events[-1]["job"]
+    g0 = final["result"]["grasps"][0]
+    assert "lift_height_m" in json.dumps(g0) or "lift" in json.dumps(g0)
+    job = _wait(rserver, out["id"])
+    urls = job["result"]["grasps"][0]["keyframe_urls"]
+    assert len(urls) == 3
+    with urllib.request.urlopen(urllib.request.Request(urls[1], headers={"X-API-Key": API_KEY}), timeout=30) as r:
+        assert r.headers["Content-Type"] == "image/png" and r.read()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cancel_unknown_and_bad_requests(rserver):
+    obj, grasps = _case("cylinder_power")
+    # a long execute job keeps the worker busy; the next one is canceled (queued or between chunks)
+    _, first, _ = _post(rserver, "/v1/rollouts", {"mode": "execute", "grasps": grasps, "object": obj})
+    _, second, _ = _post(rserver, "/v1/rollouts", {"mode": "execute", "grasps": grasps, "object": obj, "priority": "low"})
+    status, body, _ = raw(f"{rserver.url}/v1/rollouts/{second['id']}", "DELETE")
+    assert status == 200 and (body["status"] == "canceled" or body["cancel_requested"])
+    assert _wait(rserver, second["id"])["status"] == "canceled"
+    assert _wait(rserver, first["id"])["status"] == "succeeded"
+    assert raw(f"{rserver.url}/v1/rollouts/nope-123")[0] == 404
+    assert raw(f"{rserver.url}/v1/rollouts/nope-123/keyframes/0/0.png")[0] == 404
+    bad = [
+        ({"mode": "fly", "grasps": grasps, "object": obj}, 422, "mode"),
+        ({"mode": "validate", "grasps": [], "object": obj}, 422, "grasps"),
+        ({"mode": "validate", "grasps": grasps, "object": {"kind": "primitive", "shape": "box", "size": [1]}}, 422, "3 positive"),
+        ({"mode": "validate", "grasps": grasps, "object": {"kind": "hash", "hash": "0" * 64}}, 404, "POST /v1/objects"),
+        ({"mode": "validate", "grasps": grasps, "object": {"kind": "mesh", "format": "stl", "data_b64": "%%"}}, 400, "base64"),
+        ({"mode": "validate", "grasps": grasps, "object": obj, "render": True}, 422, "render"),
+    ]
+    for body, code, msg in bad:
+        status, out, _ = _post(rserver, "/v1/rollouts", body)
+        assert status == code, (body, out)
+        assert msg.lower() in out["error"]["message"].lower(), out
+
+
+def test_redis_outage_gives_503_and_recovers(rserver, system):
+    _, _, redis = system
+    obj, grasps = _case("box_pinch")
+    redis.stop()
+    try:
+        status, out, headers = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps, "object": obj})
+        assert status == 503 and "retry-after" in headers and "unreachable" in out["error"]["message"]
+        status, ready, _ = raw(rserver.url + "/readyz", key=None)
+        assert status == 200 and ready["status"] == "degraded" and ready["checks"]["redis"] == "unreachable"
+        assert raw(rserver.url + "/v1/hands")[0] == 200  # the rest of the API keeps serving
+    finally:
+        redis.start()
+    end = time.monotonic() + 30
+    while raw(rserver.url + "/readyz", key=None)[1]["status"] != "ready" and time.monotonic() < end:
+        time.sleep(0.2)
+    status, out, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps[:1], "object": obj})
+    assert status == 202, out
+    assert _wait(rserver, out["id"])["status"] == "succeeded"  # the worker reconnected by itself

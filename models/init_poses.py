@@ -58,20 +58,35 @@ def palm_placements(
     up: Tensor | None = None,
     min_elevation_deg: float | None = -30.0,
     generator: torch.Generator | None = None,
+    approach_dirs: Tensor | None = None,
+    region_center: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """n palm poses (position (n,3), rotation (n,3,3)) around the cloud ``points`` (N,3)."""
+    """n palm poses (position (n,3), rotation (n,3,3)) around the cloud ``points`` (N,3).
+
+    ``approach_dirs`` (M, 3), optional: object -> palm unit directions to draw from instead of the
+    whole sphere; they are used as given (no elevation filter, no cone jitter), so a caller such as
+    a text intent can confine the palm to a cone. ``region_center`` (3,), optional: the point the
+    palm aims at instead of the cloud's centroid.
+    """
     dt = points.dtype
-    center = points.mean(0)
-    dirs = fibonacci_directions(4 * n, dt).to(points.device)
-    if up is not None and min_elevation_deg is not None:  # keep the palm off the table side
-        upn = up / up.norm()
-        dirs = dirs[(dirs @ upn) > math.sin(math.radians(min_elevation_deg))]
-    pick = torch.randperm(dirs.shape[0], generator=generator)[:n].to(points.device)
-    d = dirs[pick]
-    # jitter inside a cone
-    jit = torch.randn(n, 3, generator=generator, dtype=dt).to(points.device) * math.radians(cone_deg) / 2
-    d = d + jit - (jit * d).sum(-1, keepdim=True) * d
-    d = d / d.norm(dim=-1, keepdim=True)
+    center = points.mean(0) if region_center is None else region_center.to(points.device, dt)
+    if approach_dirs is not None:
+        given = approach_dirs.to(points.device, dt)
+        given = given / given.norm(dim=-1, keepdim=True)
+        m = given.shape[0]
+        pick = torch.randperm(m, generator=generator)[:n] if m >= n else torch.randint(m, (n,), generator=generator)
+        d = given[pick.to(points.device)]
+    else:
+        dirs = fibonacci_directions(4 * n, dt).to(points.device)
+        if up is not None and min_elevation_deg is not None:  # keep the palm off the table side
+            upn = up / up.norm()
+            dirs = dirs[(dirs @ upn) > math.sin(math.radians(min_elevation_deg))]
+        pick = torch.randperm(dirs.shape[0], generator=generator)[:n].to(points.device)
+        d = dirs[pick]
+        # jitter inside a cone
+        jit = torch.randn(n, 3, generator=generator, dtype=dt).to(points.device) * math.radians(cone_deg) / 2
+        d = d + jit - (jit * d).sum(-1, keepdim=True) * d
+        d = d / d.norm(dim=-1, keepdim=True)
     # distance of the cloud's outermost point along each direction, plus the standoff
     extent = ((points - center) @ d.T).max(0).values
     palm_center_local = hand.palm_center.to(points.device, dt)

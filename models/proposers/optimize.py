@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -23,11 +23,15 @@ from torch import Tensor
 from ..cloud_checks import check_object_cloud
 from ..device import resolve
 from ..energy import EnergyWeights, ObjectCloud, SupportPlane, grasp_energy
+from ..geometry import knn
 from ..grasp import Grasp, make_grasp
 from ..hands import get_hand
 from ..hands.model import HandModel
 from ..init_poses import palm_placements
 from ..rotations import matrix_to_rot6d, rot6d_to_matrix
+
+if TYPE_CHECKING:  # the intent package imports nothing from here; only the type is needed
+    from ..intent.priors import Priors
 
 Progress = Callable[[int, int, float], None]  # (step, steps, mean energy)
 
@@ -70,6 +74,46 @@ class OptimizeResult:
     elapsed_s: float
 
 
+def _allowed_contacts(priors: Priors | None, n_cand: int) -> Tensor | None:
+    """Indices of the contact candidates a problem's priors allow (None: all of them)."""
+    mask = None if priors is None else priors.contact_mask
+    if mask is None:
+        return None
+    if mask.shape != (n_cand,):
+        raise ValueError(f"priors.contact_mask must have shape ({n_cand},), got {tuple(mask.shape)}")
+    idx = torch.nonzero(mask.cpu())[:, 0]
+    return idx if idx.numel() else None
+
+
+def _contact_guide(problems: list[Problem], owner: Tensor, dev: torch.device, dt: torch.dtype) -> tuple[Tensor, Tensor] | None:
+    """Per grasp: the region points its active contacts are pulled to (B, K, 3), padded far away,
+    and the pull's weight (B,); None when no problem's priors name a ``contact_target``."""
+    targets = [None if pr.priors is None else pr.priors.contact_target for pr in problems]
+    if all(t is None for t in targets):
+        return None
+    k = max(t.shape[0] for t in targets if t is not None)
+    far = torch.full((k, 3), _PAD_DISTANCE_M, device=dev, dtype=dt)
+    rows, weights = [], []
+    for pr, t in zip(problems, targets):
+        if t is None:
+            rows.append(far)
+            weights.append(0.0)
+        else:
+            t = t.to(dev, dt)
+            rows.append(torch.cat([t, t[:1].expand(k - t.shape[0], 3)]) if t.shape[0] < k else t)
+            weights.append(float(pr.priors.target_weight) if pr.priors is not None else 0.0)
+    return torch.stack(rows)[owner], torch.tensor(weights, device=dev, dtype=dt)[owner]
+
+
+def _guide_energy(hand: HandModel, x: Tensor, contact_index: Tensor, targets: Tensor, weight: Tensor) -> Tensor:
+    """weight * sum over active contacts of the distance (m) to the nearest target point."""
+    frames = hand.forward_kinematics(x[:, :3], rot6d_to_matrix(x[:, 3:9]), x[:, 9:])
+    cand = hand.contact_candidates(frames)
+    cp = torch.gather(cand, 1, contact_index[..., None].expand(-1, -1, 3))
+    d, _ = knn(cp, targets, 1)
+    return weight * d[..., 0].sum(dim=-1)
+
+
 def _closing_direction(hand: HandModel) -> Tensor:
     return torch.sign(hand.init_pose - hand.open_pose)
 
@@ -83,7 +127,7 @@ class Problem:
     num_grasps: int = 16
     plane: SupportPlane | None = None
     seed: int = 0
-    priors: Any = None  # an instruction's priors (models.intent.Priors): approach cone, contact mask
+    priors: Priors | None = None  # an instruction's priors (models.intent.intent_priors): approach cone, contact mask
 
 
 _NO_PLANE_OFFSET = 1e3  # a plane 1 km below stands in for "no table" inside a mixed batch
@@ -109,9 +153,14 @@ class OptimizeProposer:
         seed: int = 0,
         time_budget_s: float | None = None,
         progress: Progress | None = None,
+        priors: Priors | None = None,
     ) -> OptimizeResult:
-        """Optimise ``num_grasps`` grasps on a cloud (points and outward normals, (N,3)), frame as given."""
-        return self.propose_batch([Problem(points, normals, num_grasps, plane, seed)], time_budget_s, progress)[0]
+        """Optimise ``num_grasps`` grasps on a cloud (points and outward normals, (N,3)), frame as given.
+
+        ``priors`` (optional, from ``models.intent.intent_priors``): palm directions, aim point,
+        allowed contact candidates and start joints that bias the grasps towards a text intent.
+        """
+        return self.propose_batch([Problem(points, normals, num_grasps, plane, seed, priors)], time_budget_s, progress)[0]
 
     def propose_batch(
         self,
@@ -140,30 +189,49 @@ class OptimizeProposer:
         owner = torch.repeat_interleave(torch.arange(len(problems)), torch.tensor(sizes)).to(dev)
         n_cand = h.contact_link.shape[0]
 
+        # per problem, the contact candidates it may activate (None: all; a text intent narrows them)
+        allowed = [_allowed_contacts(pr.priors, n_cand) for pr in problems]
+
+        def draw_contacts(g: torch.Generator, shape: tuple[int, ...], ok: Tensor | None) -> Tensor:
+            if ok is None:
+                return torch.randint(n_cand, shape, generator=g)
+            return ok[torch.randint(ok.numel(), shape, generator=g)]
+
         xs, cs = [], []
-        for pr, gen, n in zip(problems, gens, sizes):
+        for pr, gen, n, ok in zip(problems, gens, sizes, allowed):
             pts = pr.points.to(dt)
             up = None if pr.plane is None else pr.plane.normal.to(dt).cpu()
+            pri = pr.priors
             pos, rot = palm_placements(
-                h, pts.cpu(), n, standoff_m=cfg.standoff_m, cone_deg=cfg.cone_deg,
+                h, pts.cpu(), n, cone_deg=cfg.cone_deg,
+                standoff_m=cfg.standoff_m if pri is None or pri.standoff_m is None else pri.standoff_m,
                 up=up, min_elevation_deg=cfg.min_elevation_deg, generator=gen,
+                approach_dirs=None if pri is None else pri.approach_dirs,
+                region_center=None if pri is None else pri.region_center,
             )
             span = (h.upper - h.lower).cpu()
             jit = torch.randn(n, h.num_joints, generator=gen, dtype=torch.float32).clamp(-2, 2)
-            q = h.project_joints((h.init_pose.cpu() + jit * cfg.joint_jitter * span).to(dev, dt))
+            q0 = h.init_pose.cpu()
+            if pri is not None and pri.init_joints is not None and pri.init_joint_mask is not None:
+                q0 = torch.where(pri.init_joint_mask, pri.init_joints.to(q0), q0)
+            q = h.project_joints((q0 + jit * cfg.joint_jitter * span).to(dev, dt))
             xs.append(torch.cat([pos.to(dev, dt), matrix_to_rot6d(rot.to(dev, dt)), q], dim=-1))
-            cs.append(torch.randint(n_cand, (n, cfg.num_contacts), generator=gen).to(dev))
+            cs.append(draw_contacts(gen, (n, cfg.num_contacts), ok).to(dev))
         x, contacts = torch.cat(xs), torch.cat(cs)
         obj, plane_d = self._batched_scene(problems, owner)
+        guide = _contact_guide(problems, owner, dev, dt)
 
         def draw(fn: Callable[[torch.Generator, int], Tensor]) -> Tensor:
             return torch.cat([fn(g, n) for g, n in zip(gens, sizes)])
 
-        def energy(xx: Tensor, cc: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        def energy(xx: Tensor, cc: Tensor, guided: bool = True) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
             xx = xx.detach().requires_grad_(True)
             terms = grasp_energy(h, xx[:, :3], rot6d_to_matrix(xx[:, 3:9]), xx[:, 9:], cc, obj, plane_d, cfg.weights)
-            (g,) = torch.autograd.grad(terms["total"].sum(), xx)
-            return terms["total"].detach(), g, {k: v.detach() for k, v in terms.items()}
+            total = terms["total"]
+            if guided and guide is not None:  # a text intent's pull of the active contacts to its region
+                total = total + _guide_energy(h, xx, cc, *guide)
+            (g,) = torch.autograd.grad(total.sum(), xx)
+            return total.detach(), g, {k: v.detach() for k, v in terms.items()}
 
         e, grad, _ = energy(x, contacts)
         ema = grad * grad
@@ -181,7 +249,7 @@ class OptimizeProposer:
             c_new = contacts.clone()
             switch = draw(lambda g, n: torch.rand(n, generator=g) < cfg.switch_prob)
             which = draw(lambda g, n: torch.randint(cfg.num_contacts, (n,), generator=g))
-            new_idx = draw(lambda g, n: torch.randint(n_cand, (n,), generator=g))
+            new_idx = torch.cat([draw_contacts(g, (n,), ok) for g, n, ok in zip(gens, sizes, allowed)])
             rows = torch.nonzero(switch)[:, 0]
             c_new[rows.to(dev), which[rows].to(dev)] = new_idx[rows].to(dev)
             e_new, g_new, _ = energy(x_new, c_new)
@@ -199,7 +267,7 @@ class OptimizeProposer:
             steps_run = step + 1
             if progress is not None and (step % 10 == 0 or step == cfg.steps - 1):
                 progress(steps_run, cfg.steps, float(e.mean()))
-        _, _, terms = energy(best_x, best_c)
+        _, _, terms = energy(best_x, best_c, guided=False)
         valid = (terms["fc"] < cfg.max_fc) & (terms["dis"] < cfg.max_dis) & (terms["pen"] < cfg.max_pen)
         if "table" in terms:
             valid &= terms["table"] < 0.01

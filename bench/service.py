@@ -67,6 +67,42 @@ def cloud(n: int) -> np.ndarray:
     return np.asarray(pts, dtype=np.float32) + np.array([0.5, 0.0, 0.8], dtype=np.float32)
 
 
+def run_clients(url: str, pts: np.ndarray, clients: int, per_client: int, grasps: int) -> dict[str, float]:
+    """``clients`` threads, each sending ``per_client`` requests back to back."""
+    done: list[float] = []
+    batches: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        cl = GraspClient(url, timeout_s=600, retries=8)
+        for j in range(per_client):
+            t = time.perf_counter()
+            try:
+                r = cl.propose(pts, num_grasps=grasps, seed=k * 100 + j)
+            except Exception as e:  # counted, reported
+                with lock:
+                    errors.append(str(e))
+                continue
+            with lock:
+                done.append((time.perf_counter() - t) * 1e3)
+                batches.append(r.timings_ms.get("batch_size", 1.0))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {
+        "clients": clients, "requests": len(done), "errors": len(errors), "wall_s": wall,
+        "requests_per_s": len(done) / wall, "grasps_per_s": len(done) * grasps / wall,
+        "latency_p50_ms": pct(done, 50), "latency_p99_ms": pct(done, 99),
+        "mean_batch_size": statistics.fmean(batches) if batches else float("nan"),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=100)
@@ -112,38 +148,7 @@ def main() -> int:
 
         throughput = {}
         for c in [int(x) for x in a.concurrency.split(",")]:
-            done: list[float] = []
-            batches: list[float] = []
-            errors: list[str] = []
-            lock = threading.Lock()
-
-            def worker(k: int, c: int = c) -> None:
-                cl = GraspClient(url, timeout_s=600, retries=8)
-                for j in range(a.per_client):
-                    t = time.perf_counter()
-                    try:
-                        r = cl.propose(pts, num_grasps=a.grasps, seed=k * 100 + j)
-                    except Exception as e:  # counted, reported
-                        with lock:
-                            errors.append(str(e))
-                        continue
-                    with lock:
-                        done.append((time.perf_counter() - t) * 1e3)
-                        batches.append(r.timings_ms.get("batch_size", 1.0))
-
-            t0 = time.perf_counter()
-            threads = [threading.Thread(target=worker, args=(k,)) for k in range(c)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - t0
-            throughput[str(c)] = {
-                "clients": c, "requests": len(done), "errors": len(errors), "wall_s": wall,
-                "requests_per_s": len(done) / wall, "grasps_per_s": len(done) * a.grasps / wall,
-                "latency_p50_ms": pct(done, 50), "latency_p99_ms": pct(done, 99),
-                "mean_batch_size": statistics.fmean(batches) if batches else float("nan"),
-            }
+            throughput[str(c)] = run_clients(url, pts, c, a.per_client, a.grasps)
             print(json.dumps(throughput[str(c)]), flush=True)
         base = throughput.get("1", {}).get("requests_per_s")
         if base:

@@ -317,10 +317,14 @@ class GraspPipeline:
         return out
 
     def warm_up(self) -> None:
-        """Create the default proposer and run one small query through every stage."""
+        """Load the instruction encoder, create the default proposer and run one small query
+        (with an instruction) through every stage."""
+        from .intent import warm_up as warm_intent
+
+        warm_intent()
         ang = np.linspace(0, 2 * np.pi, 40, endpoint=False)
         ring = [np.stack([0.03 * np.cos(ang), 0.03 * np.sin(ang), np.full_like(ang, z)], 1) for z in np.linspace(0, 0.1, 10)]
-        self.run(GraspQuery(points=np.concatenate(ring), num_grasps=2, seed=0))
+        self.run(GraspQuery(points=np.concatenate(ring), num_grasps=2, seed=0, text="grasp it from the side"))
 
     def run(self, q: GraspQuery) -> PipelineResult:
         res = self.run_batch([q])[0]
@@ -365,7 +369,9 @@ class GraspPipeline:
         cfg = self.cfg
         prop = self.proposer(method, hand_name)
         hand = get_hand(hand_name, device=self.device, dtype="float32")
+        t = time.perf_counter()
         intents = [self._parse_intent(p) for p in preps]
+        t_intent = (time.perf_counter() - t) * 1e3 / max(1, len(preps))
         problems = []
         for p, it in zip(preps, intents):
             n_cand = max(p.query.num_grasps, math.ceil(cfg.candidates_per_grasp * p.query.num_grasps))
@@ -397,13 +403,17 @@ class GraspPipeline:
             overall = sc["quality"]
             satisfied = None
             intent_json = None
+            ist_message = None
             if it is not None:
-                intent_obj, _ = it
+                intent_obj, _, regions = it
                 from .intent import score_intent
 
-                ist = score_intent(intent_obj, hand, pos, rot, qj, p.points, torch.tensor([0.0, 0.0, 1.0]))
+                ist = score_intent(intent_obj, hand, pos, rot, qj, p.points, torch.tensor([0.0, 0.0, 1.0]),
+                                   regions, viewer=self._viewer(p))
                 sc["intent_match"] = ist.score.to(overall.dtype)
                 satisfied = ist.satisfied.bool()
+                sc["intent_satisfied"] = satisfied.to(overall.dtype)
+                ist_message = ist.message()
                 overall = (1 - cfg.rank.w_intent) * overall + cfg.rank.w_intent * sc["intent_match"]
                 intent_json = intent_obj.to_json() if hasattr(intent_obj, "to_json") else dict(vars(intent_obj))
             sc["overall"] = overall
@@ -427,9 +437,10 @@ class GraspPipeline:
             if satisfied is not None:
                 n_sat = int(sum(bool(satisfied[i]) for i in picked))
                 if n_sat == 0:
-                    warnings.append("no grasp satisfies the instruction on this object; returning the best grasps without it")
+                    why = ist_message or "no grasp satisfies the instruction"
+                    warnings.append(f"{why}; returning the best grasps without it")
             timings = dict(p.timings_ms)
-            timings.update({"propose_ms": t_prop, "refine_ms": t_refine, "score_ms": t_score0, "select_ms": t_select})
+            timings.update({"intent_ms": t_intent if it is not None else 0.0, "propose_ms": t_prop, "refine_ms": t_refine, "score_ms": t_score0, "select_ms": t_select})
             results.append(PipelineResult(
                 grasps=grasps,
                 proposer=method,
@@ -443,16 +454,20 @@ class GraspPipeline:
             ))
         return results
 
-    def _parse_intent(self, p: Prepared) -> tuple[Any, Any] | None:
+    def _parse_intent(self, p: Prepared) -> tuple[Any, Any, Any] | None:
+        """(intent, priors, object regions) for a query with an instruction, in the canonical frame."""
         text = p.query.text
         if text is None or not text.strip():
             return None
-        from .intent import intent_priors, parse_intent
+        from .intent import analyze_object, intent_priors, parse_intent
 
         intent = parse_intent(text)
         hand = get_hand(p.query.hand, device=self.device, dtype="float32")
-        # the canonical frame has up = +z; "front" faces the request frame's origin (the sensor)
-        return intent, intent_priors(intent, hand, p.points, torch.tensor([0.0, 0.0, 1.0]), viewer=self._viewer(p))
+        up = torch.tensor([0.0, 0.0, 1.0])  # the canonical frame has up = +z
+        regions = analyze_object(p.points, up)
+        # "front", "left", "right" are seen from the request frame's origin (the sensor or robot)
+        priors = intent_priors(intent, hand, p.points, up, regions, viewer=self._viewer(p))
+        return intent, priors, regions
 
     @staticmethod
     def _viewer(p: Prepared) -> Tensor:

@@ -106,3 +106,16 @@ def test_select_diverse():
     assert select_diverse(scores, d, 2, diversity=0.5) == [0, 2]
     # prioritised candidates (e.g. satisfying the instruction) go first, whatever their score
     assert select_diverse(scores, d, 2, diversity=0.0, priority=torch.tensor([False, False, True, True])) == [2, 3]
+
+
+def test_instruction_is_parsed_and_satisfying_grasps_rank_first(pipe):
+    res = pipe.run(GraspQuery(points=box_on_table(4), num_grasps=4, text="grasp it from the top", seed=2))
+    assert res.intent is not None and res.intent["approach"] == "top"
+    flags = [g.scores["intent_satisfied"] == 1.0 for g in res.grasps]
+    assert res.intent_satisfied == sum(flags)
+    assert flags == sorted(flags, reverse=True)  # the satisfying grasps (if any) rank first
+    if res.intent_satisfied:
+        palm_normal = [np.array(g.pose.matrix)[:3, :3] @ np.array([0.0, -1.0, 0.0]) for g in res.grasps[: res.intent_satisfied]]
+        assert all(n[2] < -0.5 for n in palm_normal)  # palms facing down: approached from above
+    else:
+        assert any("no grasp satisfies" in w for w in res.warnings)

@@ -272,3 +272,11 @@ def test_server_keeps_serving_after_bad_input(server, client):
     with pytest.raises(GraspServiceError) as e:
         client.propose(GOOD[:10], num_grasps=1)
     assert e.value.status == 422 and "at least 50" in e.value.message
+
+
+def test_text_instruction_over_http(client):
+    res = client.propose(box_on_table(6), num_grasps=4, text="pick it up from above", seed=3)
+    assert res.intent is not None and res.intent["approach"] == "top"
+    assert "intent_match" in res.scores and "intent_ms" in res.timings_ms
+    sat = res.scores["intent_satisfied"]
+    assert list(sat) == sorted(sat, reverse=True)

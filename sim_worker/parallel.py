@@ -40,6 +40,8 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -122,11 +124,37 @@ def _run_one(
     return out[0]
 
 
+def _die_with_parent() -> None:
+    """A simulator process must not outlive its pool's process (kill -9 of a worker included): it
+    would block on the task queue forever. Linux: the kernel sends SIGKILL when the parent dies
+    (PR_SET_PDEATHSIG); everywhere: a daemon thread that exits when the parent pid changes."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # died between fork and prctl
+        os._exit(1)
+
+
 def _worker_main(
     wid: int, backend_name: str, backend_kwargs: dict[str, Any], tasks: Any, results: Any, cancel: Any
 ) -> None:
     """Worker loop: one backend for the life of the process; ``None`` on the task queue ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller decides when to stop (close())
+    _die_with_parent()
     try:
         backend = get_backend(backend_name, **backend_kwargs)
     except BaseException as exc:

@@ -209,6 +209,10 @@ def main() -> None:
             "top5_satisfied_ranking_only": round(float(np.mean([r["ranked_only"]["top5_satisfied"] for r in rs])), 3),  # type: ignore[index]
             "top5_satisfied_without_instruction": round(float(np.mean([r["without"]["top5_satisfied"] for r in rs])), 3),  # type: ignore[index]
             "pairs_with_no_satisfying_grasp": [f"{r['object']}: {r['instruction']}" for r in rs if r["with"]["satisfied"] == 0],  # type: ignore[index]
+            "pairs_below_0.8": [f"{r['object']}: {r['instruction']} ({r['with']['top5_satisfied']:.1f})" for r in rs  # type: ignore[index]
+                                if r["with"]["top5_satisfied"] < 0.8],  # type: ignore[index]
+            "analysis_and_priors_s_median": round(float(np.median([r["prep_s"] for r in rs])), 2),
+            "optimizer_s_median": round(float(np.median([r["with"]["opt_s"] for r in rs])), 1),  # type: ignore[index]
         }
     out = {
         "hardware": hardware(),

@@ -35,6 +35,7 @@ class Anatomy:
     index_thumbward: tuple[Tensor, Tensor]  # for ffproximal, ffmiddle: unit vector towards the thumb, link frame
     index_palmar: tuple[Tensor, Tensor]  # for ffproximal, ffmiddle: palmar direction, link frame
     index_axis: tuple[Tensor, Tensor]  # for ffproximal, ffmiddle: along the finger, link frame
+    candidate_local: Tensor  # (C, 3) each contact candidate in its link's frame
 
     def links_of(self, finger: str, phalanges: tuple[str, ...] = PHALANGES) -> list[int]:
         return [i for i, (d, p) in enumerate(zip(self.digit, self.phalanx)) if d == finger and p in phalanges]
@@ -67,6 +68,9 @@ def _anatomy(hand_id: int, hand: HandModel) -> Anatomy:
         torch.zeros(1, 3, dtype=dt, device=dev), torch.eye(3, dtype=dt, device=dev)[None], hand.open_pose[None]
     )
     rot, pos = frames.rotation[0], frames.translation[0]
+    cand = hand.contact_candidates(frames)[0]  # (C, 3) at the open pose, palm at the origin
+    cl = hand.contact_link
+    cand_local = torch.einsum("cji,cj->ci", rot[cl], cand - pos[cl])
     thumb_base = pos[chain["thumb"][0]] if "thumb" in chain else pos[0]
     palmar_palm = hand.approach_direction.to(dt)
     tw, pa, ax = [], [], []
@@ -87,7 +91,7 @@ def _anatomy(hand_id: int, hand: HandModel) -> Anatomy:
     else:  # pragma: no cover - hands without an index chain have no lateral grasp
         z = torch.zeros(3, dtype=dt, device=dev)
         tw, pa, ax = [z, z], [z, z], [z, z]
-    return Anatomy(tuple(digit), tuple(phal), owner, chain, (tw[0], tw[1]), (pa[0], pa[1]), (ax[0], ax[1]))
+    return Anatomy(tuple(digit), tuple(phal), owner, chain, (tw[0], tw[1]), (pa[0], pa[1]), (ax[0], ax[1]), cand_local)
 
 
 def anatomy(hand: HandModel) -> Anatomy:

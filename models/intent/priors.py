@@ -12,7 +12,8 @@
   tolerances (40 / 30 / 45 degrees) so the optimiser has room to move.
 - ``contact_mask`` (C,): the contact candidates the optimiser may pull onto the surface.
   pinch: thumb tip + one finger tip (the named one, else the index); tripod: thumb tip + two finger
-  tips; precision: thumb tip + the named finger tips, else index and middle; lateral: thumb tip + index middle phalanx;
+  tips; precision: thumb tip + the named finger tips, else index and middle; lateral: thumb tip + the
+  thumb-facing candidates of the index's middle phalanx;
   hook: middle and distal phalanges of the allowed fingers + palm (no thumb); power: palm +
   the fingers' middle phalanges + the thumb's middle and distal phalanges (so the palm gets a fair
   share of the pulls); only fingers named / avoided: those fingers' candidates + palm. Named fingers (``use_fingers``) are added; avoided fingers are removed.
@@ -146,6 +147,7 @@ def _contact_mask(intent: Intent, hand: HandModel) -> tuple[Tensor | None, set[s
         return (named + [f for f in others if f not in named])[:k]
 
     links: set[int] = set()
+    side: set[int] = set()  # links whose candidates count only on their thumb-facing half
     t = intent.grasp_type
     thumb_tip = an.links_of("thumb", ("distal",)) if "thumb" in allowed else []
     if t == "pinch":
@@ -156,14 +158,14 @@ def _contact_mask(intent: Intent, hand: HandModel) -> tuple[Tensor | None, set[s
         links |= set(thumb_tip)
         for f in partners(2):
             links |= set(an.links_of(f, ("distal",)))
-    elif t == "precision":  # fingertips: the named fingers, else index and middle (ring and little tucked)
+    elif t == "precision":  # fingertips: the named fingers, else index and middle (the others tucked)
         links |= set(thumb_tip)
         for f in named or partners(2):
             links |= set(an.links_of(f, ("distal",)))
-    elif t == "lateral":
+    elif t == "lateral":  # thumb pad against the thumb-facing side of the index's middle phalanx
         links |= set(thumb_tip)
         if "index" in allowed:
-            links |= set(an.links_of("index", ("middle",)))
+            side |= set(an.links_of("index", ("middle",)))
     elif t == "hook":
         for f in named or others:
             links |= set(an.links_of(f, ("middle", "distal")))
@@ -183,6 +185,11 @@ def _contact_mask(intent: Intent, hand: HandModel) -> tuple[Tensor | None, set[s
         if f in allowed:
             links |= set(an.links_of(f, ("middle", "distal")) if t not in ("pinch", "tripod", "precision") else an.links_of(f, ("distal",)))
     mask = torch.tensor([li in links for li in hand.contact_link.tolist()])
+    if side:
+        local = an.candidate_local.detach().cpu().float()  # candidates in their link frames
+        toward = an.index_thumbward[1].detach().cpu().float()
+        mask |= torch.tensor([li in side for li in hand.contact_link.tolist()]) & (local @ toward > 0)
+        links |= side
     if not bool(mask.any()):
         return None, set(allowed)
     active = {an.digit[li] for li in links if an.digit[li] in FINGERS}

@@ -14,8 +14,11 @@ alone (complete or single-view partial) in the request frame:
   ``a`` (perpendicular to the local surface normal), take the points within ``BALL_SHARE * size`` of
   ``c`` that lie in the slab ``|(p - c) . a| < slab``, keep the ones connected to ``c`` through
   steps shorter than ``link`` (so a mug's wall beside its handle does not count), and measure the
-  largest distance between two of them. The width at ``c`` is the second smallest over six
-  tangent directions 30 degrees apart (robust to one slab broken by a sampling gap): across a rod (handle, neck) this is its diameter, on a body it is the body's
+  largest distance between two of them (the chord). A cross-section counts only when it bulges
+  off its chord by at least MIN_BULGE of it (a ring or half ring does; a flat strip cut short by
+  the edge of a partial view does not) and when its chord spans at least MIN_CHORD_SPACINGS point
+  spacings (narrower is below the cloud's resolution). The width at ``c`` is the second smallest counted chord
+  over six tangent directions 30 degrees apart (robust to one slab broken by a sampling gap): across a rod (handle, neck) this is its diameter, on a body it is the body's
   diameter or its extent. Half a ring (a partial view) still spans the diameter. Widths are
   computed at up to ``probes`` farthest-point-sampled points and spread to the others by nearest
   probe.
@@ -41,6 +44,10 @@ MIN_VIEW_DISTANCE_M = 0.05  # object centre closer than this to the origin (hori
 MAX_ANALYSIS_POINTS = 2048
 MIN_SPACING_M = 0.003  # clouds denser than this are thinned before the width analysis
 PROBES = 192  # width probes (farthest-point sampled)
+LINK_SPACINGS = 2.0  # slab points closer than this many spacings are connected (1.5 breaks partial views into false thin parts)
+FRAGMENT_SHARE = 0.05  # connected pieces with fewer points than this share are dropped before the analysis
+MIN_BULGE = 0.25  # a cross-section's depth off its chord must be at least this share of the chord
+MIN_CHORD_SPACINGS = 1.5  # and its chord this many point spacings (narrower is below the cloud's resolution)
 BALL_SHARE = 0.5  # widths are measured inside a ball of this share of the object size (caps them at 0.6 size)
 TOP_BAND = 0.6  # "top": normalised height of the contact centroid >= this; "bottom": <= 1 - this
 SIDE_BAND = 0.6  # "left": normalised left coordinate >= this; "right": <= 1 - this
@@ -48,7 +55,8 @@ RIM_BAND = 0.8  # "rim": normalised height >= this ...
 RIM_RADIAL = 0.5  # ... and horizontal distance from the vertical axis >= this share of the object's radius
 THIN_SHARE = 0.35  # "thinnest": width <= w_lo + THIN_SHARE * (w_hi - w_lo)
 THICK_SHARE = 0.35  # "largest": width >= w_hi - THICK_SHARE * (w_hi - w_lo)
-HAS_THIN_PART = 0.6  # a thin part (handle, neck) is narrower than this share of the median width
+HAS_THIN_PART = 0.6  # a thin part (handle, neck) is narrower than this share of the median width ...
+THIN_PART_MIN_PROBES = 10  # ... at this many of the PROBES width probes (5 %; fewer is too easily a view artifact)
 NECK_HEIGHT = 0.5  # a neck is a thin part in the upper half
 
 F64 = NDArray[np.float64]
@@ -76,8 +84,9 @@ class ObjectRegions:
 
     @property
     def has_thin_part(self) -> bool:
-        """A handle / neck / thin part exists: at least 3 probes narrower than HAS_THIN_PART x median."""
-        return self.thin_probes >= 3
+        """A handle / neck / thin part exists: at least THIN_PART_MIN_PROBES probes narrower than
+        HAS_THIN_PART x the median width."""
+        return self.thin_probes >= THIN_PART_MIN_PROBES
 
     def normalised(self, x: F64) -> tuple[F64, F64 | None, F64]:
         """(height, lateral, radial) of arbitrary points (M, 3), same normalisation as the cloud's."""
@@ -123,12 +132,9 @@ def _normals(points: F64, tree: cKDTree, k: int = 16) -> F64:
 
 def local_widths(points: F64, probe_index: NDArray[np.int64], normals: F64, size: float, spacing: float, directions: int = 6) -> F64:
     """Cross-section width (m) at each probe point ``points[probe_index]`` (see the module docstring)."""
-    tree = cKDTree(points)
     radius = BALL_SHARE * size
     slab = max(1.0 * spacing, 0.003)
-    link = max(2.0 * spacing, 0.006)
-    n = len(points)
-    pairs = tree.query_pairs(link, output_type="ndarray").reshape(-1, 2)
+    link = max(LINK_SPACINGS * spacing, 0.006)
     ang = np.pi * np.arange(directions) / directions
     out = np.zeros(len(probe_index))
     for i, pi in enumerate(probe_index):
@@ -139,25 +145,41 @@ def local_widths(points: F64, probe_index: NDArray[np.int64], normals: F64, size
         t2 = np.cross(nv, t1)
         dirs = np.cos(ang)[:, None] * t1 + np.sin(ang)[:, None] * t2  # (D, 3)
         inside = (np.abs(rel @ dirs.T) < slab) & ((rel * rel).sum(1) < radius * radius)[:, None]  # (N, D)
-        # one graph holding a copy of the cloud per direction: node k*n + j is point j in slab k
-        keep = inside[pairs[:, 0]] & inside[pairs[:, 1]]  # (E, D)
-        e, k = np.nonzero(keep)
-        rows, cols = pairs[e, 0] + k * n, pairs[e, 1] + k * n
-        g = csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(directions * n, directions * n))
+        # one graph holding the slab points of every direction (a point in two slabs is two nodes)
+        pts_in = np.nonzero(inside.any(1))[0]
+        ins = inside[pts_in]  # (S, D)
+        node = np.full(ins.shape, -1, dtype=np.int64)
+        j, k = np.nonzero(ins)
+        node[j, k] = np.arange(len(j))
+        pairs = cKDTree(points[pts_in]).query_pairs(link, output_type="ndarray").reshape(-1, 2)
+        e, ke = np.nonzero(ins[pairs[:, 0]] & ins[pairs[:, 1]])
+        rows, cols = node[pairs[e, 0], ke], node[pairs[e, 1], ke]
+        g = csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(len(j), len(j)))
         _, lab = connected_components(g, directed=False)
-        own = lab.reshape(directions, n)[:, pi]
-        widths = []
+        me = int(np.searchsorted(pts_in, pi))  # the probe itself lies in every slab
+        rel_in = rel[pts_in]
+        widths, longest = [], 0.0
         for d in range(directions):
-            mine = rel[(lab[d * n : (d + 1) * n] == own[d]) & inside[:, d]]
-            if len(mine) < 2:
+            members = node[:, d] >= 0
+            mine = rel_in[members][lab[node[members, d]] == lab[node[me, d]]]
+            if len(mine) < 3:
                 continue
             sq = (mine * mine).sum(1)
             d2 = sq[:, None] + sq[None, :] - 2.0 * (mine @ mine.T)
-            widths.append(float(np.sqrt(max(float(d2.max()), 0.0))))
+            a, b = np.unravel_index(int(np.argmax(d2)), d2.shape)
+            chord = float(np.sqrt(max(float(d2[a, b]), 0.0)))
+            longest = max(longest, chord)
+            # a cross-section counts only when it bulges away from its chord (a ring or half ring:
+            # depth ~ chord / 2); a flat piece cut short by the edge of a partial view does not
+            u = (mine[b] - mine[a]) / max(chord, 1e-12)
+            off = mine - mine[a]
+            depth = float(np.sqrt(np.maximum((off * off).sum(1) - (off @ u) ** 2, 0.0)).max())
+            if depth >= MIN_BULGE * chord and chord >= MIN_CHORD_SPACINGS * spacing:
+                widths.append(chord)
         # the second smallest: across a rod two neighbouring directions are both narrow (within
         # 1.15x of its diameter), while a slab broken by a sampling gap is usually alone
         widths.sort()
-        out[i] = widths[1] if len(widths) > 1 else (widths[0] if widths else 0.0)
+        out[i] = widths[1] if len(widths) > 1 else longest
     return out
 
 
@@ -172,7 +194,7 @@ def analyze_object(points: Tensor, up: Tensor | None = None, viewer: Tensor | No
     while q.shape[0] > MAX_ANALYSIS_POINTS:
         voxel *= 1.2
         q, _ = voxel_downsample(p, voxel)
-    pts: F64 = q.numpy()
+    pts: F64 = _drop_fragments(q.numpy())
     spacing = _spacing(pts)
     u = np.array([0.0, 0.0, 1.0]) if up is None else up.detach().double().cpu().numpy()
     u = u / np.linalg.norm(u)
@@ -185,6 +207,8 @@ def analyze_object(points: Tensor, up: Tensor | None = None, viewer: Tensor | No
     probe_index = farthest_point_sample(torch.as_tensor(pts)[None], min(probes, len(pts)))[0].numpy()
     nrm = _normals(pts, tree)
     w_probe = local_widths(pts, probe_index, nrm, size, spacing)
+    med = float(np.median(w_probe))
+    thin = int((w_probe <= HAS_THIN_PART * med).sum())
     _, near = cKDTree(pts[probe_index]).query(pts)
     width = w_probe[near]
     h, lat, radial = _coords(pts, pts, u, left, center)
@@ -192,9 +216,24 @@ def analyze_object(points: Tensor, up: Tensor | None = None, viewer: Tensor | No
     return ObjectRegions(
         points=pts, up=u, forward=fwd, left=left, center=center, size=size, spacing=spacing,
         height=h, lateral=lat, radial=radial, width=width,
-        w_lo=float(srt[min(2, len(srt) - 1)]), w_med=float(np.median(w_probe)), w_hi=float(np.percentile(w_probe, 95)),
-        thin_probes=int((w_probe <= HAS_THIN_PART * np.median(w_probe)).sum()),
+        w_lo=float(srt[min(2, len(srt) - 1)]), w_med=med, w_hi=float(np.percentile(w_probe, 95)),
+        thin_probes=thin,
     )
+
+
+def _drop_fragments(pts: F64) -> F64:
+    """Keep the connected pieces holding at least FRAGMENT_SHARE of the points (drops leftover table
+    speckles and stray returns; a handle seen apart from its body in a partial view is kept)."""
+    if len(pts) < 20:
+        return pts
+    link = 2.0 * max(_spacing(pts), 0.003)
+    pairs = cKDTree(pts).query_pairs(link, output_type="ndarray").reshape(-1, 2)
+    g = csr_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(pts), len(pts)))
+    _, lab = connected_components(g, directed=False)
+    count = np.bincount(lab)
+    keep = count[lab] >= max(FRAGMENT_SHARE * len(pts), 10)
+    out: F64 = pts[keep] if keep.sum() >= 20 else pts
+    return out
 
 
 def _spacing(pts: F64) -> float:
@@ -219,7 +258,7 @@ def region_test(reg: ObjectRegions, region: str, x: F64) -> tuple[NDArray[np.boo
     - rim: h >= RIM_BAND and horizontal distance from the vertical axis >= RIM_RADIAL of the radius
       (the top boundary of an open container; on a closed object, its top edge).
     - handle: w <= HAS_THIN_PART * median width, on an object that has such a thin part (at least
-      three width probes that narrow).
+      THIN_PART_MIN_PROBES width probes that narrow).
     - neck: handle, in the upper half (h >= NECK_HEIGHT).
     - thinnest: w <= max(w_lo + THIN_SHARE (w_hi - w_lo), HAS_THIN_PART * median): the narrowest
       part where there is one; on an object of uniform width most of it qualifies.

@@ -32,8 +32,9 @@ body). Each contact point is tested with :func:`models.intent.regions.region_tes
 handle/neck/thinnest/body/largest by local cross-section width). Soft score: 1 when clamped, else
 the share. avoid_region: the region is not held.
 
-A grasp satisfies the intent when every criterion holds; its score is the mean of the criteria's
-soft scores (1 when the intent is empty). ``applicable`` says per criterion whether the object can
+A grasp satisfies the intent when every criterion holds and at least MIN_TOUCHING (2) links touch
+the object (a hand hovering above it does not satisfy "from above"); its score is the mean of the
+criteria's soft scores (1 when the intent is empty). ``applicable`` says per criterion whether the object can
 satisfy it at all (a sphere has no handle; front/left/right need the object away from the origin).
 """
 
@@ -51,6 +52,7 @@ from .regions import ObjectRegions, analyze_object, region_points, region_test
 from .schema import FINGERS, Intent
 
 CONTACT_TOL_M = 0.005
+MIN_TOUCHING = 2  # links touching the object for a grasp to count as holding it at all
 REGION_SHARE = 0.5  # a region is met when at least this share of the touching links touch it there ...
 OPPOSING_COS = -0.3  # ... or when two links touch it pushing from opposite sides (push directions' cosine below this)
 TOP_DEG = 40.0
@@ -353,7 +355,9 @@ def score_intent(
             else:
                 sat[name], crit[name] = met, soft
 
-    if sat:
+    if sat:  # an instruction is met only by a grasp that holds the object: at least MIN_TOUCHING links touch
+        touching = cont.touching.sum(dim=1)
+        sat["contact"], crit["contact"] = touching >= MIN_TOUCHING, (touching.double() / MIN_TOUCHING).clamp(max=1.0)
         satisfied = torch.stack(list(sat.values())).all(dim=0)
         score = torch.stack([v.double() for v in crit.values()]).mean(dim=0)
     else:

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# the repo root instead of bench/ (bench/queue.py would shadow the standard library's queue)
+# the repo root instead of bench/ (bench/queue_throughput.py would shadow the standard library's queue)
 sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

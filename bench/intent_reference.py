@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-# the repo root instead of bench/ (bench/queue.py would shadow the standard library's queue)
+# the repo root instead of bench/ (bench/queue_throughput.py would shadow the standard library's queue)
 sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

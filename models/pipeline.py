@@ -464,9 +464,10 @@ class GraspPipeline:
         intent = parse_intent(text)
         hand = get_hand(p.query.hand, device=self.device, dtype="float32")
         up = torch.tensor([0.0, 0.0, 1.0])  # the canonical frame has up = +z
-        regions = analyze_object(p.points, up)
         # "front", "left", "right" are seen from the request frame's origin (the sensor or robot)
-        priors = intent_priors(intent, hand, p.points, up, regions, viewer=self._viewer(p))
+        viewer = self._viewer(p)
+        regions = analyze_object(p.points, up, viewer=viewer)
+        priors = intent_priors(intent, hand, p.points, up, regions, viewer=viewer)
         return intent, priors, regions
 
     @staticmethod

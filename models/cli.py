@@ -115,6 +115,7 @@ def _cmd_propose(a: argparse.Namespace) -> int:
             return 2 if 400 <= e.status < 500 else 1
         grasps, warnings, timings, proposer = res.grasps, res.warnings, res.timings_ms, res.proposer
         intent = res.intent
+        object_points = None
     else:
         from tqdm import tqdm
 
@@ -141,6 +142,7 @@ def _cmd_propose(a: argparse.Namespace) -> int:
             raise out
         grasps = [g.model_dump(mode="json") for g in out.grasps]
         warnings, timings, proposer, intent = out.warnings, out.timings_ms, out.proposer, out.intent
+        object_points = out.object_points
     gs = GraspSet.model_validate({"hand": "shadow", "frame": "request", "object": a.cloud, "grasps": grasps})
     doc = gs.model_dump(mode="json")
     doc.update({"proposer": proposer, "warnings": warnings, "timings_ms": timings, "intent": intent, "text": a.text})
@@ -152,9 +154,18 @@ def _cmd_propose(a: argparse.Namespace) -> int:
     print(f"wrote {len(grasps)} grasps to {a.out} (proposer {proposer}; best overall {max(overall):.3f}; "
           f"{sum(v for k, v in timings.items() if k.endswith('_ms') and k in ('preprocess_ms', 'propose_ms', 'score_ms', 'select_ms')):.0f} ms)")
     if a.render:
+        import tempfile
+
+        import numpy as np
+
         from .render import render_grasp_file
 
-        render_grasp_file(a.out, a.cloud, a.render)
+        with tempfile.TemporaryDirectory() as tmp:
+            cloud = a.cloud
+            if object_points is not None:  # draw what the grasps were planned on: the object, no table
+                cloud = str(Path(tmp) / "object.npy")
+                np.save(cloud, object_points)
+            render_grasp_file(a.out, cloud, a.render)
         print(f"wrote {a.render}")
     return 0
 

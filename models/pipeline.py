@@ -102,6 +102,7 @@ class PipelineResult:
     points_used: int
     intent: dict[str, Any] | None = None
     intent_satisfied: int | None = None  # how many returned grasps satisfy the instruction
+    object_points: np.ndarray | None = None  # (M, 3) the object points the grasps were made for, request frame
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -258,6 +259,12 @@ def to_request_frame(g: Grasp, transform: Tensor) -> Grasp:
         return Pose(position=m[:3, 3].tolist(), quaternion_wxyz=matrix_to_quat(m[:3, :3]).tolist())
 
     return g.model_copy(update={"pose": move(g.pose), "pregrasp": PreGrasp(pose=move(g.pregrasp.pose), joints=g.pregrasp.joints)})
+
+
+def _points_to_request(p: Prepared) -> np.ndarray:
+    m = p.to_request
+    out: np.ndarray = (p.points.double() @ m[:3, :3].T + m[:3, 3]).numpy().astype(np.float32)
+    return out
 
 
 def _moved(g: Grasp, pos: Tensor, rot: Tensor, q: Tensor, hand: Any) -> Grasp:
@@ -451,6 +458,7 @@ class GraspPipeline:
                 points_used=int(p.points.shape[0]),
                 intent=intent_json,
                 intent_satisfied=n_sat,
+                object_points=_points_to_request(p),
             ))
         return results
 

@@ -323,15 +323,16 @@ class GraspPipeline:
             })
         return out
 
-    def warm_up(self) -> None:
+    def warm_up(self, run: Callable[[GraspQuery], Any] | None = None) -> None:
         """Load the instruction encoder, create the default proposer and run one small query
-        (with an instruction) through every stage."""
+        (with an instruction) through every stage, with ``run`` (default :meth:`run`; the service
+        passes its compute thread so the warm-up never runs beside a request)."""
         from .intent import warm_up as warm_intent
 
         warm_intent()
         ang = np.linspace(0, 2 * np.pi, 40, endpoint=False)
         ring = [np.stack([0.03 * np.cos(ang), 0.03 * np.sin(ang), np.full_like(ang, z)], 1) for z in np.linspace(0, 0.1, 10)]
-        self.run(GraspQuery(points=np.concatenate(ring), num_grasps=2, seed=0, text="grasp it from the side"))
+        (run or self.run)(GraspQuery(points=np.concatenate(ring), num_grasps=2, seed=0, text="grasp it from the side"))
 
     def run(self, q: GraspQuery) -> PipelineResult:
         res = self.run_batch([q])[0]

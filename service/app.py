@@ -113,7 +113,7 @@ async def _send_413(send: Send, limit: int) -> None:
 def _warm(state: ServiceState) -> None:
     try:
         t = time.perf_counter()
-        state.pipeline.warm_up()
+        state.pipeline.warm_up(run=lambda q: state.batcher.submit(q).result())
         state.ready = True
         log.info("warm-up done in %.1f s", time.perf_counter() - t)
     except Exception as e:  # readiness reports it; liveness stays up

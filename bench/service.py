@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
-import torch
 
+from bench.foundation import hardware
 from service.client import GraspClient
 
 
@@ -42,21 +41,6 @@ def free_port() -> int:
 
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
-
-
-def hardware() -> dict[str, object]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "cuda": torch.cuda.is_available(),
-        "load_avg_1m_at_start": os.getloadavg()[0],
-    }
 
 
 def cloud(n: int) -> np.ndarray:
@@ -125,7 +109,7 @@ def main() -> int:
         pts = cloud(a.points)
         for i in range(3):  # warm-up
             client.propose(pts, num_grasps=a.grasps, seed=1000 + i)
-        hw = hardware()
+        hw: dict[str, object] = {**hardware(), "load_avg_1m_at_start": os.getloadavg()[0]}
         print(f"hardware: {hw}", flush=True)
 
         lat: list[float] = []

@@ -64,17 +64,24 @@ def _validation_message(errors: list[dict[str, object]]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(QueryError)
-    async def _query(request: Request, exc: QueryError) -> JSONResponse:
-        return error_response(422, "invalid_query", str(exc), request)
+    # domain errors whose message is the answer: class -> (status, code, headers)
+    simple: dict[type[Exception], tuple[int, str, dict[str, str] | None]] = {
+        QueryError: (422, "invalid_query", None),
+        DecodeError: (400, "malformed_body", None),
+        UnsupportedMediaType: (415, "unsupported_media_type", None),
+        PayloadTooLarge: (413, "payload_too_large", None),
+        Unauthorized: (401, "unauthorized", {"WWW-Authenticate": "Bearer"}),
+        Overloaded: (503, "overloaded", {"Retry-After": "1"}),
+        NotFound: (404, "not_found", None),
+        Conflict: (409, "conflict", None),
+    }
+    for cls, (status, code, headers) in simple.items():
 
-    @app.exception_handler(DecodeError)
-    async def _decode(request: Request, exc: DecodeError) -> JSONResponse:
-        return error_response(400, "malformed_body", str(exc), request)
+        async def _simple(request: Request, exc: Exception, status: int = status, code: str = code,
+                          headers: dict[str, str] | None = headers) -> JSONResponse:
+            return error_response(status, code, str(exc), request, headers)
 
-    @app.exception_handler(UnsupportedMediaType)
-    async def _media(request: Request, exc: UnsupportedMediaType) -> JSONResponse:
-        return error_response(415, "unsupported_media_type", str(exc), request)
+        app.add_exception_handler(cls, _simple)
 
     @app.exception_handler(ValidationError)
     async def _pyd(request: Request, exc: ValidationError) -> JSONResponse:
@@ -84,29 +91,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _req(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid_request", _validation_message(list(exc.errors())), request)
 
-    @app.exception_handler(PayloadTooLarge)
-    async def _big(request: Request, exc: PayloadTooLarge) -> JSONResponse:
-        return error_response(413, "payload_too_large", str(exc), request)
-
-    @app.exception_handler(Unauthorized)
-    async def _auth(request: Request, exc: Unauthorized) -> JSONResponse:
-        return error_response(401, "unauthorized", str(exc), request, {"WWW-Authenticate": "Bearer"})
-
-    @app.exception_handler(Overloaded)
-    async def _busy(request: Request, exc: Overloaded) -> JSONResponse:
-        return error_response(503, "overloaded", str(exc), request, {"Retry-After": "1"})
-
     @app.exception_handler(ServiceUnavailable)
     async def _unavail(request: Request, exc: ServiceUnavailable) -> JSONResponse:
         return error_response(503, "unavailable", str(exc), request, {"Retry-After": str(exc.retry_after_s)})
-
-    @app.exception_handler(NotFound)
-    async def _nf(request: Request, exc: NotFound) -> JSONResponse:
-        return error_response(404, "not_found", str(exc), request)
-
-    @app.exception_handler(Conflict)
-    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
-        return error_response(409, "conflict", str(exc), request)
 
     @app.exception_handler(TimeoutError)
     async def _timeout(request: Request, exc: TimeoutError) -> JSONResponse:

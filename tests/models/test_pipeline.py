@@ -8,23 +8,11 @@ import torch
 
 from models.pipeline import GraspPipeline, GraspQuery, PipelineConfig, QueryError
 from models.rank import select_diverse
+from tests.clouds import box_on_table as shared_box
 
 
 def box_on_table(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    half = np.array([0.03, 0.02, 0.04])
-    faces = []
-    for axis in range(3):
-        for sign in (-1, 1):
-            if axis == 2 and sign == -1:
-                continue
-            p = rng.uniform(-1, 1, (300, 3)) * half
-            p[:, axis] = sign * half[axis]
-            faces.append(p)
-    box = np.concatenate(faces) + np.array([0, 0, half[2]])
-    table = np.c_[rng.uniform(-0.15, 0.15, (1200, 2)), np.zeros(1200)]
-    table = table[(np.abs(table[:, 0]) > 0.035) | (np.abs(table[:, 1]) > 0.025)]
-    return np.concatenate([box, table]).astype(np.float32)
+    return shared_box(seed, face_points=300, table_points=1200)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import threading
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
+
+from tests.clouds import box_on_table  # noqa: F401 - re-exported for the service tests
 
 API_KEY = "test-key-0123456789"
 
@@ -59,21 +60,3 @@ def client(server: LiveServer):
     from service.client import GraspClient
 
     return GraspClient(server.url, api_key=API_KEY, retries=1)
-
-
-def box_on_table(seed: int = 0, offset=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """A 6 x 4 x 8 cm box (five visible faces sampled) standing on a 30 cm table patch at z = 0."""
-    rng = np.random.default_rng(seed)
-    half = np.array([0.03, 0.02, 0.04])
-    faces = []
-    for axis in range(3):
-        for sign in (-1, 1):
-            if axis == 2 and sign == -1:
-                continue  # the bottom face touches the table
-            p = rng.uniform(-1, 1, (400, 3)) * half
-            p[:, axis] = sign * half[axis]
-            faces.append(p)
-    box = np.concatenate(faces) + np.array([0, 0, half[2]])
-    table = np.concatenate([rng.uniform(-0.15, 0.15, (1500, 2)), np.zeros((1500, 1))], 1)
-    table = table[(np.abs(table[:, 0]) > half[0] + 0.005) | (np.abs(table[:, 1]) > half[1] + 0.005)]
-    return (np.concatenate([box, table]) + np.asarray(offset)).astype(np.float32)

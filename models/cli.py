@@ -79,6 +79,42 @@ def _cmd_synth(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(a: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .dgtr.data import ViewConfig
+    from .dgtr.model import DGTRConfig
+    from .dgtr.train import TrainConfig, train
+
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    cfg = TrainConfig(data=a.data, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed,
+                      views=ViewConfig(partial_views=a.partial_views), model=replace(DGTRConfig(), queries=a.queries))
+    last = train(a.out, cfg, cache_dir=a.cache)
+    print(json.dumps(last, indent=1))
+    if a.install:
+        import shutil
+
+        from .dgtr.export import export_weights
+        from .proposers.dgtr import weights_dir
+
+        dest = weights_dir(cfg.model.hand)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("model.safetensors", "model.json"):
+            shutil.copy2(Path(a.out) / name, dest / name)
+        print(f"installed {dest}; ONNX graph: {export_weights(dest)}")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .dgtr.export import export_weights
+
+    print(export_weights(a.weights, a.out))
+    return 0
+
+
 def _cmd_serve(a: argparse.Namespace) -> int:
     from service.serve import serve
 
@@ -224,6 +260,27 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--no-sim", action="store_true", help="filter by penetration only (no MuJoCo test)")
     y.add_argument("--summary", action="store_true", help="only print the summary card of --out")
     y.set_defaults(fn=_cmd_synth)
+
+    t = sub.add_parser("train", help="train a learned proposer (resumable: re-run the same command to continue)")
+    t.add_argument("model", choices=["dgtr"])
+    t.add_argument("--data", default="models/data/shadow_v1", help="synthesised dataset folder")
+    t.add_argument("--out", default="runs/dgtr_shadow", help="run folder: config, log.jsonl, checkpoint, weights")
+    t.add_argument("--cache", default=None, help="training-view cache (default: OUT/views)")
+    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--queries", type=int, default=16)
+    t.add_argument("--partial-views", type=int, default=4, help="single-view clouds rendered per scene")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    t.add_argument("--install", action="store_true", help="copy the weights to models/weights/ and export ONNX there")
+    t.set_defaults(fn=_cmd_train)
+
+    x = sub.add_parser("export", help="export a trained model's graph")
+    x.add_argument("format", choices=["onnx"])
+    x.add_argument("--weights", default="models/weights/dgtr_shadow", help="folder with model.safetensors and model.json")
+    x.add_argument("--out", default=None, help="default: WEIGHTS/model.onnx")
+    x.set_defaults(fn=_cmd_export)
 
     try:
         from sim_worker.cli import add_sim_parser, add_worker_parser

@@ -55,7 +55,7 @@ class PipelineConfig:
     candidates_per_grasp: float = 2.0  # proposer candidates per returned grasp, for the selection
     default_method: str = "fast"  # what ``auto`` resolves to while no learned proposer is installed
     refine: RefineConfig = field(default_factory=RefineConfig)
-    refine_by_default: tuple[str, ...] = ()  # proposers whose output is refined unless the query says no
+    refine_by_default: tuple[str, ...] = ("dgtr",)  # proposers whose output is refined unless the query says no (AB-TTA is part of DGTR)
     rank: RankConfig = field(default_factory=RankConfig)
 
 
@@ -301,7 +301,9 @@ class GraspPipeline:
         return "dgtr" if "dgtr" in available_proposers() and self._dgtr_ready() else self.cfg.default_method
 
     def _dgtr_ready(self) -> bool:
-        return False  # set by the learned proposer once its weights ship
+        from .proposers.dgtr import weights_available
+
+        return weights_available("shadow")
 
     def proposer(self, method: str, hand: str) -> Any:
         key = (method, hand)

@@ -9,6 +9,7 @@ from typing import Any
 _REGISTRY: dict[str, str] = {
     "optimize": "models.proposers.optimize:OptimizeProposer",
     "fast": "models.proposers.optimize:FastProposer",
+    "dgtr": "models.proposers.dgtr:DGTRProposer",
 }
 
 

@@ -327,30 +327,39 @@ class OptimizeProposer:
         return obj, SupportPlane(torch.stack(normals)[owner], torch.stack(offsets)[owner])
 
     def _to_grasps(self, x: Tensor, terms: dict[str, Tensor], obj: ObjectCloud, plane: SupportPlane | None) -> list[Grasp]:
-        h, cfg = self.hand, self.cfg
-        pos, rot, q = x[:, :3], rot6d_to_matrix(x[:, 3:9]), h.project_joints(x[:, 9:])
-        squeeze = h.project_joints(q + cfg.squeeze_rad * _closing_direction(h))
-        approach = (rot @ h.approach_direction)  # (B, 3) palm normal towards the object
-        open_q = h.open_pose.expand_as(q)
-        back = torch.full((x.shape[0],), cfg.pregrasp_back_m, device=x.device, dtype=x.dtype)
-        pts = obj.points if obj.points.dim() == 3 else obj.points.expand(x.shape[0], -1, -1)
-        # grow the back-off until the open hand clears the object by 1 cm (and the table)
-        for _ in range(6):
-            pre_pos = pos - approach * back[:, None]
-            frames = h.forward_kinematics(pre_pos, rot, open_q)
-            clear = h.signed_distance(frames, pts).min(dim=1).values > 0.01
-            if plane is not None:
-                c, r = h.penetration_keypoints(frames)
-                clear &= (plane.height(c) - r).min(dim=1).values > 0.0
-            if bool(clear.all()):
-                break
-            back = torch.where(clear, back, back + 0.03)
-        out = []
-        for i in range(x.shape[0]):
-            scores = {f"energy_{k}": float(v[i]) for k, v in terms.items() if k != "total"}
-            scores["energy"] = float(terms["total"][i])
-            out.append(make_grasp(self.hand_name, rot[i], pos[i], q[i], rot[i], pre_pos[i], open_q[i], scores, squeeze[i]))
-        return out
+        pos, rot, q = x[:, :3], rot6d_to_matrix(x[:, 3:9]), self.hand.project_joints(x[:, 9:])
+        scores = [{**{f"energy_{k}": float(v[i]) for k, v in terms.items() if k != "total"}, "energy": float(terms["total"][i])}
+                  for i in range(x.shape[0])]
+        return finish_grasps(self.hand, self.hand_name, pos, rot, q, obj.points, plane, scores,
+                             self.cfg.squeeze_rad, self.cfg.pregrasp_back_m)
+
+
+def finish_grasps(
+    h: HandModel, hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, points: Tensor, plane: SupportPlane | None,
+    scores: list[dict[str, float]], squeeze_rad: float = 0.2, pregrasp_back_m: float = 0.08,
+) -> list[Grasp]:
+    """Grasps in the shared schema from palm poses and joints (any proposer): the squeeze target
+    (joints pushed ``squeeze_rad`` along each closing direction) and the pre-grasp (open hand,
+    backed off along the approach until it clears the object by 1 cm and the table).
+    ``points``: the object cloud (N, 3), or one per grasp (B, N, 3)."""
+    squeeze = h.project_joints(q + squeeze_rad * _closing_direction(h))
+    approach = (rot @ h.approach_direction)  # (B, 3) palm normal towards the object
+    open_q = h.open_pose.expand_as(q)
+    back = torch.full((pos.shape[0],), pregrasp_back_m, device=pos.device, dtype=pos.dtype)
+    pts = points if points.dim() == 3 else points.expand(pos.shape[0], -1, -1)
+    # grow the back-off until the open hand clears the object by 1 cm (and the table)
+    for _ in range(6):
+        pre_pos = pos - approach * back[:, None]
+        frames = h.forward_kinematics(pre_pos, rot, open_q)
+        clear = h.signed_distance(frames, pts).min(dim=1).values > 0.01
+        if plane is not None:
+            c, r = h.penetration_keypoints(frames)
+            clear &= (plane.height(c) - r).min(dim=1).values > 0.0
+        if bool(clear.all()):
+            break
+        back = torch.where(clear, back, back + 0.03)
+    return [make_grasp(hand_name, rot[i], pos[i], q[i], rot[i], pre_pos[i], open_q[i], scores[i], squeeze[i])
+            for i in range(pos.shape[0])]
 
 
 class FastProposer(OptimizeProposer):

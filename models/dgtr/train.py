@@ -1,0 +1,315 @@
+"""Training DGTR: Hungarian matching, the dynamic-static matching schedule (DSMT), resumable.
+
+Loss per matched (prediction, ground truth) pair, on every decoder layer (auxiliary losses):
+Huber on the palm translation (in units of ``translation_scale_m``) and on the joints (in units of
+each joint's range), both x10; rotation ``||R - R*||_F^2 / 8`` x10; and, on the last layer, the
+hand chamfer distance between surface samples of the predicted and the true hand (x1, same units
+as the translation), self-penetration (x10, m) and, in the last phase, object penetration (x50, m;
+object points inside the predicted hand). Matching cost ``1 L1(joints) + 2 L1(t) + 2 d_rot`` with
+``d_rot = (3 - tr(R^T R*)) / 4``, i.e. ``1 - <q, q*>^2``.
+
+DSMT (DGTR Sec. 3.3): epochs ``[0, dynamic)`` re-match every step; at the switch each scene's
+last assignment is frozen and reused (``[dynamic, static)``); the last phase keeps it frozen and
+adds the object-penetration loss. A scene has fewer ground-truth grasps than queries more often
+than not, so ground truths are tiled before matching: every query gets a target, no target gets
+more than ``ceil(Q / G)`` queries.
+
+The run directory holds ``config.json``, ``log.jsonl`` (one line per epoch), ``checkpoint.pt``
+(tensors only, loaded with ``weights_only=True``; written atomically every epoch, so a killed run
+resumes from its last epoch) and, at the end, ``model.safetensors`` with ``model.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+from tqdm import tqdm
+
+from ..hands import get_hand
+from ..hands.model import HandModel
+from ..rotations import rot6d_to_matrix
+from .data import ViewConfig, build_views
+from .model import DGTR, DGTRConfig, model_inputs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = "models/data/shadow_v1"
+    epochs: int = 60
+    dynamic_share: float = 0.6  # DSMT phase lengths as shares of the epochs (DGTR: 15 / 5 / 5 of 25)
+    static_share: float = 0.2
+    batch: int = 32
+    lr: float = 2e-4
+    lr_final: float = 2e-5
+    weight_decay: float = 1e-4
+    seed: int = 0
+    partial_prob: float = 0.6  # chance a sample uses a partial single-view cloud
+    noise_m: float = 0.001  # Gaussian jitter of the points
+    hand_points: int = 128  # surface samples for the chamfer loss
+    pen_points: int = 256  # object points for the penetration loss
+    w_t: float = 10.0
+    w_joints: float = 10.0
+    w_rot: float = 10.0
+    w_chamfer: float = 1.0
+    w_spen: float = 10.0
+    w_pen: float = 50.0
+    cost_joints: float = 1.0
+    cost_t: float = 2.0
+    cost_rot: float = 2.0
+    views: ViewConfig = field(default_factory=ViewConfig)
+    model: DGTRConfig = field(default_factory=DGTRConfig)
+
+
+@dataclass
+class SceneViews:
+    """All views of one scene, in memory."""
+
+    points: Tensor  # (V, P, 3)
+    normals: Tensor
+    table_z: Tensor  # (V,), nan: no table
+    partial: Tensor  # (V,) bool
+    translation: Tensor  # (V, G, 3) ground-truth palms in each view's canonical frame
+    rotation: Tensor  # (V, G, 3, 3)
+    joints: Tensor  # (G, J)
+
+
+def load_views(files: list[Path]) -> list[SceneViews]:
+    out = []
+    for f in files:
+        with np.load(f, allow_pickle=False) as z:
+            out.append(SceneViews(
+                torch.from_numpy(z["points"]), torch.from_numpy(z["normals"]), torch.from_numpy(z["table_z"]),
+                torch.from_numpy(z["partial"]).bool(), torch.from_numpy(z["translation"]),
+                torch.from_numpy(z["rotation"]), torch.from_numpy(z["joints"]),
+            ))
+    return out
+
+
+def _rot_z(angle: Tensor) -> Tensor:
+    c, s = torch.cos(angle), torch.sin(angle)
+    r = torch.zeros(*angle.shape, 3, 3)
+    r[..., 0, 0], r[..., 0, 1], r[..., 1, 0], r[..., 1, 1], r[..., 2, 2] = c, -s, s, c, 1.0
+    return r
+
+
+def make_batch(scenes: list[SceneViews], idx: list[int], cfg: TrainConfig, hand: HandModel, gen: torch.Generator) -> dict[str, Any]:
+    """Inputs (B, P, 7) and padded targets for the scenes ``idx``: one view each (partial with
+    probability ``partial_prob`` when the scene has one), a random rotation about +z, point jitter."""
+    pts, nrm, tz, gt_t, gt_r, gt_q, counts = [], [], [], [], [], [], []
+    span = (hand.upper - hand.lower).clamp_min(1e-6)
+    for i in idx:
+        s = scenes[i]
+        partial = torch.nonzero(s.partial)[:, 0]
+        complete = torch.nonzero(~s.partial)[:, 0]
+        use_partial = len(partial) > 0 and (len(complete) == 0 or float(torch.rand(1, generator=gen)) < cfg.partial_prob)
+        pool = partial if use_partial else complete
+        v = int(pool[torch.randint(len(pool), (1,), generator=gen)])
+        r = _rot_z(torch.rand(1, generator=gen) * 2 * math.pi)[0]
+        n_in = cfg.model.num_points
+        p = s.points[v, :n_in] @ r.T + torch.randn(n_in, 3, generator=gen) * cfg.noise_m
+        pts.append(p)
+        nrm.append(s.normals[v, :n_in] @ r.T)
+        tz.append(s.table_z[v])
+        gt_t.append(s.translation[v] @ r.T)
+        gt_r.append(r @ s.rotation[v])
+        gt_q.append((s.joints - hand.lower) / span)
+        counts.append(s.joints.shape[0])
+    gmax = max(counts)
+
+    def pad(xs: list[Tensor]) -> Tensor:
+        return torch.stack([torch.cat([x, x[:1].expand(gmax - x.shape[0], *x.shape[1:])]) for x in xs])
+
+    points, normals = torch.stack(pts), torch.stack(nrm)
+    table = torch.stack(tz)
+    lowest = points[..., 2].min(dim=1).values
+    table = torch.where(torch.isnan(table), lowest, table)
+    return {
+        "inputs": model_inputs(points, normals, table),
+        "points": points,
+        "table_z": table,
+        "t": pad(gt_t), "r": pad(gt_r), "q": pad(gt_q), "count": torch.tensor(counts),
+    }
+
+
+def match_cost(pred: dict[str, Tensor], gt_t: Tensor, gt_r: Tensor, gt_q: Tensor, cfg: TrainConfig) -> Tensor:
+    """(Q, G) cost for one sample; translations in units of the translation scale."""
+    scale = cfg.model.translation_scale_m
+    ct = torch.cdist(pred["translation"] / scale, gt_t / scale, p=1)
+    cq = torch.cdist(pred["joints_unit"], gt_q, p=1) / gt_q.shape[-1]
+    rp = rot6d_to_matrix(pred["rot6d"])
+    tr = torch.einsum("qij,gij->qg", rp, gt_r)
+    cr = (3.0 - tr) / 4.0
+    return cfg.cost_joints * cq + cfg.cost_t * ct + cfg.cost_rot * cr
+
+
+def hungarian(cost: Tensor, g: int) -> Tensor:
+    """Query -> ground-truth index (Q,), ground truths tiled to cover every query."""
+    q = cost.shape[0]
+    reps = math.ceil(q / g)
+    tiled = cost[:, :g].repeat(1, reps).detach().cpu().numpy()
+    rows, cols = linear_sum_assignment(tiled)
+    out = np.zeros(q, dtype=np.int64)
+    out[rows] = cols % g
+    return torch.from_numpy(out)
+
+
+def _huber(a: Tensor, b: Tensor) -> Tensor:
+    return torch.nn.functional.smooth_l1_loss(a, b, reduction="none", beta=0.05).mean(-1)
+
+
+def losses(
+    outs: list[dict[str, Tensor]], batch: dict[str, Any], assign: Tensor, cfg: TrainConfig, hand: HandModel, with_pen: bool
+) -> dict[str, Tensor]:
+    """Every loss term, averaged over the batch and queries (aux layers for the pose terms)."""
+    scale = cfg.model.translation_scale_m
+    bsz, nq = assign.shape
+    bi = torch.arange(bsz)[:, None].expand(bsz, nq)
+    tt, tr, tq = batch["t"][bi, assign], batch["r"][bi, assign], batch["q"][bi, assign]
+    terms: dict[str, Tensor] = {"t": torch.zeros(()), "joints": torch.zeros(()), "rot": torch.zeros(())}
+    for o in outs:
+        terms["t"] = terms["t"] + _huber(o["translation"] / scale, tt / scale).mean()
+        terms["joints"] = terms["joints"] + _huber(o["joints_unit"], tq).mean()
+        rp = rot6d_to_matrix(o["rot6d"])
+        terms["rot"] = terms["rot"] + ((rp - tr) ** 2).sum((-1, -2)).mean() / 8.0
+    for k in ("t", "joints", "rot"):
+        terms[k] = terms[k] / len(outs)
+    last = outs[-1]
+    span = hand.upper - hand.lower
+    pos = last["translation"].reshape(-1, 3)
+    rot = rot6d_to_matrix(last["rot6d"]).reshape(-1, 3, 3)
+    q = (hand.lower + last["joints_unit"] * span).reshape(-1, hand.num_joints)
+    frames = hand.forward_kinematics(pos, rot, q)
+    hp = hand.surface_points(frames, cfg.hand_points)
+    with torch.no_grad():
+        gf = hand.forward_kinematics(tt.reshape(-1, 3), tr.reshape(-1, 3, 3), (hand.lower + tq * span).reshape(-1, hand.num_joints))
+        gp = hand.surface_points(gf, cfg.hand_points)
+    d = torch.cdist(hp, gp)
+    terms["chamfer"] = (d.min(dim=2).values.mean(-1) + d.min(dim=1).values.mean(-1)).mean() / scale
+    from ..energy import self_penetration
+
+    terms["spen"] = self_penetration(hand, frames).mean()
+    if with_pen:
+        pts = batch["points"][:, : cfg.pen_points]  # the cloud was FPS-ordered: its first points cover it
+        pts = pts[:, None].expand(bsz, nq, *pts.shape[1:]).reshape(bsz * nq, -1, 3)
+        terms["pen"] = torch.relu(-hand.signed_distance(frames, pts)).sum(-1).mean()
+    w = {"t": cfg.w_t, "joints": cfg.w_joints, "rot": cfg.w_rot, "chamfer": cfg.w_chamfer, "spen": cfg.w_spen, "pen": cfg.w_pen}
+    total = sum(w[k] * v for k, v in terms.items())
+    assert isinstance(total, Tensor)
+    terms["total"] = total
+    return terms
+
+
+def _phase(epoch: int, cfg: TrainConfig) -> str:
+    dyn = round(cfg.epochs * cfg.dynamic_share)
+    stat = dyn + round(cfg.epochs * cfg.static_share)
+    return "dynamic" if epoch < dyn else ("static" if epoch < stat else "static+pen")
+
+
+def _lr(epoch: int, cfg: TrainConfig) -> float:
+    return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * epoch / max(1, cfg.epochs)))
+
+
+def train(out_dir: str | Path, cfg: TrainConfig, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) into ``out_dir``; returns the last epoch's log line."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_json = json.dumps(asdict(cfg), indent=1, default=list)
+    (out / "config.json").write_text(cfg_json + "\n")
+    torch.manual_seed(cfg.seed)
+    files = build_views(cfg.data, cache_dir or out / "views", cfg.views, progress)
+    scenes = load_views(files)
+    if not scenes:
+        raise ValueError(f"no scenes with grasps under {cfg.data}")
+    hand = get_hand(cfg.model.hand, dtype="float32")
+    model = DGTR(cfg.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    frozen = torch.full((len(scenes), cfg.model.queries), -1, dtype=torch.long)
+    start = 0
+    ck = out / "checkpoint.pt"
+    if ck.exists():
+        state = torch.load(ck, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["epoch"])
+        if state["frozen"].shape == frozen.shape:
+            frozen = state["frozen"]
+    gen = torch.Generator().manual_seed(cfg.seed * 7_919 + start)
+    last: dict[str, Any] = {}
+    for epoch in range(start, cfg.epochs):
+        phase = _phase(epoch, cfg)
+        for group in opt.param_groups:
+            group["lr"] = _lr(epoch, cfg)
+        model.train()
+        order = torch.randperm(len(scenes), generator=gen).tolist()
+        sums: dict[str, float] = {}
+        n_batches = math.ceil(len(order) / cfg.batch)
+        t0 = time.perf_counter()
+        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{cfg.epochs} {phase}", unit="batch", disable=not progress, leave=False)
+        for b in bar:
+            idx = order[b * cfg.batch: (b + 1) * cfg.batch]
+            batch = make_batch(scenes, idx, cfg, hand, gen)
+            outs = model(batch["inputs"])
+            assign = torch.zeros(len(idx), cfg.model.queries, dtype=torch.long)
+            for j, si in enumerate(idx):
+                g = int(batch["count"][j])
+                if phase != "dynamic" and int(frozen[si, 0]) >= 0:
+                    assign[j] = frozen[si]
+                    continue
+                with torch.no_grad():
+                    cost = match_cost({k: v[j] for k, v in outs[-1].items()}, batch["t"][j, :g], batch["r"][j, :g], batch["q"][j, :g], cfg)
+                assign[j] = hungarian(cost, g)
+                frozen[si] = assign[j]
+            terms = losses(outs, batch, assign, cfg, hand, with_pen=phase == "static+pen")
+            opt.zero_grad()
+            terms["total"].backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            bar.set_postfix(loss=f"{float(terms['total']):.3f}")
+        bar.close()
+        last = {"epoch": epoch + 1, "phase": phase, "lr": _lr(epoch, cfg), "seconds": round(time.perf_counter() - t0, 1),
+                **{k: round(v / n_batches, 5) for k, v in sums.items()}}
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(last) + "\n")
+        if progress:
+            tqdm.write(json.dumps(last))
+        tmp = out / "checkpoint.tmp.pt"
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": torch.tensor(epoch + 1), "frozen": frozen}, tmp)
+        os.replace(tmp, ck)
+    save_weights(model, out, {"train": json.loads(cfg_json), "scenes": len(scenes), "last_epoch": last})
+    return last
+
+
+def save_weights(model: DGTR, out_dir: Path, meta: dict[str, Any]) -> Path:
+    """``model.safetensors`` (no pickle) and ``model.json`` (the architecture and training record)."""
+    from safetensors.torch import save_file
+
+    path = out_dir / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    (out_dir / "model.json").write_text(json.dumps({"format": "dexgrasp-dgtr/1", "model": asdict(model.cfg), **meta}, indent=1, default=list) + "\n")
+    return path
+
+
+def load_weights(weights_dir: str | Path) -> DGTR:
+    from safetensors.torch import load_file
+
+    d = Path(weights_dir)
+    meta = json.loads((d / "model.json").read_text())
+    model = DGTR(DGTRConfig.from_dict(meta["model"]))
+    model.load_state_dict(load_file(str(d / "model.safetensors")))
+    model.eval()
+    return model
+
+
+__all__ = ["TrainConfig", "hungarian", "load_weights", "losses", "make_batch", "match_cost", "save_weights", "train"]

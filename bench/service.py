@@ -7,7 +7,7 @@ Starts ``dexgrasp serve`` (uvicorn, its own process) on a free port, warms it up
      and the batch sizes the server formed.
 Prints the hardware and writes JSON (default docs/bench/service.json).
 
-    .venv/bin/python bench/service.py --requests 100
+    .venv/bin/python bench/service.py --requests 100 [--method dgtr --out docs/bench/service_dgtr.json]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def cloud(n: int) -> np.ndarray:
     return np.asarray(pts, dtype=np.float32) + np.array([0.5, 0.0, 0.8], dtype=np.float32)
 
 
-def run_clients(url: str, pts: np.ndarray, clients: int, per_client: int, grasps: int) -> dict[str, float]:
+def run_clients(url: str, pts: np.ndarray, clients: int, per_client: int, grasps: int, method: str = "auto") -> dict[str, float]:
     """``clients`` threads, each sending ``per_client`` requests back to back."""
     done: list[float] = []
     batches: list[float] = []
@@ -63,7 +63,7 @@ def run_clients(url: str, pts: np.ndarray, clients: int, per_client: int, grasps
         for j in range(per_client):
             t = time.perf_counter()
             try:
-                r = cl.propose(pts, num_grasps=grasps, seed=k * 100 + j)
+                r = cl.propose(pts, num_grasps=grasps, seed=k * 100 + j, method=method)
             except Exception as e:  # counted, reported
                 with lock:
                     errors.append(str(e))
@@ -94,6 +94,7 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=2048)
     ap.add_argument("--grasps", type=int, default=16)
     ap.add_argument("--concurrency", default="1,4,16")
+    ap.add_argument("--method", default="auto", help="proposer: auto, fast, optimize, dgtr")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "service.json"))
     a = ap.parse_args()
 
@@ -108,7 +109,7 @@ def main() -> int:
         client.wait_ready(300)
         pts = cloud(a.points)
         for i in range(3):  # warm-up
-            client.propose(pts, num_grasps=a.grasps, seed=1000 + i)
+            client.propose(pts, num_grasps=a.grasps, seed=1000 + i, method=a.method)
         hw: dict[str, object] = {**hardware(), "load_avg_1m_at_start": os.getloadavg()[0]}
         print(f"hardware: {hw}", flush=True)
 
@@ -116,7 +117,7 @@ def main() -> int:
         stages: dict[str, list[float]] = {}
         for i in range(a.requests):
             t = time.perf_counter()
-            r = client.propose(pts, num_grasps=a.grasps, seed=i)
+            r = client.propose(pts, num_grasps=a.grasps, seed=i, method=a.method)
             lat.append((time.perf_counter() - t) * 1e3)
             for k, v in r.timings_ms.items():
                 if k.endswith("_ms"):
@@ -132,13 +133,13 @@ def main() -> int:
 
         throughput = {}
         for c in [int(x) for x in a.concurrency.split(",")]:
-            throughput[str(c)] = run_clients(url, pts, c, a.per_client, a.grasps)
+            throughput[str(c)] = run_clients(url, pts, c, a.per_client, a.grasps, a.method)
             print(json.dumps(throughput[str(c)]), flush=True)
         base = throughput.get("1", {}).get("requests_per_s")
         if base:
             for v in throughput.values():
                 v["speedup_vs_1_client"] = v["requests_per_s"] / base
-        report = {"hardware": hw, "points": a.points, "grasps": a.grasps, "method": "auto",
+        report = {"hardware": hw, "points": a.points, "grasps": a.grasps, "method": a.method, "proposer": r.proposer,
                   "latency": latency, "throughput": throughput, "load_avg_1m_at_end": os.getloadavg()[0]}
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(report, indent=1) + "\n")

@@ -392,6 +392,10 @@ def _is_curved_slice(points: Tensor, normal: Tensor, offset: Tensor, inlier_m: f
     return rms_plane > 0.3 * inlier_m and rms_quad < 0.5 * rms_plane
 
 
+_BELOW_SUPPORT_M = 0.005
+_BELOW_SUPPORT_SHARE = 0.02
+
+
 def detect_support_plane(
     points: Tensor,
     up: Tensor,
@@ -416,8 +420,9 @@ def detect_support_plane(
     N x iterations, cheap next to everything else).
 
     Returns ``(plane, inlier_mask)``, the plane's normal along ``up``; ``(None, all False)`` when
-    no plane qualifies. A large flat face of the object itself (the top of a box with no table in
-    view) is a plane by every test here and will be returned.
+    no plane qualifies. A candidate with more than 2% of the points (and over 20) further than
+    5 mm below it is no support (the top of a box or the flank of a lying bottle with no table in
+    view); the lowest flat face of a complete object cloud is, and is returned.
     """
     _check_cloud(points, "points", batched=False)
     n = points.shape[0]
@@ -459,6 +464,11 @@ def detect_support_plane(
         if tilted or int(inliers.sum()) < min_inliers:
             continue
         if _is_curved_slice(points, normal, offset, inlier_m):
+            continue
+        # a support has (nearly) nothing under it: a face of the object (the top of a box, the
+        # flank of a lying bottle) has the rest of the object below it
+        below = int(((points @ normal + offset) < -_BELOW_SUPPORT_M).sum())
+        if below > max(20, _BELOW_SUPPORT_SHARE * n):
             continue
         return Plane(normal=normal, offset=float(offset)), inliers
     return None, none_mask

@@ -219,8 +219,13 @@ def _lr(epoch: int, cfg: TrainConfig) -> float:
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * epoch / max(1, cfg.epochs)))
 
 
-def train(out_dir: str | Path, cfg: TrainConfig, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) into ``out_dir``; returns the last epoch's log line."""
+def train(
+    out_dir: str | Path, cfg: TrainConfig, cache_dir: str | Path | None = None, progress: bool = True,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) into ``out_dir``; returns the last epoch's log line. ``stop_after``: end
+    this call after that epoch (a chunk of a longer run; the next call resumes), weights are only
+    written when the run reaches ``cfg.epochs``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg_json = json.dumps(asdict(cfg), indent=1, default=list)
@@ -245,7 +250,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, cache_dir: str | Path | None = 
             frozen = state["frozen"]
     gen = torch.Generator().manual_seed(cfg.seed * 7_919 + start)
     last: dict[str, Any] = {}
-    for epoch in range(start, cfg.epochs):
+    end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    for epoch in range(start, end):
         phase = _phase(epoch, cfg)
         for group in opt.param_groups:
             group["lr"] = _lr(epoch, cfg)
@@ -275,8 +281,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, cache_dir: str | Path | None = 
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            bar.set_postfix(loss=f"{float(terms['total']):.3f}")
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix(loss=f"{float(terms['total'].detach()):.3f}")
         bar.close()
         last = {"epoch": epoch + 1, "phase": phase, "lr": _lr(epoch, cfg), "seconds": round(time.perf_counter() - t0, 1),
                 **{k: round(v / n_batches, 5) for k, v in sums.items()}}
@@ -287,7 +293,8 @@ def train(out_dir: str | Path, cfg: TrainConfig, cache_dir: str | Path | None = 
         tmp = out / "checkpoint.tmp.pt"
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": torch.tensor(epoch + 1), "frozen": frozen}, tmp)
         os.replace(tmp, ck)
-    save_weights(model, out, {"train": json.loads(cfg_json), "scenes": len(scenes), "last_epoch": last})
+    if end == cfg.epochs:
+        save_weights(model, out, {"train": json.loads(cfg_json), "scenes": len(scenes), "last_epoch": last})
     return last
 
 

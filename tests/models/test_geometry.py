@@ -478,3 +478,20 @@ def test_knn_and_fps_export_to_onnx() -> None:
     for p in (points, points2):
         (idx,) = session.run(None, {"points": p.numpy()})
         np.testing.assert_array_equal(idx, farthest_point_sample(p, 32).numpy())
+
+
+def test_a_face_of_the_object_is_no_support_plane() -> None:
+    """Complete object clouds without a table: the top of a box or the flank of a lying bottle has
+    the object under it and must not be taken for the table (it would cut the object away)."""
+    from models import objects
+    from models.geometry import detect_support_plane
+
+    for oid in ("prim/box/0000", "comp/bottle/0006"):
+        world, _, _ = objects.place_on_table(objects.load_mesh(oid), seed=0)
+        p, _ = objects.complete_cloud(world, n=4096, seed=0)
+        pts = torch.tensor(p)
+        plane, _ = detect_support_plane(pts, torch.tensor([0.0, 0.0, 1.0]))
+        if plane is not None:  # at most the lowest face: nothing of the object below it
+            below = (pts @ plane.normal.to(pts) + plane.offset) < -0.005
+            assert int(below.sum()) <= 0.02 * len(pts), oid
+            assert abs(float(-plane.offset / plane.normal[2])) < 0.005, oid  # the plane z = 0 (the resting face)

@@ -1,0 +1,224 @@
+"""DGTR: plain-op sampling against the reference ops, matching, training (resume, DSMT, learning),
+ONNX against PyTorch, the proposer and its place in the pipeline."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.dgtr.data import ViewConfig, fixed_size
+from models.dgtr.export import OnnxRunner, TorchRunner, export_onnx
+from models.dgtr.model import DGTR, DGTRConfig, farthest_point_indices, knn_indices, model_inputs
+from models.dgtr.train import TrainConfig, hungarian, load_weights, losses, make_batch, match_cost, train
+from models.geometry import farthest_point_sample, knn
+from models.hands import get_hand
+
+DATA = Path(__file__).resolve().parents[2] / "models" / "data" / "shadow_v1"
+SMALL = DGTRConfig(num_points=64, sa1_centres=16, sa1_k=8, sa1_mlp=(16, 32), sa2_centres=8, sa2_k=4,
+                   sa2_mlp=(32, 32), d_model=32, heads=2, ffn=64, layers=2, queries=4)
+
+
+def _inputs(b: int, n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.randn(b, n, 3, generator=g) * 0.05
+    nrm = torch.nn.functional.normalize(torch.randn(b, n, 3, generator=g), dim=-1)
+    return model_inputs(pts, nrm, None)
+
+
+def test_plain_op_fps_matches_the_reference_sampler():
+    pts = torch.randn(2, 300, 3, generator=torch.Generator().manual_seed(1))
+    ours = farthest_point_indices(pts, 40)
+    ref = farthest_point_sample(pts, 40, start=ours[:, 0])
+    assert torch.equal(ours, ref)
+    # the start is the point farthest from the centroid
+    far = ((pts - pts.mean(1, keepdim=True)) ** 2).sum(-1).argmax(-1)
+    assert torch.equal(ours[:, 0], far)
+
+
+def test_plain_op_knn_matches_the_reference():
+    g = torch.Generator().manual_seed(2)
+    pts, q = torch.randn(2, 200, 3, generator=g), torch.randn(2, 30, 3, generator=g)
+    ours = knn_indices(q, pts, 6)
+    d_ref, i_ref = knn(q, pts, 6)
+    d_ours = (q[:, :, None] - torch.gather(pts, 1, ours.reshape(2, -1, 1).expand(-1, -1, 3)).reshape(2, 30, 6, 3)).norm(dim=-1)
+    torch.testing.assert_close(d_ours.sort(-1).values, d_ref.sort(-1).values, atol=1e-5, rtol=0)
+
+
+def test_hungarian_is_optimal_and_covers_every_query():
+    rng = np.random.default_rng(0)
+    cost = torch.tensor(rng.random((5, 5)))
+    a = hungarian(cost, 5)
+    best = min(sum(float(cost[i, p[i]]) for i in range(5)) for p in itertools.permutations(range(5)))
+    assert sum(float(cost[i, a[i]]) for i in range(5)) == pytest.approx(best)
+    assert sorted(a.tolist()) == list(range(5))  # one query per ground truth
+    # fewer ground truths than queries: tiled, so every query gets one and none is used too often
+    cost = torch.tensor(rng.random((16, 3)))
+    a = hungarian(cost, 3)
+    counts = np.bincount(a.numpy(), minlength=3)
+    assert counts.sum() == 16 and counts.max() <= math.ceil(16 / 3) and counts.min() >= 1
+
+
+def test_match_cost_is_zero_for_the_truth_itself():
+    hand = get_hand("shadow", dtype="float32")
+    cfg = TrainConfig(model=SMALL)
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(4, 3, generator=g) * 0.05
+    r = torch.linalg.qr(torch.randn(4, 3, 3, generator=g)).Q
+    r = r * torch.linalg.det(r)[:, None, None].sign()
+    q = torch.rand(4, hand.num_joints, generator=g)
+    pred = {"translation": t, "rot6d": torch.cat([r[..., 0], r[..., 1]], -1), "joints_unit": q}
+    cost = match_cost(pred, t, r, q, cfg)
+    assert torch.diagonal(cost).abs().max() < 1e-5
+    assert (cost + torch.eye(4) * 1e3).min() > 1e-3  # any other pairing costs something
+    assert torch.equal(hungarian(cost, 4), torch.arange(4))
+
+
+def test_onnx_graph_matches_pytorch(tmp_path):
+    torch.manual_seed(0)
+    model = DGTR(SMALL).eval()
+    path = export_onnx(model, tmp_path / "m.onnx")
+    x = _inputs(3, SMALL.num_points).numpy()  # batch 3: the graph was traced with 2 (dynamic batch)
+    for a, b in zip(TorchRunner(model)(x), OnnxRunner(path)(x)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+    t, r6, q = OnnxRunner(path)(x)
+    assert t.shape == (3, SMALL.queries, 3) and r6.shape == (3, SMALL.queries, 6) and q.shape == (3, SMALL.queries, 22)
+    assert np.abs(t).max() <= SMALL.translation_scale_m and 0 <= q.min() and q.max() <= 1
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Two real dataset scenes, a small network, trained through every DSMT phase."""
+    root = tmp_path_factory.mktemp("dgtr")
+    data = root / "data" / "shards"
+    data.mkdir(parents=True)
+    shards = sorted((DATA / "shards").glob("*.npz"))
+    picked = [f for f in shards if "mug" in f.name][:1] + [f for f in shards if "box" in f.name][:1]
+    for f in picked:
+        shutil.copy(f, data / f.name)
+    cfg = TrainConfig(data=str(root / "data"), epochs=4, batch=2, dynamic_share=0.5, static_share=0.25,
+                      views=ViewConfig(partial_views=1), model=SMALL)
+    run = root / "run"
+    first = train(run, cfg, progress=False, stop_after=2)  # a first chunk, as if killed after epoch 2
+    assert not (run / "model.safetensors").exists()
+    frozen_after_2 = torch.load(run / "checkpoint.pt", weights_only=True)["frozen"]
+    last = train(run, cfg, progress=False)  # resumes at epoch 3
+    return {"run": run, "cfg": cfg, "first": first, "last": last, "frozen_after_2": frozen_after_2}
+
+
+def test_training_resumes_and_runs_every_phase(tiny_run):
+    lines = [json.loads(x) for x in (tiny_run["run"] / "log.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3, 4]
+    assert [x["phase"] for x in lines] == ["dynamic", "dynamic", "static", "static+pen"]
+    assert "pen" in lines[3] and "pen" not in lines[1]
+    assert all(math.isfinite(x["total"]) for x in lines)
+    frozen = torch.load(tiny_run["run"] / "checkpoint.pt", weights_only=True)["frozen"]
+    assert torch.equal(frozen, tiny_run["frozen_after_2"])  # the static phases reuse the last dynamic assignments
+    assert (frozen >= 0).all()
+    meta = json.loads((tiny_run["run"] / "model.json").read_text())
+    assert meta["model"]["queries"] == SMALL.queries and meta["scenes"] == 2
+
+
+def test_saved_weights_reload_to_the_same_network(tiny_run):
+    model = load_weights(tiny_run["run"])
+    state = torch.load(tiny_run["run"] / "checkpoint.pt", weights_only=True)["model"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_the_losses_train_the_network_on_real_grasps(tiny_run):
+    """Overfitting one fixed batch must drive the pose losses down (gradients reach every head)."""
+    from models.dgtr.train import load_views
+
+    cfg = replace(tiny_run["cfg"], noise_m=0.0)
+    scenes = load_views(sorted((tiny_run["run"] / "views").glob("*.npz")))
+    hand = get_hand("shadow", dtype="float32")
+    batch = make_batch(scenes, [0, 1], cfg, hand, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = DGTR(SMALL)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    first = None
+    for _ in range(60):
+        outs = model(batch["inputs"])
+        assign = torch.stack([hungarian(match_cost({k: v[j] for k, v in outs[-1].items()},
+                                                   batch["t"][j, : int(batch["count"][j])], batch["r"][j, : int(batch["count"][j])],
+                                                   batch["q"][j, : int(batch["count"][j])], cfg), int(batch["count"][j]))
+                              for j in range(2)])
+        terms = losses(outs, batch, assign, cfg, hand, with_pen=False)
+        pose = float(terms["t"] + terms["joints"] + terms["rot"])
+        first = pose if first is None else first
+        opt.zero_grad()
+        terms["total"].backward()
+        opt.step()
+    assert pose < 0.5 * first
+
+
+def test_fixed_size_orders_and_pads():
+    pts = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+    nrm = pts / np.linalg.norm(pts, axis=1, keepdims=True)
+    p, n = fixed_size(pts, nrm, 64)
+    assert p.shape == (64, 3) and len({tuple(x) for x in p}) == 64  # farthest-point subset, distinct
+    p2, n2 = fixed_size(pts[:10], nrm[:10], 64, seed=1)
+    assert p2.shape == (64, 3) and {tuple(x) for x in p2} == {tuple(x) for x in pts[:10]}
+    np.testing.assert_allclose(n2, p2 / np.linalg.norm(p2, axis=1, keepdims=True), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------- the proposer
+@pytest.fixture(scope="module")
+def tiny_weights(tiny_run):
+    from models.dgtr.export import export_weights
+
+    export_weights(tiny_run["run"])
+    return tiny_run["run"]
+
+
+def _mug_problem(n: int, seed: int = 0):
+    from models import objects
+    from models.proposers.optimize import Problem
+
+    mesh = objects.load_mesh("comp/mug/0002")
+    p, nr = objects.complete_cloud(mesh, n=600, seed=seed)
+    return Problem(torch.tensor(p - p.mean(0)), torch.tensor(nr), n, seed=seed)
+
+
+def test_proposer_passes_batching_and_runtimes_agree(tiny_weights):
+    from models.proposers.dgtr import DGTRProposer
+
+    onnx = DGTRProposer(weights=tiny_weights, runtime="onnx")
+    eager = DGTRProposer(weights=tiny_weights, runtime="torch")
+    a, b = _mug_problem(10, seed=0), _mug_problem(3, seed=1)  # 10 > 4 queries: three rotated passes
+    together = onnx.propose_batch([a, b])
+    assert [len(r.grasps) for r in together] == [10, 3]
+    alone = onnx.propose_batch([a])[0]
+    by_torch = eager.propose_batch([a])[0]
+    for g, h, k in zip(together[0].grasps, alone.grasps, by_torch.grasps):
+        np.testing.assert_allclose(g.pose.position, h.pose.position, atol=1e-6)
+        np.testing.assert_allclose(g.pose.position, k.pose.position, atol=1e-4)
+        np.testing.assert_allclose(list(g.joints.values()), list(k.joints.values()), atol=1e-4)
+    pos = np.array([g.pose.position for g in together[0].grasps])
+    assert np.isfinite(pos).all() and len({tuple(np.round(x, 6)) for x in pos}) == 10  # passes differ
+    for g in together[0].grasps:  # pre-grasp behind the grasp along the approach, squeeze present
+        assert g.pregrasp is not None and g.squeeze is not None
+        assert np.linalg.norm(np.subtract(g.pregrasp.pose.position, g.pose.position)) >= 0.079
+
+
+def test_proposer_refuses_missing_or_foreign_weights(tmp_path, tiny_weights):
+    from models.proposers.dgtr import DGTRProposer
+
+    with pytest.raises(ValueError, match="dexgrasp train dgtr"):
+        DGTRProposer(weights=tmp_path)
+    meta = json.loads((tiny_weights / "model.json").read_text())
+    other = tmp_path / "other"
+    other.mkdir()
+    meta["model"]["hand"] = "allegro"
+    (other / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="for hand 'allegro'"):
+        DGTRProposer(weights=other)

@@ -47,7 +47,7 @@ def test_plain_op_knn_matches_the_reference():
     g = torch.Generator().manual_seed(2)
     pts, q = torch.randn(2, 200, 3, generator=g), torch.randn(2, 30, 3, generator=g)
     ours = knn_indices(q, pts, 6)
-    d_ref, i_ref = knn(q, pts, 6)
+    d_ref, _i_ref = knn(q, pts, 6)
     d_ours = (q[:, :, None] - torch.gather(pts, 1, ours.reshape(2, -1, 1).expand(-1, -1, 3)).reshape(2, 30, 6, 3)).norm(dim=-1)
     torch.testing.assert_close(d_ours.sort(-1).values, d_ref.sort(-1).values, atol=1e-5, rtol=0)
 
@@ -164,7 +164,7 @@ def test_the_losses_train_the_network_on_real_grasps(tiny_run):
 def test_fixed_size_orders_and_pads():
     pts = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
     nrm = pts / np.linalg.norm(pts, axis=1, keepdims=True)
-    p, n = fixed_size(pts, nrm, 64)
+    p, _n = fixed_size(pts, nrm, 64)
     assert p.shape == (64, 3) and len({tuple(x) for x in p}) == 64  # farthest-point subset, distinct
     p2, n2 = fixed_size(pts[:10], nrm[:10], 64, seed=1)
     assert p2.shape == (64, 3) and {tuple(x) for x in p2} == {tuple(x) for x in pts[:10]}

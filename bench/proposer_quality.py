@@ -171,6 +171,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the queries, the query clouds and the camera view")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up queries before measuring")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument("--refine-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="RefineConfig override, e.g. --refine-set steps=40 (repeatable)")
+    ap.add_argument("--weights", default=None, help="dgtr: a weights folder other than the shipped one")
     a = ap.parse_args()
     if a.method != "auto" and a.method not in available_proposers():
         ap.error(f"unknown method {a.method!r}; available: auto, {', '.join(available_proposers())}")
@@ -181,7 +184,18 @@ def main() -> None:
     def label(cloud: str, refine: bool) -> str:
         return f"{cloud}/{'refined' if refine else 'raw'}"
 
-    pipeline = GraspPipeline()
+    from dataclasses import fields, replace
+
+    from models.pipeline import PipelineConfig
+    from models.refine import RefineConfig
+
+    kinds = {f.name: type(getattr(RefineConfig(), f.name)) for f in fields(RefineConfig)}
+    overrides = {k: kinds[k](v) for k, v in (item.split("=", 1) for item in a.refine_set)}
+    pipeline = GraspPipeline(PipelineConfig(refine=replace(RefineConfig(), **overrides)))
+    if a.weights is not None:
+        from models.proposers.dgtr import DGTRProposer
+
+        pipeline._proposers[("dgtr", "shadow")] = DGTRProposer(weights=a.weights)
     method = pipeline.resolve_method(a.method)
     try:
         pipeline.proposer(method, "shadow")  # created once, outside the timed queries

@@ -301,9 +301,9 @@ class GraspPipeline:
         return "dgtr" if "dgtr" in available_proposers() and self._dgtr_ready() else self.cfg.default_method
 
     def _dgtr_ready(self) -> bool:
-        from .proposers.dgtr import weights_available
+        from .proposers.dgtr import serves_by_default
 
-        return weights_available("shadow")
+        return serves_by_default("shadow")
 
     def proposer(self, method: str, hand: str) -> Any:
         key = (method, hand)

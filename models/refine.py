@@ -36,6 +36,7 @@ class RefineConfig:
     w_spen: float = 5.0
     w_table: float = 5.0
     w_joints: float = 5.0
+    max_points: int = 512  # object points used (farthest-point subset): the cost is linear in them
 
 
 @dataclass
@@ -78,6 +79,11 @@ def refine_grasps(
 ) -> RefineResult:
     """Refine B grasps (palm position (B,3), rotation (B,3,3), joints (B,J)) on ``obj``."""
     c = cfg or RefineConfig()
+    if obj.points.dim() == 2 and obj.points.shape[0] > c.max_points:
+        from .geometry import farthest_point_sample
+
+        idx = farthest_point_sample(obj.points[None].float(), c.max_points)[0]
+        obj = ObjectCloud(obj.points[idx], obj.normals[idx])
     w = {"pen": c.w_pen, "dist": c.w_dist, "spen": c.w_spen, "joints": c.w_joints, "table": c.w_table}
     with torch.no_grad():
         before, d0 = _terms(hand, root_pos, root_rot, joints, obj, plane, torch.zeros_like(root_pos[:, :1], dtype=torch.bool), c)

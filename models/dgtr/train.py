@@ -8,9 +8,13 @@ as the translation), self-penetration (x10, m) and, in the last phase, object pe
 object points inside the predicted hand). Matching cost ``1 L1(joints) + 2 L1(t) + 2 d_rot`` with
 ``d_rot = (3 - tr(R^T R*)) / 4``, i.e. ``1 - <q, q*>^2``.
 
-DSMT (DGTR Sec. 3.3): epochs ``[0, dynamic)`` re-match every step; at the switch each scene's
-last assignment is frozen and reused (``[dynamic, static)``); the last phase keeps it frozen and
-adds the object-penetration loss. A scene has fewer ground-truth grasps than queries more often
+DSMT (DGTR Sec. 3.3): epochs ``[0, dynamic)`` re-match every step with the network being trained;
+at the switch the network is frozen as a *matcher*, and from then on (``[dynamic, static)``, then
+the last phase that adds the object-penetration loss) every sample's assignment is the matcher's
+Hungarian matching. DGTR freezes each object's assignment; our samples are re-augmented every
+time (random view, rotation about up), so a stored per-scene assignment would pair queries with
+grasps for a different rotation. The frozen matcher is the same idea made augmentation-proof: the
+assignment is a fixed function of the input, no longer chasing the network being trained. A scene has fewer ground-truth grasps than queries more often
 than not, so ground truths are tiled before matching: every query gets a target, no target gets
 more than ``ceil(Q / G)`` queries.
 
@@ -21,6 +25,7 @@ resumes from its last epoch) and, at the end, ``model.safetensors`` with ``model
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -81,6 +86,7 @@ class SceneViews:
     translation: Tensor  # (V, G, 3) ground-truth palms in each view's canonical frame
     rotation: Tensor  # (V, G, 3, 3)
     joints: Tensor  # (G, J)
+    object_id: str = ""
 
 
 def load_views(files: list[Path]) -> list[SceneViews]:
@@ -90,7 +96,7 @@ def load_views(files: list[Path]) -> list[SceneViews]:
             out.append(SceneViews(
                 torch.from_numpy(z["points"]), torch.from_numpy(z["normals"]), torch.from_numpy(z["table_z"]),
                 torch.from_numpy(z["partial"]).bool(), torch.from_numpy(z["translation"]),
-                torch.from_numpy(z["rotation"]), torch.from_numpy(z["joints"]),
+                torch.from_numpy(z["rotation"]), torch.from_numpy(z["joints"]), str(z["object_id"]),
             ))
     return out
 
@@ -209,6 +215,24 @@ def losses(
     return terms
 
 
+@torch.no_grad()
+def assignments(pred: dict[str, Tensor], batch: dict[str, Any], cfg: TrainConfig) -> Tensor:
+    """(B, Q) ground-truth index per query: Hungarian matching of ``pred`` to each sample's grasps."""
+    out = []
+    for j in range(pred["translation"].shape[0]):
+        g = int(batch["count"][j])
+        cost = match_cost({k: v[j] for k, v in pred.items()}, batch["t"][j, :g], batch["r"][j, :g], batch["q"][j, :g], cfg)
+        out.append(hungarian(cost, g))
+    return torch.stack(out)
+
+
+def _frozen_copy(model: DGTR) -> DGTR:
+    m = copy.deepcopy(model).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
 def _phase(epoch: int, cfg: TrainConfig) -> str:
     dyn = round(cfg.epochs * cfg.dynamic_share)
     stat = dyn + round(cfg.epochs * cfg.static_share)
@@ -238,7 +262,7 @@ def train(
     hand = get_hand(cfg.model.hand, dtype="float32")
     model = DGTR(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    frozen = torch.full((len(scenes), cfg.model.queries), -1, dtype=torch.long)
+    matcher: DGTR | None = None
     start = 0
     ck = out / "checkpoint.pt"
     if ck.exists():
@@ -246,13 +270,16 @@ def train(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["epoch"])
-        if state["frozen"].shape == frozen.shape:
-            frozen = state["frozen"]
+        if "matcher" in state:
+            matcher = _frozen_copy(model)
+            matcher.load_state_dict(state["matcher"])
     gen = torch.Generator().manual_seed(cfg.seed * 7_919 + start)
     last: dict[str, Any] = {}
     end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     for epoch in range(start, end):
         phase = _phase(epoch, cfg)
+        if phase != "dynamic" and matcher is None:
+            matcher = _frozen_copy(model)
         for group in opt.param_groups:
             group["lr"] = _lr(epoch, cfg)
         model.train()
@@ -265,16 +292,7 @@ def train(
             idx = order[b * cfg.batch: (b + 1) * cfg.batch]
             batch = make_batch(scenes, idx, cfg, hand, gen)
             outs = model(batch["inputs"])
-            assign = torch.zeros(len(idx), cfg.model.queries, dtype=torch.long)
-            for j, si in enumerate(idx):
-                g = int(batch["count"][j])
-                if phase != "dynamic" and int(frozen[si, 0]) >= 0:
-                    assign[j] = frozen[si]
-                    continue
-                with torch.no_grad():
-                    cost = match_cost({k: v[j] for k, v in outs[-1].items()}, batch["t"][j, :g], batch["r"][j, :g], batch["q"][j, :g], cfg)
-                assign[j] = hungarian(cost, g)
-                frozen[si] = assign[j]
+            assign = assignments(outs[-1] if matcher is None else matcher(batch["inputs"])[-1], batch, cfg)
             terms = losses(outs, batch, assign, cfg, hand, with_pen=phase == "static+pen")
             opt.zero_grad()
             terms["total"].backward()  # type: ignore[no-untyped-call]
@@ -291,10 +309,17 @@ def train(
         if progress:
             tqdm.write(json.dumps(last))
         tmp = out / "checkpoint.tmp.pt"
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": torch.tensor(epoch + 1), "frozen": frozen}, tmp)
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": torch.tensor(epoch + 1)}
+        if matcher is not None:
+            state["matcher"] = matcher.state_dict()
+        torch.save(state, tmp)
         os.replace(tmp, ck)
     if end == cfg.epochs:
-        save_weights(model, out, {"train": json.loads(cfg_json), "scenes": len(scenes), "last_epoch": last})
+        save_weights(model, out, {
+            "train": json.loads(cfg_json), "scenes": len(scenes), "grasps": sum(int(s.joints.shape[0]) for s in scenes),
+            "objects": sorted({s.object_id for s in scenes}), "last_epoch": last,
+            "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+        })
     return last
 
 
@@ -319,4 +344,4 @@ def load_weights(weights_dir: str | Path) -> DGTR:
     return model
 
 
-__all__ = ["TrainConfig", "hungarian", "load_weights", "losses", "make_batch", "match_cost", "save_weights", "train"]
+__all__ = ["TrainConfig", "assignments", "hungarian", "load_weights", "losses", "make_batch", "match_cost", "save_weights", "train"]

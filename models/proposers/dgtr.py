@@ -39,6 +39,17 @@ def weights_available(hand: str = "shadow") -> bool:
     return (d / "model.json").is_file() and ((d / "model.onnx").is_file() or (d / "model.safetensors").is_file())
 
 
+def serves_by_default(hand: str = "shadow") -> bool:
+    """Whether ``method=auto`` should use the shipped DGTR: its weights are present and its model
+    card did not withdraw it from the default path (``"serve_by_default": false`` in
+    ``model.json``, set when it measured worse than the optimiser preset; ``method=dgtr`` still
+    serves it)."""
+    if not weights_available(hand):
+        return False
+    meta = json.loads((weights_dir(hand) / "model.json").read_text())
+    return bool(meta.get("serve_by_default", True))
+
+
 def _rot_z(angle: float) -> Tensor:
     c, s = math.cos(angle), math.sin(angle)
     return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
@@ -148,4 +159,4 @@ class DGTRProposer:
         return out
 
 
-__all__ = ["WEIGHTS_ROOT", "DGTRProposer", "weights_available", "weights_dir"]
+__all__ = ["WEIGHTS_ROOT", "DGTRProposer", "serves_by_default", "weights_available", "weights_dir"]

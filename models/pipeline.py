@@ -400,7 +400,9 @@ class GraspPipeline:
             do_refine = p.query.refine if p.query.refine is not None else method in cfg.refine_by_default
             refine_info: dict[str, Tensor] = {}
             if do_refine:
-                ref = refine_grasps(hand, pos, rot, qj, ObjectCloud(p.points, p.normals), p.plane, cfg.refine)
+                # a proposer may carry the refinement it was tuned with (DGTR: its model card)
+                rcfg = getattr(prop, "refine_config", None) or cfg.refine
+                ref = refine_grasps(hand, pos, rot, qj, ObjectCloud(p.points, p.normals), p.plane, rcfg)
                 cands = [_moved(g, ref.root_pos[i], ref.root_rot[i], ref.joints[i], hand) for i, g in enumerate(cands)]
                 pos, rot, qj = ref.root_pos, ref.root_rot, ref.joints
                 refine_info = {"refine_pen_before": ref.before["pen"], "refine_pen_after": ref.after["pen"]}

@@ -74,6 +74,10 @@ class DGTRProposer:
         self.model_cfg = DGTRConfig.from_dict(self.meta["model"])
         if self.model_cfg.hand != hand:
             raise ValueError(f"the weights in {d} are for hand {self.model_cfg.hand!r}, not {hand!r}")
+        from ..refine import RefineConfig
+
+        # the refinement tuned for these weights (validation split), used by the pipeline's refine stage
+        self.refine_config: RefineConfig | None = RefineConfig(**self.meta["refine"]) if "refine" in self.meta else None
         ts = resolve(device, "float32")
         self.device = str(ts.device)
         self.hand = get_hand(hand, device=self.device, dtype="float32")

@@ -221,3 +221,21 @@ def test_proposer_refuses_missing_or_foreign_weights(tmp_path, tiny_weights):
     (other / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="for hand 'allegro'"):
         DGTRProposer(weights=other)
+
+
+def test_auto_follows_the_model_cards_serve_by_default(tiny_weights, tmp_path, monkeypatch):
+    import models.proposers.dgtr as dgtr_mod
+    from models.pipeline import GraspPipeline
+
+    root = tmp_path / "weights"
+    shutil.copytree(tiny_weights, root / "dgtr_shadow", ignore=shutil.ignore_patterns("views", "checkpoint*"))
+    monkeypatch.setattr(dgtr_mod, "WEIGHTS_ROOT", root)
+    assert GraspPipeline().resolve_method("auto") == "dgtr"
+    meta_path = root / "dgtr_shadow" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["serve_by_default"] = False  # withdrawn from the default path: auto falls back, dgtr still serves
+    meta_path.write_text(json.dumps(meta))
+    assert GraspPipeline().resolve_method("auto") == "fast"
+    assert GraspPipeline().resolve_method("dgtr") == "dgtr"
+    (root / "dgtr_shadow" / "model.json").unlink()
+    assert GraspPipeline().resolve_method("auto") == "fast"

@@ -28,7 +28,7 @@ def proposer():
 
 def test_registry():
     assert "optimize" in available_proposers()
-    with pytest.raises(ValueError, match=r"unknown proposer .nope.; available: fast, optimize"):
+    with pytest.raises(ValueError, match=r"unknown proposer .nope.; available: dgtr, fast, optimize"):
         get_proposer("nope")
 
 

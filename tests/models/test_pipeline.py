@@ -27,10 +27,12 @@ def pipe():
 
 
 def test_translation_moves_the_grasps_with_the_cloud(pipe):
+    # unrefined: the refinement moves grasps by float rounding (< 2 mm, the frames differ in the
+    # last bits) and the discrete scores (contact counts) may then prefer another grasp of equal merit
     cloud = box_on_table()
-    a = pipe.run(GraspQuery(points=cloud, num_grasps=3, seed=5))
+    a = pipe.run(GraspQuery(points=cloud, num_grasps=3, seed=5, refine=False))
     shift = np.array([0.7, -0.3, 0.9], dtype=np.float32)
-    b = pipe.run(GraspQuery(points=cloud + shift, num_grasps=3, seed=5))
+    b = pipe.run(GraspQuery(points=cloud + shift, num_grasps=3, seed=5, refine=False))
     pa = np.array([g.pose.position for g in a.grasps])
     pb = np.array([g.pose.position for g in b.grasps])
     np.testing.assert_allclose(pb - pa, np.broadcast_to(shift, pa.shape), atol=2e-3)

@@ -280,3 +280,21 @@ def test_text_instruction_over_http(client):
     assert "intent_match" in res.scores and "intent_ms" in res.timings_ms
     sat = res.scores["intent_satisfied"]
     assert list(sat) == sorted(sat, reverse=True)
+
+
+def test_dgtr_serves_by_default_with_refinement(server):
+    """The shipped DGTR weights make ``auto`` resolve to ``dgtr``; its grasps are refined (AB-TTA)."""
+    from models.proposers.dgtr import weights_available
+
+    assert weights_available("shadow"), "models/weights/dgtr_shadow must ship (dexgrasp train dgtr --install)"
+    models = {m["name"]: m for m in raw(server.url + "/v1/models")[1]}
+    assert models["dgtr"]["default"]
+    offset = np.array([0.6, -0.2, 0.75])
+    client = GraspClient(server.url, api_key=API_KEY, retries=1)
+    res = client.propose(box_on_table(2, offset), num_grasps=4, seed=2)
+    assert res.proposer == "dgtr"
+    _check_result(res, 4, offset + np.array([0, 0, 0.04]))
+    assert res.timings_ms["refine_ms"] > 0 and np.isfinite(res.scores["refine_pen_after"]).all()
+    # explicitly asked for, and with refinement turned off
+    raw_res = client.propose(box_on_table(2, offset), num_grasps=4, seed=2, method="dgtr", refine=False)
+    assert raw_res.proposer == "dgtr" and "refine_pen_after" not in raw_res.scores

@@ -231,6 +231,8 @@ def test_auto_follows_the_model_cards_serve_by_default(tiny_weights, tmp_path, m
     shutil.copytree(tiny_weights, root / "dgtr_shadow", ignore=shutil.ignore_patterns("views", "checkpoint*"))
     monkeypatch.setattr(dgtr_mod, "WEIGHTS_ROOT", root)
     assert GraspPipeline().resolve_method("auto") == "dgtr"
+    assert GraspPipeline().resolve_method("auto", text="grasp the mug by the handle") == "fast"  # priors need the optimiser
+    assert GraspPipeline().resolve_method("auto", text="  ") == "dgtr"
     meta_path = root / "dgtr_shadow" / "model.json"
     meta = json.loads(meta_path.read_text())
     meta["serve_by_default"] = False  # withdrawn from the default path: auto falls back, dgtr still serves

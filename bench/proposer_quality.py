@@ -173,6 +173,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--refine-set", action="append", default=[], metavar="KEY=VALUE",
                     help="RefineConfig override, e.g. --refine-set steps=40 (repeatable)")
+    ap.add_argument("--per-grasp", action="store_true", help="also store each grasp's scores and simulation result")
     ap.add_argument("--weights", default=None, help="dgtr: a weights folder other than the shipped one")
     a = ap.parse_args()
     if a.method != "auto" and a.method not in available_proposers():
@@ -257,6 +258,8 @@ def main() -> None:
             at = 0
             for key, row, gs in pending:
                 row.update(evaluate(hand, gs, surface, table, sim[at:at + len(gs)]))
+                if a.per_grasp:  # each grasp's scores beside its simulation result (ranking studies)
+                    row["per_grasp"] = [{"success": bool(r["success"]), **g.scores} for g, r in zip(gs, sim[at:at + len(gs)])]
                 at += len(gs)
                 rows[key].append(row)
             bar.set_postfix({k: f"{np.mean([r['sim_success'] for r in v if 'error' not in r] or [0]):.2f}" for k, v in rows.items()})

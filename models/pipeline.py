@@ -416,7 +416,8 @@ class GraspPipeline:
             t = time.perf_counter()
             surface = ObjectSurface(p.points, p.normals)
             table = None if p.plane is None else (p.plane.normal, p.plane.offset)
-            sc = score_grasps(hand, pos, rot, qj, surface, table, cfg.rank)
+            rank_cfg = getattr(prop, "rank_config", None) or cfg.rank  # a proposer may carry its tuned ranking
+            sc = score_grasps(hand, pos, rot, qj, surface, table, rank_cfg)
             t_score0 = (time.perf_counter() - t) * 1e3
             overall = sc["quality"]
             satisfied = None
@@ -432,15 +433,15 @@ class GraspPipeline:
                 satisfied = ist.satisfied.bool()
                 sc["intent_satisfied"] = satisfied.to(overall.dtype)
                 ist_message = ist.message()
-                overall = (1 - cfg.rank.w_intent) * overall + cfg.rank.w_intent * sc["intent_match"]
+                overall = (1 - rank_cfg.w_intent) * overall + rank_cfg.w_intent * sc["intent_match"]
                 intent_json = intent_obj.to_json() if hasattr(intent_obj, "to_json") else dict(vars(intent_obj))
             sc["overall"] = overall
             sc.update(refine_info)
             t = time.perf_counter()
             span = (hand.upper - hand.lower).clamp_min(1e-6)
             qn = (qj - hand.lower) / span
-            dist = grasp_distances(pos, rot, qn, cfg.rank)
-            picked = select_diverse(overall, dist, p.query.num_grasps, cfg.rank.diversity, satisfied)
+            dist = grasp_distances(pos, rot, qn, rank_cfg)
+            picked = select_diverse(overall, dist, p.query.num_grasps, rank_cfg.diversity, satisfied)
             key = [(-(1 if satisfied is not None and bool(satisfied[i]) else 0), -float(overall[i])) for i in picked]
             picked = [i for _, i in sorted(zip(key, picked))]
             t_select = (time.perf_counter() - t) * 1e3

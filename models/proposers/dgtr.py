@@ -78,6 +78,10 @@ class DGTRProposer:
 
         # the refinement tuned for these weights (validation split), used by the pipeline's refine stage
         self.refine_config: RefineConfig | None = RefineConfig(**self.meta["refine"]) if "refine" in self.meta else None
+        from ..rank import RankConfig
+
+        # the score weights tuned for these weights' refined grasps (validation split), for the pipeline's ranking
+        self.rank_config: RankConfig | None = RankConfig(**self.meta["rank"]) if "rank" in self.meta else None
         ts = resolve(device, "float32")
         self.device = str(ts.device)
         self.hand = get_hand(hand, device=self.device, dtype="float32")

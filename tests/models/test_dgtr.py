@@ -241,3 +241,26 @@ def test_auto_follows_the_model_cards_serve_by_default(tiny_weights, tmp_path, m
     assert GraspPipeline().resolve_method("dgtr") == "dgtr"
     (root / "dgtr_shadow" / "model.json").unlink()
     assert GraspPipeline().resolve_method("auto") == "fast"
+
+
+def test_model_card_settings_reach_the_refine_and_rank_stages(tiny_weights, tmp_path):
+    from models.pipeline import GraspPipeline, GraspQuery
+    from models.proposers.dgtr import DGTRProposer
+
+    d = tmp_path / "w"
+    shutil.copytree(tiny_weights, d, ignore=shutil.ignore_patterns("views", "checkpoint*"))
+    assert DGTRProposer(weights=d).refine_config is None  # none in the card: the pipeline's defaults
+    meta = json.loads((d / "model.json").read_text())
+    meta["refine"] = {"steps": 3, "translation_scale": 1.0}
+    meta["rank"] = {"w_force_closure": 0.0, "w_contacts": 0.0, "w_penetration": 1.0}
+    (d / "model.json").write_text(json.dumps(meta))
+    prop = DGTRProposer(weights=d)
+    assert prop.refine_config.steps == 3 and prop.refine_config.translation_scale == 1.0
+    pipe = GraspPipeline()
+    pipe._proposers[("dgtr", "shadow")] = prop
+    mesh_problem = _mug_problem(4)
+    res = pipe.run(GraspQuery(points=mesh_problem.points.numpy(), num_grasps=4, method="dgtr", seed=0))
+    assert res.proposer == "dgtr" and res.timings_ms["refine_ms"] > 0
+    # penetration alone decides the score: overall equals the penetration score
+    for g in res.grasps:
+        assert g.scores["overall"] == pytest.approx(math.exp(-(g.scores["penetration_m"] + g.scores["table_penetration_m"]) / 0.003), abs=1e-6)

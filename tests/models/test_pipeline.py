@@ -83,7 +83,9 @@ def test_a_bad_query_in_a_batch_fails_alone(pipe):
 
 
 def test_refine_flag_runs_the_refine_stage(pipe):
-    res = pipe.run(GraspQuery(points=box_on_table(3), num_grasps=2, refine=True))
+    # the pipeline's default refinement (AB-TTA: translation frozen) only lowers penetration; dgtr's
+    # own setting (translation free, contact attraction) may trade some for contact (test_dgtr)
+    res = pipe.run(GraspQuery(points=box_on_table(3), num_grasps=2, refine=True, method="fast"))
     assert all("refine_pen_after" in g.scores for g in res.grasps)
     assert all(g.scores["refine_pen_after"] <= g.scores["refine_pen_before"] + 1e-3 for g in res.grasps)
 

@@ -152,7 +152,7 @@ def test_the_losses_train_the_network_on_real_grasps(tiny_run):
         outs = model(batch["inputs"])
         assign = assignments(outs[-1], batch, cfg)
         terms = losses(outs, batch, assign, cfg, hand, with_pen=False)
-        pose = float(terms["t"] + terms["joints"] + terms["rot"])
+        pose = float((terms["t"] + terms["joints"] + terms["rot"]).detach())
         first = pose if first is None else first
         opt.zero_grad()
         terms["total"].backward()

@@ -37,15 +37,10 @@ from sim_worker.scene import object_from_mesh
 
 
 def pick_objects(n: int) -> list[str]:
-    by_family: dict[str, list[str]] = {}
-    for e in objects.objects("validation"):
-        by_family.setdefault(e.family, []).append(e.id)
-    out: list[str] = []
-    while len(out) < n and any(by_family.values()):
-        for fam in sorted(by_family):
-            if by_family[fam] and len(out) < n:
-                out.append(by_family[fam].pop(0))
-    return out
+    """The first ``n`` validation objects, one per family in turn."""
+    from bench.proposer_quality import pick_objects as pick
+
+    return pick("validation", n)
 
 
 def main() -> None:

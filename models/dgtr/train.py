@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from ..hands import get_hand
 from ..hands.model import HandModel
-from ..rotations import rot6d_to_matrix
+from ..rotations import axis_angle_to_matrix, rot6d_to_matrix
 from .data import ViewConfig, build_views
 from .model import DGTR, DGTRConfig, model_inputs
 
@@ -102,10 +102,8 @@ def load_views(files: list[Path]) -> list[SceneViews]:
 
 
 def _rot_z(angle: Tensor) -> Tensor:
-    c, s = torch.cos(angle), torch.sin(angle)
-    r = torch.zeros(*angle.shape, 3, 3)
-    r[..., 0, 0], r[..., 0, 1], r[..., 1, 0], r[..., 1, 1], r[..., 2, 2] = c, -s, s, c, 1.0
-    return r
+    """Rotations about +z by ``angle`` (...) -> (..., 3, 3)."""
+    return axis_angle_to_matrix(torch.tensor([0.0, 0.0, 1.0]).expand(*angle.shape, 3), angle)
 
 
 def make_batch(scenes: list[SceneViews], idx: list[int], cfg: TrainConfig, hand: HandModel, gen: torch.Generator) -> dict[str, Any]:

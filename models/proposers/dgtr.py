@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..energy import ObjectCloud, object_penetration
 from ..hands import get_hand
-from ..rotations import rot6d_to_matrix
+from ..rotations import axis_angle_to_matrix, rot6d_to_matrix
 from .optimize import OptimizeResult, Problem, Progress, finish_grasps
 
 WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
@@ -51,8 +51,7 @@ def serves_by_default(hand: str = "shadow") -> bool:
 
 
 def _rot_z(angle: float) -> Tensor:
-    c, s = math.cos(angle), math.sin(angle)
-    return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return axis_angle_to_matrix(torch.tensor([0.0, 0.0, 1.0]), torch.tensor(angle))
 
 
 class DGTRProposer:

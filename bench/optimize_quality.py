@@ -1,9 +1,11 @@
 """Quality of the ``optimize`` proposer on validation objects: simulation success (six-direction
 test), Q1, eta_np, eta_tb, diversity (delta_t), time and valid grasps per minute.
 
-Run: ``.venv/bin/python bench/optimize_quality.py [--objects 8] [--grasps 16] [--steps 300] [--partial]``.
-Complete clouds by default; ``--partial`` uses single-view depth-camera clouds (table present and
-removed by RANSAC) while metrics and simulation use the full mesh. Objects: the first N of the
+Run: ``.venv/bin/python bench/optimize_quality.py [--objects 8] [--grasps 16] [--steps 300] [--partial
+[--completion auto|mirror|off] [--viewpoint]]``.
+Complete clouds by default; ``--partial`` uses single-view depth-camera clouds (table in view), put
+through the service's own preprocessing (RANSAC table removal, normals, mirror completion of the
+unseen back), while metrics and simulation use the full mesh. Objects: the first N of the
 validation split, one per family in turn. Prints one JSON object with the hardware.
 """
 
@@ -27,6 +29,7 @@ from models.diversity import diversity
 from models.energy import SupportPlane
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
+from models.pipeline import GraspQuery, PipelineConfig, preprocess
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
 from models.quality import ObjectSurface, grasp_quality, summarize
@@ -50,6 +53,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--points", type=int, default=1024)
     ap.add_argument("--partial", action="store_true")
+    ap.add_argument("--completion", choices=["auto", "mirror", "off"], default="auto",
+                    help="partial clouds: the pipeline's mirror completion of the unseen back")
+    ap.add_argument("--viewpoint", action="store_true", help="partial clouds: send the camera position, as a robot would")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], help="OptimizeConfig override, e.g. --set num_contacts=6")
     a = ap.parse_args()
@@ -61,6 +67,7 @@ def main() -> None:
     hand = get_hand("shadow", dtype="float64")
     rows = []
     t_opt = 0.0
+    completed = 0
     with SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool:
         for oid in tqdm(pick_objects(a.objects), desc="objects"):
             mesh = objects.load_mesh(oid)
@@ -68,22 +75,23 @@ def main() -> None:
             surface = ObjectSurface(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
             plane = None
             if a.partial:
-                from models.geometry import estimate_normals, remove_support_plane, voxel_downsample
-
+                # what the service does with a camera view: its own preprocessing (RANSAC table removal,
+                # outliers, FPS, normals, mirror completion unless --completion off), then back to the
+                # object frame, where the metrics and the simulation use the full mesh
                 world, pose, _ = objects.place_on_table(mesh, seed=0)
                 view = objects.partial_cloud(world, seed=0, with_normals=False)
-                pts = torch.tensor(view.points, dtype=torch.float32)
-                kept, pl, _ = remove_support_plane(pts, torch.tensor([0.0, 0.0, 1.0]))
-                kept, _ = voxel_downsample(kept, 0.003)
-                nrm = estimate_normals(kept[None], viewpoint=torch.tensor(view.camera_position, dtype=torch.float32)[None])[0]
-                # back to the object frame (metrics and simulation use the mesh in its own frame)
-                inv = np.linalg.inv(pose)
-                cloud = kept.double() @ torch.tensor(inv[:3, :3].T) + torch.tensor(inv[:3, 3])
-                nrm = nrm.double() @ torch.tensor(inv[:3, :3].T)
-                if pl is not None:
-                    n_obj = torch.tensor(inv[:3, :3]) @ pl.normal.double()
-                    plane = SupportPlane(n_obj.float(), float(pl.offset + pl.normal.double() @ torch.tensor(pose[:3, 3])))
-                pts_in, nrm_in = cloud.float(), nrm.float()
+                prep = preprocess(GraspQuery(
+                    points=np.asarray(view.points, dtype=np.float32), completion=a.completion,
+                    viewpoint=tuple(view.camera_position) if a.viewpoint else None,
+                ), PipelineConfig())
+                to_obj = torch.tensor(np.linalg.inv(pose)) @ prep.to_request
+                rot_o, t_o = to_obj[:3, :3], to_obj[:3, 3]
+                pts_in = (prep.points.double() @ rot_o.T + t_o).float()
+                nrm_in = (prep.normals.double() @ rot_o.T).float()
+                if prep.plane is not None:
+                    n_obj = rot_o @ prep.plane.normal.double()
+                    plane = SupportPlane(n_obj.float(), float(prep.plane.offset) - float(n_obj @ t_o))
+                completed += prep.observed is not None
             else:
                 p, n = objects.complete_cloud(mesh, n=a.points, seed=0)
                 pts_in, nrm_in = torch.tensor(p), torch.tensor(n)
@@ -105,7 +113,8 @@ def main() -> None:
     total_ok = sum(r["sim_ok"] for r in rows)
     out = {
         "hardware": hardware(), "split": "validation", "cloud": "partial" if a.partial else "complete",
-        "objects": len(rows), "grasps_per_object": a.grasps, "steps": a.steps, "overrides": overrides,
+        "objects": len(rows), "grasps_per_object": a.grasps,
+        **({"completion": a.completion, "viewpoint_sent": a.viewpoint, "views_completed": completed} if a.partial else {}), "steps": a.steps, "overrides": overrides,
         "mean": {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys},
         "optimizer_s_total": round(t_opt, 1),
         "sim_valid_grasps_per_min_optimizer_time": round(60 * total_ok / t_opt, 1),

@@ -105,12 +105,14 @@ def contact_normals(contact_points: Tensor, obj: ObjectCloud) -> Tensor:
     )
 
 
-def object_penetration(hand: HandModel, frames: LinkFrames, obj: ObjectCloud) -> Tensor:
-    """E_pen = sum over object points of their depth inside the hand's collision primitives (m)."""
+def object_penetration(hand: HandModel, frames: LinkFrames, obj: ObjectCloud, margin: float = 0.0) -> Tensor:
+    """E_pen = sum over object points of their depth inside the hand's collision primitives (m),
+    the primitives inflated by ``margin`` (m): a cloud samples the surface every few mm, so a
+    finger can sink between samples; a margin of about half the spacing keeps it out."""
     b = frames.translation.shape[0]
     pts = obj.points.expand(b, *obj.points.shape) if obj.points.dim() == 2 else obj.points
     sd = hand.signed_distance(frames, pts)
-    return torch.relu(-sd).sum(dim=-1)
+    return torch.relu(margin - sd).sum(dim=-1)
 
 
 def self_penetration(hand: HandModel, frames: LinkFrames) -> Tensor:
@@ -148,9 +150,11 @@ def grasp_energy(
     obj: ObjectCloud,
     plane: SupportPlane | None = None,
     weights: EnergyWeights | None = None,
+    pen_margin: float = 0.0,
 ) -> dict[str, Tensor]:
     """All terms and their weighted sum ``total`` for B grasps with active contacts
-    ``contact_index`` (B, C) indexing the hand's contact candidates."""
+    ``contact_index`` (B, C) indexing the hand's contact candidates; ``pen_margin`` (m) inflates
+    the hand for the penetration term (see :func:`object_penetration`)."""
     w = weights or EnergyWeights()
     frames = hand.forward_kinematics(root_pos, root_rot, joints)
     cand = hand.contact_candidates(frames)
@@ -160,7 +164,7 @@ def grasp_energy(
     terms = {
         "fc": force_closure(cp, n, obj.center),
         "dis": contact_distance(cp, obj),
-        "pen": object_penetration(hand, frames, obj),
+        "pen": object_penetration(hand, frames, obj, pen_margin),
         "spen": self_penetration(hand, frames),
         "joints": joint_limits(hand, joints),
     }

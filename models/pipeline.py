@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 
 from .cloud_checks import check_object_cloud
+from .completion import MODES as COMPLETION_MODES
+from .completion import CompletionConfig, mirror_complete
 from .energy import ObjectCloud, SupportPlane
 from .geometry import Plane, detect_support_plane, estimate_normals, farthest_point_sample, statistical_outlier_removal
 from .grasp import Grasp, Pose, PreGrasp, grasps_to_tensors
@@ -54,6 +56,7 @@ class PipelineConfig:
     max_num_grasps: int = 64
     candidates_per_grasp: float = 2.0  # proposer candidates per returned grasp, for the selection
     default_method: str = "fast"  # what ``auto`` resolves to while no learned proposer is installed
+    completion: CompletionConfig = field(default_factory=CompletionConfig)  # mirror completion of single views
     refine: RefineConfig = field(default_factory=RefineConfig)
     refine_by_default: tuple[str, ...] = ("dgtr",)  # proposers whose output is refined unless the query says no (AB-TTA is part of DGTR)
     rank: RankConfig = field(default_factory=RankConfig)
@@ -75,6 +78,8 @@ class GraspQuery:
     seed: int = 0
     timeout_s: float | None = None
     remove_table: bool = True
+    viewpoint: Sequence[float] | None = None  # camera position (request frame) of a single-view cloud, when known
+    completion: str = "auto"  # auto | mirror | off: mirror a single view about its estimated symmetry plane
 
 
 @dataclass
@@ -82,13 +87,14 @@ class Prepared:
     """A query after preprocessing: the object in the canonical frame (centroid at the origin, up = +z)."""
 
     query: GraspQuery
-    points: Tensor  # (M, 3) float32
+    points: Tensor  # (M, 3) float32: the surface to grasp (observed, plus the mirrored back of a single view)
     normals: Tensor
     plane: SupportPlane | None  # in the canonical frame
     to_request: Tensor  # (4, 4) float64: canonical -> request frame
     warnings: list[str]
     points_in: int
     timings_ms: dict[str, float]
+    observed: tuple[Tensor, Tensor] | None = None  # the observed points and normals when ``points`` was completed
 
 
 @dataclass
@@ -139,6 +145,12 @@ def validate_query(q: GraspQuery, cfg: PipelineConfig) -> None:
         tn = np.asarray(nrm, dtype=np.float64)
         if tn.shape != (3,) or not np.isfinite(tn).all() or np.linalg.norm(tn) < 1e-9 or not math.isfinite(off):
             raise QueryError("table must be {normal: [nx, ny, nz], offset: d} with a non-zero finite normal")
+    if q.viewpoint is not None:
+        vp = np.asarray(q.viewpoint, dtype=np.float64)
+        if vp.shape != (3,) or not np.isfinite(vp).all():
+            raise QueryError("viewpoint must be a finite 3-vector: the camera position in the cloud's frame, e.g. [0, 0, 0]")
+    if q.completion not in COMPLETION_MODES:
+        raise QueryError(f"completion must be one of {', '.join(COMPLETION_MODES)}, got {q.completion!r}")
     if q.hand not in available_hands():
         raise QueryError(f"unknown hand {q.hand!r}; available: {', '.join(available_hands())}")
     if not 1 <= q.num_grasps <= cfg.max_num_grasps:
@@ -236,11 +248,28 @@ def preprocess(q: GraspQuery, cfg: PipelineConfig) -> Prepared:
     timings["downsample_ms"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     pf = p.float()
+    # the camera in the canonical frame, when the client sent it (orients normals exactly)
+    vp = None if q.viewpoint is None else (torch.from_numpy(np.asarray(q.viewpoint, dtype=np.float64) - centre) @ torch.from_numpy(rot).T - shift).float()
     if n is None:
-        nf = estimate_normals(pf[None], k=min(cfg.normals_k, pf.shape[0]))[0]
+        nf = estimate_normals(pf[None], k=min(cfg.normals_k, pf.shape[0]), viewpoint=None if vp is None else vp[None])[0]
     else:
         nf = torch.nn.functional.normalize(n.float(), dim=-1)
     timings["normals_ms"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    observed = None
+    comp = mirror_complete(pf, nf, vp, replace(cfg.completion, mode=q.completion))
+    if comp.completed:
+        observed = (pf, nf)
+        pf, nf = comp.points, comp.normals
+        if pf.shape[0] > cfg.model_points:
+            idx = farthest_point_sample(pf[None], cfg.model_points)[0]
+            pf, nf = pf[idx], nf[idx]
+        warnings.append(
+            f"single-view cloud (normal lean {comp.partial_score:.2f}): its unseen back was completed by mirroring "
+            f"{comp.points.shape[0] - comp.observed} points about a vertical plane {(-comp.plane_depth if comp.plane_depth else 0.0) * 100:.1f} cm "
+            "behind the centroid; send completion=off to grasp only what was seen"
+        )
+    timings["completion_ms"] = (time.perf_counter() - t) * 1e3
 
     support = None
     if plane is not None:
@@ -248,7 +277,7 @@ def preprocess(q: GraspQuery, cfg: PipelineConfig) -> Prepared:
     to_req = torch.eye(4, dtype=torch.float64)
     to_req[:3, :3] = torch.from_numpy(rot.T)
     to_req[:3, 3] = torch.from_numpy(centre) + torch.from_numpy(rot.T) @ shift
-    return Prepared(q, pf, nf, support, to_req, warnings, n_in, timings)
+    return Prepared(q, pf, nf, support, to_req, warnings, n_in, timings, observed)
 
 
 def to_request_frame(g: Grasp, transform: Tensor) -> Grasp:
@@ -391,7 +420,7 @@ class GraspPipeline:
         problems = []
         for p, it in zip(preps, intents):
             n_cand = max(p.query.num_grasps, math.ceil(cfg.candidates_per_grasp * p.query.num_grasps))
-            problems.append(Problem(p.points, p.normals, n_cand, p.plane, p.query.seed, priors=it[1] if it else None))
+            problems.append(Problem(p.points, p.normals, n_cand, p.plane, p.query.seed, priors=it[1] if it else None, observed=p.observed))
         budgets = [p.query.timeout_s for p in preps if p.query.timeout_s is not None]
         # leave a share of the budget for scoring and selection
         budget = None if not budgets else max(0.05, 0.75 * min(budgets) - max(sum(p.timings_ms.values()) for p in preps) / 1e3)

@@ -164,6 +164,8 @@ class GraspClient:
         seed: int = 0,
         timeout_ms: int | None = None,
         refine: bool | None = None,
+        viewpoint: Sequence[float] | None = None,
+        completion: str = "auto",
     ) -> GraspResult:
         pts = np.asarray(points, dtype=np.float32)
         params: dict[str, Any] = {"num_grasps": num_grasps, "hand": hand, "method": method, "up": [float(u) for u in up], "seed": seed}
@@ -175,6 +177,10 @@ class GraspClient:
             params["refine"] = refine
         if table is not None:
             params["table"] = {"normal": [float(v) for v in table[0]], "offset": float(table[1])}
+        if viewpoint is not None:
+            params["viewpoint"] = [float(v) for v in viewpoint]
+        if completion != "auto":
+            params["completion"] = completion
         if self.encoding == "msgpack":
             params["points"] = _array(pts)
             if normals is not None:

@@ -177,7 +177,7 @@ def params_from_form(fields: dict[str, str]) -> GraspParams:
         return GraspParams.model_validate(data)
     out: dict[str, Any] = {}
     for k, v in fields.items():
-        if k in ("up", "table"):
+        if k in ("up", "table", "viewpoint"):
             try:
                 out[k] = json.loads(v)
             except json.JSONDecodeError as e:

@@ -43,6 +43,15 @@ class GraspParams(BaseModel):
     up: list[float] = Field([0.0, 0.0, 1.0], min_length=3, max_length=3, description="opposite to gravity")
     table: TablePlane | None = Field(None, description="known table plane; detected by RANSAC when absent")
     remove_table: bool = Field(True, description="detect and drop the support plane when no table is given")
+    viewpoint: list[float] | None = Field(
+        None, min_length=3, max_length=3, examples=[[0.0, 0.0, 0.0]],
+        description="camera position in the cloud's frame ([0, 0, 0] for a cloud in camera coordinates): orients "
+        "normals exactly and marks the cloud as a single view",
+    )
+    completion: Literal["auto", "mirror", "off"] = Field(
+        "auto", description="single-view clouds: mirror the observed side about the estimated symmetry plane so grasps "
+        "keep out of the unseen back (auto: when the cloud looks single-view or a viewpoint is given)",
+    )
 
 
 class GraspRequest(GraspParams):

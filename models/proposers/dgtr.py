@@ -106,7 +106,9 @@ class DGTRProposer:
         n = self.model_cfg.num_points
         rows, owners = [], []
         for i, pr in enumerate(problems):
-            p, nr = fixed_size(pr.points.detach().cpu().float().numpy(), pr.normals.detach().cpu().float().numpy(), n, seed=pr.seed)
+            # the network was trained on what a camera sees: the observed cloud, not a completed one
+            seen_p, seen_n = pr.observed if pr.observed is not None else (pr.points, pr.normals)
+            p, nr = fixed_size(seen_p.detach().cpu().float().numpy(), seen_n.detach().cpu().float().numpy(), n, seed=pr.seed)
             pts, nrm = torch.from_numpy(p), torch.from_numpy(nr)
             if pr.plane is None:
                 tz = None

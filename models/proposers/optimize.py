@@ -57,6 +57,10 @@ class OptimizeConfig:
     squeeze_rad: float = 0.2  # squeeze target = joints + this in each closing direction (0.08: 38%, 0.15: 58%, 0.25: 68% sim success)
     pregrasp_back_m: float = 0.08  # pre-grasp palm backed off along the approach (grown until clear)
     oversample: float = 1.0  # optimise ceil(oversample * num_grasps) candidates, return the best num_grasps
+    polish_steps: int = 0  # stage 2: gradient steps on the best states, contacts fixed, penetration weighted up
+    polish_pen_factor: float = 10.0  # E_pen weight multiplier during the polish
+    polish_step_size: float = 0.001  # normalised step of the polish (m / rad)
+    pen_margin_m: float = 0.0  # the hand inflated by this for E_pen (the cloud's sample spacing lets fingers sink between points)
     max_pen_rank: float = 0.002  # ranking: candidates with E_pen (m, summed depths) above this go last
     weights: EnergyWeights = field(default_factory=EnergyWeights)
     # acceptance filter (DexGraspNet's thresholds, our units)
@@ -128,6 +132,7 @@ class Problem:
     plane: SupportPlane | None = None
     seed: int = 0
     priors: Priors | None = None  # an instruction's priors (models.intent.intent_priors): approach cone, contact mask
+    observed: tuple[Tensor, Tensor] | None = None  # what the sensor saw, when ``points`` adds a completed back (learned encoders read this)
 
 
 _NO_PLANE_OFFSET = 1e3  # a plane 1 km below stands in for "no table" inside a mixed batch
@@ -224,9 +229,11 @@ class OptimizeProposer:
         def draw(fn: Callable[[torch.Generator, int], Tensor]) -> Tensor:
             return torch.cat([fn(g, n) for g, n in zip(gens, sizes)])
 
-        def energy(xx: Tensor, cc: Tensor, guided: bool = True) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        def energy(
+            xx: Tensor, cc: Tensor, guided: bool = True, margin: float = cfg.pen_margin_m, weights: EnergyWeights = cfg.weights
+        ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
             xx = xx.detach().requires_grad_(True)
-            terms = grasp_energy(h, xx[:, :3], rot6d_to_matrix(xx[:, 3:9]), xx[:, 9:], cc, obj, plane_d, cfg.weights)
+            terms = grasp_energy(h, xx[:, :3], rot6d_to_matrix(xx[:, 3:9]), xx[:, 9:], cc, obj, plane_d, weights, margin)
             total = terms["total"]
             if guided and guide is not None:  # a text intent's pull of the active contacts to its region
                 total = total + _guide_energy(h, xx, cc, *guide)
@@ -267,7 +274,24 @@ class OptimizeProposer:
             steps_run = step + 1
             if progress is not None and (step % 10 == 0 or step == cfg.steps - 1):
                 progress(steps_run, cfg.steps, float(e.mean()))
-        _, _, terms = energy(best_x, best_c, guided=False)
+        if cfg.polish_steps:
+            # stage 2 (staged optimisation as in BODex): from the best states, with their contacts
+            # fixed, descend the energy with penetration weighted up until fingers sit on the surface
+            wp = replace(cfg.weights, pen=cfg.weights.pen * cfg.polish_pen_factor)
+            x = best_x
+            e, grad, _ = energy(x, best_c, weights=wp)
+            best_e, ema = e.clone(), grad * grad
+            for _ in range(cfg.polish_steps):
+                if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+                    break
+                ema = cfg.ema * ema + (1 - cfg.ema) * grad * grad
+                x = x - cfg.polish_step_size * grad / (ema.sqrt() + 1e-6)
+                x[:, 9:] = h.project_joints(x[:, 9:])
+                e, grad, _ = energy(x, best_c, weights=wp)
+                better = e < best_e
+                best_x = torch.where(better[:, None], x, best_x)
+                best_e = torch.where(better, e, best_e)
+        _, _, terms = energy(best_x, best_c, guided=False, margin=0.0)  # filters and ranking: true depths
         valid = (terms["fc"] < cfg.max_fc) & (terms["dis"] < cfg.max_dis) & (terms["pen"] < cfg.max_pen)
         if "table" in terms:
             valid &= terms["table"] < 0.01

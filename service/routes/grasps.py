@@ -126,6 +126,8 @@ async def propose_grasps(request: Request, state: StateDep) -> Response:
         seed=p.seed,
         timeout_s=timeout_ms / 1e3,
         remove_table=p.remove_table,
+        viewpoint=p.viewpoint,
+        completion=p.completion,
     )
     t_decode = (time.perf_counter() - t0) * 1e3
     try:

@@ -176,6 +176,8 @@ BAD_CASES = [
     ("flat", _json((np.c_[np.random.default_rng(0).uniform(0, 0.1, (200, 2)), np.zeros(200)]).tolist(), remove_table=False), "application/json", 422, "flat"),
     ("two-metres", _json((np.random.default_rng(0).uniform(-1, 1, (300, 3))).tolist(), remove_table=False), "application/json", 422, "spans"),
     ("zero-up", _json(GOOD_LIST, up=[0, 0, 0]), "application/json", 422, "up"),
+    ("short-viewpoint", _json(GOOD_LIST, viewpoint=[0, 0]), "application/json", 422, "viewpoint"),
+    ("bad-completion", _json(GOOD_LIST, completion="always"), "application/json", 422, "completion"),
     ("media-type", b"x y z", "text/plain", 415, "application/json"),
 ]
 
@@ -298,3 +300,17 @@ def test_dgtr_serves_by_default_with_refinement(server):
     # explicitly asked for, and with refinement turned off
     raw_res = client.propose(box_on_table(2, offset), num_grasps=4, seed=2, method="dgtr", refine=False)
     assert raw_res.proposer == "dgtr" and "refine_pen_after" not in raw_res.scores
+
+
+def test_camera_view_with_viewpoint_is_completed_unless_turned_off(server):
+    from models import objects
+
+    mesh = objects.load_mesh("prim/cylinder/0009")
+    world, _, _ = objects.place_on_table(mesh, seed=0)
+    view = objects.partial_cloud(world, seed=0, with_normals=False)
+    client = GraspClient(server.url, api_key=API_KEY, encoding="json-b64", retries=1)
+    res = client.propose(np.asarray(view.points), num_grasps=2, viewpoint=view.camera_position, method="fast")
+    assert any("completed by mirroring" in w for w in res.warnings), res.warnings
+    off = client.propose(np.asarray(view.points), num_grasps=2, viewpoint=view.camera_position, method="fast", completion="off")
+    assert not any("mirroring" in w for w in off.warnings), off.warnings
+    assert len(off.poses) == 2

@@ -35,6 +35,11 @@ class RankConfig:
     position_scale_m: float = 0.05  # palm distance that counts as "one unit" of difference
     rotation_scale_rad: float = math.pi / 2
     joint_scale: float = 0.5  # mean |dq| over the range-normalised joints that counts as one unit
+    # Learned success predictor (models/ranker.py): a folder under models/weights holding
+    # ranker.json. When set, ``quality`` = learned_blend * P(success) + (1 - learned_blend) * the
+    # analytic quality above; None keeps the analytic quality alone.
+    learned: str | None = None
+    learned_blend: float = 1.0
 
 
 def score_grasps(
@@ -47,14 +52,24 @@ def score_grasps(
     cfg: RankConfig | None = None,
 ) -> dict[str, Tensor]:
     """Per-grasp scores (B,): ``force_closure`` (Q1, gated by penetration), ``contact_count``,
-    ``penetration_m``, ``table_penetration_m``, their [0, 1] forms and ``quality`` in [0, 1]."""
+    ``penetration_m``, ``table_penetration_m``, their [0, 1] forms and ``quality`` in [0, 1].
+
+    With ``cfg.learned`` also ``success_probability`` (the learned predictor's), and ``quality``
+    becomes its blend with the analytic quality (``analytic_quality``)."""
     c = cfg or RankConfig()
-    m = grasp_quality(hand, root_pos, root_rot, joints, surface, table=table)
+    prob: Tensor | None = None
+    if c.learned is None:
+        m = grasp_quality(hand, root_pos, root_rot, joints, surface, table=table)
+    else:  # the features need the same contacts: the metrics come out of the same pass
+        from .ranker import load_ranker, predict_success
+
+        with torch.no_grad():
+            prob, m = predict_success(load_ranker(c.learned), hand, root_pos, root_rot, joints, surface, table)
     fc = (m["q1"] / c.q1_full).clamp(0, 1)
     contact = (m["contact_count"].to(fc.dtype) / c.contacts_full).clamp(0, 1)
     pen = torch.exp(-(m["max_penetration_m"] + m["table_penetration_m"]) / c.penetration_scale_m)
     quality = c.w_force_closure * fc + c.w_contacts * contact + c.w_penetration * pen
-    return {
+    out = {
         "force_closure": m["q1"],
         "contact_count": m["contact_count"].to(fc.dtype),
         "penetration_m": m["max_penetration_m"],
@@ -64,6 +79,12 @@ def score_grasps(
         "penetration_score": pen,
         "quality": quality,
     }
+    if prob is not None:
+        p = prob.to(quality)
+        out["analytic_quality"] = quality
+        out["success_probability"] = p
+        out["quality"] = c.learned_blend * p + (1 - c.learned_blend) * quality
+    return out
 
 
 def grasp_distances(

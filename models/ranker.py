@@ -58,7 +58,7 @@ def feature_names(hand: HandModel) -> list[str]:
         *(f"joint_{n}" for n in hand.joint_names),
         "palm_to_centre", "palm_height", "approach_up", "palm_lateral",
         "extent_0", "extent_1", "extent_2", "object_height", "cloud_points",
-        "thumb_opposition", "normal_balance",
+        "thumb_opposition", "normal_balance", "contact_spread", "contact_centre_offset",
     ]
 
 
@@ -87,6 +87,20 @@ def grasp_features(
     ``surface`` is the object cloud (N, 3) with outward normals, in the grasps' frame; ``table``
     the support plane (n, d) with n.x + d = 0 and n pointing up, or None; ``up`` is used only
     without a table (default +z). Lengths are metres."""
+    return features_and_metrics(hand, root_pos, root_rot, joints, surface, table, up)[0]
+
+
+def features_and_metrics(
+    hand: HandModel,
+    root_pos: Tensor,
+    root_rot: Tensor,
+    joints: Tensor,
+    surface: ObjectSurface,
+    table: TableArg = None,
+    up: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """:func:`grasp_features` and, from the same contacts, the metrics of
+    :func:`models.quality.grasp_quality` (same keys and values), so scoring computes them once."""
     pts = surface.points.to(root_pos)
     nrm = surface.normals.to(root_pos)
     if pts.dim() != 2:
@@ -136,6 +150,14 @@ def grasp_features(
     mean_n = (cn * contact[..., None]).sum(dim=1) / cnt.clamp_min(1.0)[:, None]
     balance = torch.where(cnt > 0, mean_n.norm(dim=-1), torch.ones_like(cnt))
 
+    # where the contacts sit: their spread, and how far their centroid is from the cloud centre
+    # (relative to the cloud's size), i.e. whether the grasp surrounds the object's mass
+    cpos = contacts.position
+    c_mean = (cpos * contact[..., None]).sum(dim=1) / cnt.clamp_min(1.0)[:, None]
+    spread = (((cpos - c_mean[:, None]) ** 2).sum(-1) * contact).sum(1) / cnt.clamp_min(1.0)
+    size = ext.norm().clamp_min(1e-3)
+    offset = torch.where(cnt > 0, (c_mean - centre).norm(dim=-1) / size, torch.full_like(cnt, 3.0))
+
     lo, hi = DISTANCE_CLIP_M
     cols = [
         dist.clamp(lo, hi),
@@ -157,9 +179,12 @@ def grasp_features(
         n_pts.expand(b, 1),
         opp[:, None],
         balance[:, None],
+        spread.sqrt()[:, None],
+        offset[:, None],
     ]
-    out = torch.cat([c.to(root_pos.dtype) for c in cols], dim=1)
-    return out
+    metrics = {"q1": q1, "q1_ungated": q1_raw, "max_penetration_m": pen, "table_penetration_m": table_pen,
+               "contact_count": contacts.mask.sum(dim=1)}
+    return torch.cat([c.to(root_pos.dtype) for c in cols], dim=1), metrics
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -244,13 +269,13 @@ def predict_success(
     joints: Tensor,
     surface: ObjectSurface,
     table: TableArg = None,
-) -> Tensor:
-    """Success probability (B,) of each grasp, in the dtype of ``root_pos``."""
-    names = feature_names(hand)
-    if tuple(names) != ranker.features:
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Success probability (B,) of each grasp, in the dtype of ``root_pos``, and the
+    :func:`models.quality.grasp_quality` metrics computed on the way."""
+    if tuple(feature_names(hand)) != ranker.features:
         raise ValueError(f"the ranker was trained on other features than hand {hand.spec.name!r} gives")
-    x = grasp_features(hand, root_pos, root_rot, joints, surface, table)
-    return ranker.predict(x).to(root_pos.dtype)
+    x, metrics = features_and_metrics(hand, root_pos, root_rot, joints, surface, table)
+    return ranker.predict(x).to(root_pos.dtype), metrics
 
 
 # ------------------------------------------------------------------------------------------ fitting
@@ -369,6 +394,6 @@ def fit_ranker(
 
 
 __all__ = [
-    "FitConfig", "SuccessRanker", "feature_names", "fit_ranker", "grasp_features", "load_ranker",
+    "FitConfig", "SuccessRanker", "feature_names", "features_and_metrics", "fit_ranker", "grasp_features", "load_ranker",
     "predict_success", "ranker_dir", "roc_auc", "top_k_success",
 ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,7 +113,6 @@ def main() -> None:
     model = type(model)(model.features, model.mean, model.std, model.weights, model.biases, meta)
     out = model.save(a.out)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
-    (a.out / "train_report.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
 if __name__ == "__main__":

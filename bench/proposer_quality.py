@@ -173,6 +173,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--refine-set", action="append", default=[], metavar="KEY=VALUE",
                     help="RefineConfig override, e.g. --refine-set steps=40 (repeatable)")
+    ap.add_argument("--completion", choices=["auto", "mirror", "off"], default="auto",
+                    help="the query's mirror completion of single views (the service default is auto)")
     ap.add_argument("--per-grasp", action="store_true", help="also store each grasp's scores and simulation result")
     ap.add_argument("--weights", default=None, help="dgtr: a weights folder other than the shipped one")
     a = ap.parse_args()
@@ -227,7 +229,7 @@ def main() -> None:
                 pts = query_cloud(cloud, world, a.seed)
                 for refine in refines:
                     q = GraspQuery(points=pts, num_grasps=a.grasps, method=a.method, refine=refine, seed=a.seed,
-                                   **query_table(cloud, a.complete_table, table_z))
+                                   completion=a.completion, **query_table(cloud, a.complete_table, table_z))
                     if not warmed:  # every stage once (refine included) before anything is timed
                         warmed = True
                         for _ in range(a.warmup):

@@ -37,6 +37,7 @@ class RefineConfig:
     w_table: float = 5.0
     w_joints: float = 5.0
     max_points: int = 512  # object points used (farthest-point subset): the cost is linear in them
+    pen_margin_m: float = 0.0  # the hand inflated by this for L_pen (fingers sink between cloud samples otherwise)
 
 
 @dataclass
@@ -58,7 +59,7 @@ def _terms(
     now = d.abs() < cfg.contact_threshold_m
     mask = (touching | now).to(d.dtype)
     terms = {
-        "pen": object_penetration(hand, frames, obj),
+        "pen": object_penetration(hand, frames, obj, cfg.pen_margin_m),
         "dist": (d.abs() * mask).sum(-1),
         "spen": self_penetration(hand, frames),
         "joints": joint_limits(hand, q),

@@ -98,13 +98,30 @@ def test_pipeline_completes_a_camera_view_and_keeps_what_was_seen():
     prep = preprocess(GraspQuery(points=pts, viewpoint=tuple(view.camera_position)), cfg)
     assert prep.observed is not None
     assert prep.points.shape[0] <= cfg.model_points
-    assert any("completed by mirroring" in w for w in prep.warnings)
+    assert prep.completion_note is not None and "completed by mirroring" in prep.completion_note
     # the completed cloud reaches farther from the camera than anything observed
     cam = prep.to_request[:3, :3].T.float() @ (torch.tensor(view.camera_position).float() - prep.to_request[:3, 3].float())
     far_obs = float((prep.observed[0] - cam).norm(dim=1).max())
     assert float((prep.points - cam).norm(dim=1).max()) > far_obs + 0.01
     off = preprocess(GraspQuery(points=pts, completion="off"), cfg)
-    assert off.observed is None and not any("mirroring" in w for w in off.warnings)
+    assert off.observed is None and off.completion_note is None
+
+
+def test_only_the_optimisers_grasp_the_completed_cloud_unless_asked():
+    """fast/optimize use the completion (it helped them on validation views); dgtr keeps what
+    was seen under completion=auto, and gets the completion when the query says mirror."""
+    from models.pipeline import GraspPipeline
+
+    mesh = objects.load_mesh("prim/cylinder/0009")
+    world, _, _ = objects.place_on_table(mesh, seed=0)
+    view = objects.partial_cloud(world, seed=0, with_normals=False)
+    pts = np.asarray(view.points, dtype=np.float32)
+    pipe = GraspPipeline()
+    mirrored = [w for w in pipe.run(GraspQuery(points=pts, num_grasps=2, method="fast")).warnings if "mirroring" in w]
+    assert len(mirrored) == 1
+    assert not any("mirroring" in w for w in pipe.run(GraspQuery(points=pts, num_grasps=2, method="dgtr", refine=False)).warnings)
+    forced = pipe.run(GraspQuery(points=pts, num_grasps=2, method="dgtr", refine=False, completion="mirror"))
+    assert any("mirroring" in w for w in forced.warnings)
 
 
 @pytest.mark.parametrize("field,value,message", [

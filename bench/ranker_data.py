@@ -40,7 +40,7 @@ from bench.proposer_quality import pick_objects, query_cloud, query_table
 from models import objects
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
-from models.pipeline import GraspPipeline, GraspQuery, QueryError, preprocess, to_request_frame
+from models.pipeline import GraspPipeline, GraspQuery, QueryError, to_request_frame
 from models.quality import ObjectSurface
 from models.ranker import feature_names, grasp_features
 from sim_worker.backends.base import GraspArrays
@@ -72,7 +72,7 @@ def query_records(pipeline: GraspPipeline, hand: Any, q: GraspQuery) -> tuple[li
     """Run ``q``; return its grasps (request frame) and, in the canonical frame, the grasps, the
     preprocessed cloud and plane the ranking stage saw, with the pipeline's scores."""
     res = pipeline.run(q)
-    prep = preprocess(q, pipeline.cfg)
+    prep = pipeline.prepare(q)  # the cloud the ranking stage saw (completion only where the pipeline uses it)
     m = prep.to_request
     pts_req = (prep.points.double() @ m[:3, :3].T + m[:3, 3]).numpy()
     if res.object_points is None or np.abs(pts_req - res.object_points).max() > 1e-4:

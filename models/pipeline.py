@@ -382,6 +382,21 @@ class GraspPipeline:
         ring = [np.stack([0.03 * np.cos(ang), 0.03 * np.sin(ang), np.full_like(ang, z)], 1) for z in np.linspace(0, 0.1, 10)]
         (run or self.run)(GraspQuery(points=np.concatenate(ring), num_grasps=2, seed=0, text="grasp it from the side"))
 
+    def prepare(self, q: GraspQuery) -> Prepared:
+        """Validate and preprocess one query exactly as :meth:`run_batch` serves it: the completed
+        cloud only for the proposers in ``complete_for`` (or when the query says ``mirror``)."""
+        t = time.perf_counter()
+        validate_query(q, self.cfg)
+        t1 = time.perf_counter()
+        prep = preprocess(q, self.cfg)
+        prep.timings_ms = {"validate_ms": (t1 - t) * 1e3, "preprocess_ms": (time.perf_counter() - t1) * 1e3, **prep.timings_ms}
+        if prep.observed is not None:
+            if q.completion == "auto" and self.resolve_method(q.method, q.text) not in self.cfg.complete_for:
+                prep.use_observed()
+            elif prep.completion_note is not None:
+                prep.warnings.append(prep.completion_note)
+        return prep
+
     def run(self, q: GraspQuery) -> PipelineResult:
         res = self.run_batch([q])[0]
         if isinstance(res, BaseException):
@@ -393,28 +408,16 @@ class GraspPipeline:
     ) -> list[PipelineResult | BaseException]:
         """Run queries together: each is validated and preprocessed alone (a bad one fails alone),
         then those sharing a proposer and hand are optimised in one batch."""
-        cfg = self.cfg
         out: list[PipelineResult | BaseException] = [QueryError("not run") for _ in queries]
         prepared: dict[int, Prepared] = {}
         for i, q in enumerate(queries):
-            t = time.perf_counter()
             try:
-                validate_query(q, cfg)
-                t1 = time.perf_counter()
-                prep = preprocess(q, cfg)
-                prep.timings_ms = {"validate_ms": (t1 - t) * 1e3, "preprocess_ms": (time.perf_counter() - t1) * 1e3, **prep.timings_ms}
-                prepared[i] = prep
+                prepared[i] = self.prepare(q)
             except ValueError as e:
                 out[i] = e if isinstance(e, QueryError) else QueryError(str(e))
         groups: dict[tuple[str, str], list[int]] = {}
         for i, prep in prepared.items():
-            method = self.resolve_method(prep.query.method, prep.query.text)
-            if prep.observed is not None:
-                if prep.query.completion == "auto" and method not in cfg.complete_for:
-                    prep.use_observed()
-                elif prep.completion_note is not None:
-                    prep.warnings.append(prep.completion_note)
-            groups.setdefault((method, prep.query.hand), []).append(i)
+            groups.setdefault((self.resolve_method(prep.query.method, prep.query.text), prep.query.hand), []).append(i)
         for (method, hand), idx in groups.items():
             results: list[PipelineResult | BaseException]
             try:

@@ -324,6 +324,14 @@ def grasp_quality(
     if center is None:
         center = surface.points.mean(dim=-2)
     center = center.to(dtype=root_pos.dtype, device=root_pos.device)
+    return metrics_from_contacts(hand, frames, contacts, pen, center, table)
+
+
+def metrics_from_contacts(
+    hand: HandModel, frames: LinkFrames, contacts: Contacts, pen: Tensor, center: Tensor, table: TableArg = None
+) -> dict[str, Tensor]:
+    """:func:`grasp_quality`'s metrics from contacts and penetration already computed
+    (:func:`contacts_and_penetration`): Q1 about ``center``, gated by penetration and the table."""
     q1_raw = q1_from_contacts(contacts, center)
     table_pen = table_penetration(hand, frames, table)
     gated = (pen > MAX_PENETRATION_GATE_M) | (table_pen > TABLE_PENETRATION_GATE_M)

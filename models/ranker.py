@@ -30,15 +30,12 @@ from torch import Tensor
 from .hands.model import HandModel
 from .quality import (
     CONTACT_THRESHOLD_M,
-    MAX_PENETRATION_GATE_M,
-    TABLE_PENETRATION_GATE_M,
     ObjectSurface,
     TableArg,
     _link_groups,
     _plane,
     contacts_and_penetration,
-    q1_from_contacts,
-    table_penetration,
+    metrics_from_contacts,
 )
 
 FORMAT = "dexgrasp-ranker/1"
@@ -109,10 +106,8 @@ def features_and_metrics(
     frames = hand.forward_kinematics(root_pos, root_rot, joints)
     contacts, pen = contacts_and_penetration(hand, frames, ObjectSurface(pts, nrm))
     centre = pts.mean(dim=0)
-    q1_raw = q1_from_contacts(contacts, centre)
-    table_pen = table_penetration(hand, frames, table)
-    gated = (pen > MAX_PENETRATION_GATE_M) | (table_pen > TABLE_PENETRATION_GATE_M)
-    q1 = torch.where(gated, torch.zeros_like(q1_raw), q1_raw)
+    metrics = metrics_from_contacts(hand, frames, contacts, pen, centre, table)
+    q1, q1_raw, table_pen = metrics["q1"], metrics["q1_ungated"], metrics["table_penetration_m"]
 
     dist = contacts.distance  # (B, K)
     names = [hand.link_names[i] for i in contacts.link.tolist()]
@@ -182,8 +177,6 @@ def features_and_metrics(
         spread.sqrt()[:, None],
         offset[:, None],
     ]
-    metrics = {"q1": q1, "q1_ungated": q1_raw, "max_penetration_m": pen, "table_penetration_m": table_pen,
-               "contact_count": contacts.mask.sum(dim=1)}
     return torch.cat([c.to(root_pos.dtype) for c in cols], dim=1), metrics
 
 

@@ -30,6 +30,9 @@ class EnergyWeights:
     spen: float = 10.0  # sum of overlaps (m) of penetration-keypoint spheres on non-adjacent links
     joints: float = 1.0  # sum of limit and tendon-band violations (rad)
     table: float = 100.0  # sum of depths (m) of keypoint spheres below the support plane
+    # sum of depths (m) of keypoint spheres inside the object by the cloud's signed distance; a (B,) tensor
+    # weights each grasp (the optimiser: single views only); 0 everywhere: the term is not computed
+    inside: float | Tensor = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -115,6 +118,21 @@ def object_penetration(hand: HandModel, frames: LinkFrames, obj: ObjectCloud, ma
     return torch.relu(margin - sd).sum(dim=-1)
 
 
+def hand_inside_object(hand: HandModel, frames: LinkFrames, obj: ObjectCloud) -> Tensor:
+    """E_inside = sum over the hand's penetration-keypoint spheres of their depth inside the object,
+    the object's side of a point told by the oriented cloud (:func:`object_signed_distance`) (m).
+
+    E_pen only sees object points inside the hand, so it is blind where the cloud has no points: the
+    unseen back of a single-view cloud. The cloud's signed distance counts everything behind the
+    observed surface as inside (up to a completed back, when there is one), so this term keeps
+    fingers out of the unobserved part of the object. Its nearest-neighbour search costs about as
+    much as the rest of the energy, so the optimiser turns it on for single views only.
+    """
+    c, r = hand.penetration_keypoints(frames)
+    d = object_signed_distance(c, obj.points, obj.normals)
+    return torch.relu(r - d).sum(dim=-1)
+
+
 def self_penetration(hand: HandModel, frames: LinkFrames) -> Tensor:
     """E_spen = sum over keypoint sphere pairs on non-adjacent links of relu(r_i + r_j - d_ij) (m)."""
     c, r = hand.penetration_keypoints(frames)
@@ -170,7 +188,9 @@ def grasp_energy(
     }
     if plane is not None:
         terms["table"] = table_penetration(hand, frames, plane)
-    total = sum(getattr(w, k) * v for k, v in terms.items())
+    if bool(torch.as_tensor(w.inside).ne(0).any()):
+        terms["inside"] = hand_inside_object(hand, frames, obj)
+    total = sum(getattr(w, k) * v for k, v in terms.items())  # (B,) weights broadcast per grasp
     assert isinstance(total, Tensor)
     terms["total"] = total
     return terms

@@ -100,6 +100,7 @@ class Prepared:
     timings_ms: dict[str, float]
     observed: tuple[Tensor, Tensor] | None = None  # the observed points and normals when ``points`` was completed
     completion_note: str | None = None  # the warning that says so (added when the proposer uses the completion)
+    single_view: bool = False  # one camera's view (a viewpoint was sent, or the normals lean): completed or not
 
     def use_observed(self) -> None:
         """Drop the completion: grasp only the observed points."""
@@ -288,7 +289,8 @@ def preprocess(q: GraspQuery, cfg: PipelineConfig) -> Prepared:
     to_req = torch.eye(4, dtype=torch.float64)
     to_req[:3, :3] = torch.from_numpy(rot.T)
     to_req[:3, 3] = torch.from_numpy(centre) + torch.from_numpy(rot.T) @ shift
-    return Prepared(q, pf, nf, support, to_req, warnings, n_in, timings, observed, note)
+    single_view = vp is not None or comp.partial_score >= cfg.completion.single_view_threshold
+    return Prepared(q, pf, nf, support, to_req, warnings, n_in, timings, observed, note, single_view)
 
 
 def to_request_frame(g: Grasp, transform: Tensor) -> Grasp:
@@ -440,7 +442,8 @@ class GraspPipeline:
         problems = []
         for p, it in zip(preps, intents):
             n_cand = max(p.query.num_grasps, math.ceil(cfg.candidates_per_grasp * p.query.num_grasps))
-            problems.append(Problem(p.points, p.normals, n_cand, p.plane, p.query.seed, priors=it[1] if it else None, observed=p.observed))
+            problems.append(Problem(p.points, p.normals, n_cand, p.plane, p.query.seed, priors=it[1] if it else None, observed=p.observed,
+                                    single_view=p.single_view))
         budgets = [p.query.timeout_s for p in preps if p.query.timeout_s is not None]
         # leave a share of the budget for scoring and selection
         budget = None if not budgets else max(0.05, 0.75 * min(budgets) - max(sum(p.timings_ms.values()) for p in preps) / 1e3)

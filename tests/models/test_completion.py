@@ -105,6 +105,10 @@ def test_pipeline_completes_a_camera_view_and_keeps_what_was_seen():
     assert float((prep.points - cam).norm(dim=1).max()) > far_obs + 0.01
     off = preprocess(GraspQuery(points=pts, completion="off"), cfg)
     assert off.observed is None and off.completion_note is None
+    # a single view either way (the optimisers' unseen-side term); a complete cloud is not one
+    assert prep.single_view and off.single_view
+    full, _ = objects.complete_cloud(mesh, n=2000, seed=0)
+    assert not preprocess(GraspQuery(points=np.asarray(full, dtype=np.float32)), cfg).single_view
 
 
 def test_only_the_optimisers_grasp_the_completed_cloud_unless_asked():

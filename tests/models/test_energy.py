@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from models.energy import (
+    EnergyWeights,
     ObjectCloud,
     SupportPlane,
     contact_distance,
     force_closure,
     grasp_energy,
+    hand_inside_object,
     joint_limits,
     object_penetration,
     self_penetration,
@@ -154,3 +156,36 @@ def test_total_energy_is_weighted_sum(shadow64):
     expect = sum(w[k] * t[k] for k in w)
     assert torch.allclose(t["total"], expect)
     assert t["total"].shape == (4,)
+
+
+def test_hand_inside_object_sees_the_unobserved_side(shadow64):
+    """A single-view cloud: a 40 cm square patch (4 mm grid, normals +z) seen from above. The open
+    hand wholly below it sits in the unobserved part of the object: E_pen (object points inside the
+    hand) is blind to it, E_inside charges every keypoint sphere its depth below the surface."""
+    h = shadow64
+    eye = torch.eye(3, dtype=torch.float64)[None]
+    frames0 = h.forward_kinematics(torch.zeros(1, 3, dtype=torch.float64), eye, h.open_pose[None])
+    c0, r = h.penetration_keypoints(frames0)
+    centre = c0[0].mean(0)
+    g = torch.arange(-0.2, 0.2001, 0.004, dtype=torch.float64)
+    gx, gy = torch.meshgrid(g, g, indexing="ij")
+    pts = torch.stack([gx.reshape(-1) + centre[0], gy.reshape(-1) + centre[1], torch.zeros(gx.numel(), dtype=torch.float64)], -1)
+    obj = ObjectCloud(pts, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand_as(pts))
+    for shift, inside_expected in ((-(float((c0[0, :, 2] + r).max()) + 0.01), True), (0.02 - float((c0[0, :, 2] - r).min()), False)):
+        pos = torch.tensor([[0.0, 0.0, shift]], dtype=torch.float64)
+        frames = h.forward_kinematics(pos, eye, h.open_pose[None])
+        c, _ = h.penetration_keypoints(frames)
+        assert float(object_penetration(h, frames, obj)) == 0.0
+        expected = float(torch.relu(r - c[0, :, 2]).sum())
+        got = float(hand_inside_object(h, frames, obj))
+        if inside_expected:
+            assert expected > 0.5  # 106 spheres, each a few cm deep
+            assert got == pytest.approx(expected, rel=0.03)  # the neighbour blend is within a fraction of a mm per sphere
+        else:
+            assert got == expected == 0.0
+    # the term enters the total only with a positive weight
+    contacts = torch.zeros(1, 4, dtype=torch.long)
+    off = grasp_energy(h, pos, eye, h.open_pose[None], contacts, obj)
+    on = grasp_energy(h, pos, eye, h.open_pose[None], contacts, obj, weights=EnergyWeights(inside=100.0))
+    assert "inside" not in off and "inside" in on
+    assert torch.allclose(on["total"], off["total"] + 100.0 * on["inside"])

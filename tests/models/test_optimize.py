@@ -110,3 +110,23 @@ def test_batch_of_problems_matches_each_problem_alone():
         torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
         torch.testing.assert_close(res.energy["total"], alone.energy["total"], atol=1e-4, rtol=1e-4)
     assert "table" not in prop.propose(p1, n1, 2, None, 1).energy
+
+
+def test_single_view_turns_on_the_unseen_side_term():
+    """E_inside runs on single views only: as the problem says, or told by the normals' lean."""
+    from models.proposers.optimize import Problem, _is_single_view
+
+    p, n = _sphere()
+    front = p[:, 0] > 0  # a hemisphere facing +x: what one camera sees
+    pf, nf = p[front], n[front]
+    assert not _is_single_view(Problem(p, n))
+    assert _is_single_view(Problem(pf, nf))
+    assert not _is_single_view(Problem(pf, nf, single_view=False))
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=4))
+    alone_view = prop.propose(pf, nf, 2, seed=0)
+    alone_full = prop.propose(p, n, 2, seed=0)
+    assert "inside" in alone_view.energy and "inside" not in alone_full.energy
+    # a view and a complete cloud in one batch: each gets its own weight
+    batched = prop.propose_batch([Problem(pf, nf, 2, seed=0), Problem(p, n, 2, seed=0)])
+    torch.testing.assert_close(batched[0].energy["total"], alone_view.energy["total"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(batched[1].energy["total"], alone_full.energy["total"], atol=1e-4, rtol=1e-4)

@@ -157,6 +157,33 @@ def load_dataset(out_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def scene_diversity(rows: list[dict[str, Any]], hand_name: str = "shadow") -> dict[str, Any]:
+    """DGTR's occupancies (``models.diversity``, 16 bins) per scene with two or more grasps, averaged:
+    delta_t over palm directions from the object's centre (the object frame's origin: meshes are
+    centred), delta_r over the palm's Euler angles, delta_q over the joint ranges."""
+    from .diversity import joint_occupancy, rotation_occupancy, translation_occupancy
+    from .hands import get_hand
+    from .rotations import quat_to_matrix
+
+    hand = get_hand(hand_name, dtype="float64")
+    rows = [r for r in rows if len(r.get("joints", ())) >= 2]
+    if not rows:
+        return {"scenes": 0, "delta_t": None, "delta_r": None, "delta_q": None, "grasps_per_scene": None}
+    dt, dr, dq = [], [], []
+    for r in rows:
+        pos = torch.from_numpy(r["palm_position"]).double()
+        dt.append(translation_occupancy(pos, torch.zeros(3, dtype=torch.float64)))
+        dr.append(rotation_occupancy(quat_to_matrix(torch.from_numpy(r["palm_quaternion_wxyz"]).double())))
+        dq.append(joint_occupancy(torch.from_numpy(r["joints"]).double(), hand.lower, hand.upper))
+    return {
+        "scenes": len(rows),
+        "delta_t": round(float(np.mean(dt)), 4),
+        "delta_r": round(float(np.mean(dr)), 4),
+        "delta_q": round(float(np.mean(dq)), 4),
+        "grasps_per_scene": round(float(np.mean([len(r["joints"]) for r in rows])), 2),
+    }
+
+
 def summarize_dataset(out_dir: str | Path) -> dict[str, Any]:
     rows = load_dataset(out_dir)
     stats = np.array([r["stats"] for r in rows]) if rows else np.zeros((0, 3), dtype=np.int64)
@@ -175,9 +202,10 @@ def summarize_dataset(out_dir: str | Path) -> dict[str, Any]:
         "pass_rate_penetration": round(float(stats[:, 1].sum() / max(1, stats[:, 0].sum())), 4),
         "pass_rate_sim_of_optimised": round(float(stats[:, 2].sum() / max(1, stats[:, 0].sum())), 4),
         "mean_q1": round(float(q1.mean()), 4) if len(q1) else None,
+        "diversity": scene_diversity(with_grasps),
     }
     Path(out_dir, "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
-__all__ = ["SynthConfig", "load_dataset", "run_synth", "shard_name", "summarize_dataset", "synth_scene"]
+__all__ = ["SynthConfig", "load_dataset", "run_synth", "scene_diversity", "shard_name", "summarize_dataset", "synth_scene"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.synth import SynthConfig, load_dataset, run_synth, shard_name
+from models.synth import SynthConfig, load_dataset, run_synth, scene_diversity, shard_name
 
 
 def test_tiny_run_writes_shards_and_resumes(tmp_path):
@@ -30,3 +30,23 @@ def test_tiny_run_writes_shards_and_resumes(tmp_path):
     assert first.exists() and shards[1].stat().st_mtime_ns == mtime_other
     assert (tmp_path / "summary.json").exists()
     assert shard_name("pb/random/0001", 3) == "pb_random_0001__p3.npz"
+
+
+def test_summary_diversity_known_values():
+    """16 grasps, one towards each of the 16 Fibonacci directions, fill every delta_t bin; 16 copies
+    of one grasp fill one bin of each occupancy; scenes with fewer than two grasps are not counted."""
+
+    from models.diversity import fibonacci_sphere
+    from models.hands import get_hand
+
+    h = get_hand("shadow", dtype="float64")
+    mid = ((h.lower + h.upper) / 2).numpy()
+    quat = np.tile([1.0, 0.0, 0.0, 0.0], (16, 1))
+    spread = {"palm_position": 0.1 * fibonacci_sphere(16).numpy(), "palm_quaternion_wxyz": quat, "joints": np.tile(mid, (16, 1))}
+    same = {"palm_position": np.tile([0.1, 0.0, 0.0], (16, 1)), "palm_quaternion_wxyz": quat, "joints": np.tile(mid, (16, 1))}
+    single = {k: v[:1] for k, v in same.items()}
+    d = scene_diversity([spread, same, single])
+    assert d["scenes"] == 2 and d["grasps_per_scene"] == 16
+    assert d["delta_t"] == round((1.0 + 1 / 16) / 2, 4)
+    assert d["delta_r"] == d["delta_q"] == round(1 / 16, 4)
+    assert scene_diversity([single])["delta_t"] is None

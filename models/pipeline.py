@@ -35,6 +35,7 @@ from .quality import ObjectSurface
 from .rank import RankConfig, grasp_distances, score_grasps, select_diverse
 from .refine import RefineConfig, refine_grasps
 from .rotations import matrix_to_quat
+from .rotations_np import rotation_to_z
 
 
 class QueryError(ValueError):
@@ -173,20 +174,6 @@ def validate_query(q: GraspQuery, cfg: PipelineConfig) -> None:
         raise QueryError("timeout_ms must be positive")
 
 
-def _rotation_to_z(up: np.ndarray) -> np.ndarray:
-    """Rotation R (3, 3) with R @ up = +z, the smallest such rotation."""
-    u = up / np.linalg.norm(up)
-    z = np.array([0.0, 0.0, 1.0])
-    v = np.cross(u, z)
-    s, c = np.linalg.norm(v), float(u @ z)
-    if s < 1e-12:
-        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
-    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]]) / s
-    ang = math.atan2(s, c)
-    out: np.ndarray = np.eye(3) + math.sin(ang) * k + (1 - math.cos(ang)) * (k @ k)
-    return out
-
-
 def preprocess(q: GraspQuery, cfg: PipelineConfig) -> Prepared:
     """Table removal, outlier removal, downsampling, normals and the canonical frame."""
     timings: dict[str, float] = {}
@@ -202,7 +189,7 @@ def preprocess(q: GraspQuery, cfg: PipelineConfig) -> Prepared:
         warnings.append(f"cloud randomly subsampled from {n_in} to {cfg.preprocess_points} points before table detection")
     # canonical frame: centroid of the (raw) cloud at the origin, up along +z, no scaling
     up = np.asarray(q.up, dtype=np.float64)
-    rot = _rotation_to_z(up)
+    rot = rotation_to_z(up)
     centre = pts64.mean(0)
     p = torch.from_numpy((pts64 - centre) @ rot.T)
     n = None if nrm64 is None else torch.from_numpy(nrm64 @ rot.T)

@@ -41,12 +41,6 @@ def shard_name(object_id: str, pose: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", object_id) + f"__p{pose}.npz"
 
 
-def _quat_from_matrix(r: np.ndarray) -> np.ndarray:
-    from .rotations import matrix_to_quat
-
-    return matrix_to_quat(torch.tensor(r, dtype=torch.float64)).numpy()
-
-
 def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, pool: Any) -> dict[str, np.ndarray]:
     """Grasps for one scene; returns the shard's arrays (object frame)."""
     from . import objects

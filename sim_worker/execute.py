@@ -57,10 +57,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.diversity import KEYPOINT_LINKS
+from models.rotations_np import matrix_to_quat, quat_mul, quat_to_matrix
 
 from .backends.base import GraspArrays
 from .config import SimConfig
-from .policies import Goal, Observation, Policy, get_policy, mat_to_quat, quat_mul, quat_to_mat
+from .policies import Goal, Observation, Policy, get_policy
 from .scene import Scene
 from .validate import closing_direction, set_hand, squeeze_targets
 
@@ -186,7 +187,7 @@ def _object_cloud(scene: Scene, n: int, seed: int) -> F64:
         else:
             continue
         tf = np.eye(4)
-        tf[:3, :3] = quat_to_mat(m.geom_quat[g])
+        tf[:3, :3] = quat_to_matrix(m.geom_quat[g])
         tf[:3, 3] = m.geom_pos[g]
         mesh.apply_transform(tf)
         parts.append(mesh)
@@ -224,13 +225,13 @@ class _WorldGrasp:
 
 def _to_world(g: GraspArrays, scene: Scene, obj_pos: F64, obj_quat: F64, backoff_m: float) -> _WorldGrasp:
     """The grasp and its pre-grasp (given or backed off along -approach) moved from the object frame."""
-    r = quat_to_mat(obj_quat)
+    r = quat_to_matrix(obj_quat)
     pos = r @ np.asarray(g.position, dtype=np.float64) + obj_pos
     quat = quat_mul(obj_quat, np.asarray(g.quaternion_wxyz, dtype=np.float64))
     if g.pre_position is not None:
         pre_pos = r @ np.asarray(g.pre_position, dtype=np.float64) + obj_pos
     else:
-        approach = quat_to_mat(quat) @ np.asarray(scene.spec.approach_direction, dtype=np.float64)
+        approach = quat_to_matrix(quat) @ np.asarray(scene.spec.approach_direction, dtype=np.float64)
         pre_pos = pos - backoff_m * approach
     pre_quat = quat if g.pre_quaternion_wxyz is None else quat_mul(obj_quat, np.asarray(g.pre_quaternion_wxyz))
     return _WorldGrasp(pos, quat, pre_pos, pre_quat)
@@ -254,7 +255,7 @@ def _start_pose(scene: Scene, pre_quat: F64, centre: F64, top_z: float, height: 
         b = np.array([1.0, 0.0, 0.0]) - a[0] * a
     b /= np.linalg.norm(b)
     c = np.cross(a, b)
-    rp = quat_to_mat(pre_quat)
+    rp = quat_to_matrix(pre_quat)
     fwd = rp @ b
     fwd[2] = 0.0
     if np.linalg.norm(fwd) < 0.2:  # fingers of the pre-grasp point (nearly) vertically: use its side axis
@@ -265,7 +266,7 @@ def _start_pose(scene: Scene, pre_quat: F64, centre: F64, top_z: float, height: 
     down = np.array([0.0, 0.0, -1.0])
     world = np.stack([down, fwd, np.cross(down, fwd)], axis=1)
     rot = world @ np.stack([a, b, c], axis=1).T
-    quat = mat_to_quat(rot)
+    quat = matrix_to_quat(rot)
     palm_centre = rot @ np.asarray(scene.spec.palm_center, dtype=np.float64)
     pos = np.array([centre[0] - palm_centre[0], centre[1] - palm_centre[1], top_z + height])
     return pos, quat

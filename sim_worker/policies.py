@@ -28,7 +28,6 @@ pre-grasp, and only then descending; see :class:`ScriptedPolicy`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -36,74 +35,14 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from models.rotations_np import quat_normalize, slerp
+
 from .config import ExecutionConfig
 
 F64 = NDArray[np.float64]
 
 
-# ----------------------------------------------------------------------------- quaternions (wxyz, numpy)
-def quat_normalize(q: F64) -> F64:
-    q = np.asarray(q, dtype=np.float64)
-    return q / max(float(np.linalg.norm(q)), 1e-12)
-
-
-def quat_mul(a: F64, b: F64) -> F64:
-    """Hamilton product a * b (apply b first, then a)."""
-    aw, ax, ay, az = a
-    bw, bx, by, bz = b
-    return np.array(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ]
-    )
-
-
-def quat_to_mat(q: F64) -> F64:
-    w, x, y, z = quat_normalize(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def mat_to_quat(r: F64) -> F64:
-    """Rotation matrix -> unit quaternion wxyz with w >= 0 (Shepperd: divide by the largest term)."""
-    m = np.asarray(r, dtype=np.float64)
-    tr = m[0, 0] + m[1, 1] + m[2, 2]
-    if tr > max(m[0, 0], m[1, 1], m[2, 2]):
-        s = 2.0 * math.sqrt(1.0 + tr)
-        q = np.array([0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s])
-    elif m[0, 0] >= m[1, 1] and m[0, 0] >= m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = np.array([(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s])
-    elif m[1, 1] >= m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = np.array([(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s])
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = np.array([(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s])
-    q = quat_normalize(q)
-    return q if q[0] >= 0 else -q
-
-
-def slerp(q0: F64, q1: F64, s: float) -> F64:
-    """Spherical interpolation along the shorter arc, s in [0, 1]."""
-    a, b = quat_normalize(q0), quat_normalize(q1)
-    d = float(np.dot(a, b))
-    if d < 0.0:  # q and -q are the same rotation; take the short way round
-        b, d = -b, -d
-    if d > 0.9995:  # nearly equal: linear interpolation is exact enough and avoids 0/0
-        return quat_normalize(a + s * (b - a))
-    th = math.acos(min(1.0, d))
-    return (math.sin((1 - s) * th) * a + math.sin(s * th) * b) / math.sin(th)
-
-
+# ----------------------------------------------------------------------------- timing
 def min_jerk(u: float) -> float:
     """Minimum-jerk time scaling: 0 -> 1 with zero velocity and acceleration at both ends."""
     u = min(1.0, max(0.0, u))

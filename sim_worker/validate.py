@@ -12,13 +12,14 @@ hand-object penetration deeper than ``max_initial_penetration_m`` fails at once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
 from numpy.typing import NDArray
+
+from models.rotations_np import quat_angle_deg, quat_to_matrix
 
 from .config import SimConfig
 from .scene import Scene
@@ -88,18 +89,13 @@ def set_hand(scene: Scene, data: mujoco.MjData, pos: F64, quat_wxyz: F64, joints
     data.ctrl[:] = joints[scene.actuator_joint]
 
 
-def _rotation_deg(q0: F64, q1: F64) -> float:
-    dot = abs(float(np.dot(q0, q1)) / (np.linalg.norm(q0) * np.linalg.norm(q1)))
-    return math.degrees(2 * math.acos(min(1.0, float(dot))))
-
-
 def _holds(scene: Scene, data: mujoco.MjData, p0: F64, q0: F64, v: object) -> bool:
     from .config import ValidationConfig
 
     assert isinstance(v, ValidationConfig)
     p = data.qpos[scene.object_qpos : scene.object_qpos + 3]
     q = data.qpos[scene.object_qpos + 3 : scene.object_qpos + 7]
-    return bool(np.linalg.norm(p - p0) < v.max_translation_m and _rotation_deg(q0, q) < v.max_rotation_deg)
+    return bool(np.linalg.norm(p - p0) < v.max_translation_m and quat_angle_deg(q0, q) < v.max_rotation_deg)
 
 
 def validate_grasp(
@@ -152,8 +148,7 @@ def validate_grasp(
     settled = np.empty(state_size)
     mujoco.mj_getState(m, data, settled, mujoco.mjtState.mjSTATE_INTEGRATION)
     p0 = np.zeros(3)
-    rot0 = np.zeros(9)
-    mujoco.mju_quat2Mat(rot0, oq)
+    rot0 = quat_to_matrix(oq)
     force = v.force_g * scene.object_mass * 9.81
     n_dist = max(1, round(v.disturb_s / m.opt.timestep))
     all_ok = True
@@ -163,7 +158,7 @@ def validate_grasp(
             return res
         mujoco.mj_setState(m, data, settled, mujoco.mjtState.mjSTATE_INTEGRATION)
         data.xfrc_applied[:] = 0.0
-        data.xfrc_applied[scene.object_body, :3] = rot0.reshape(3, 3) @ d * force
+        data.xfrc_applied[scene.object_body, :3] = rot0 @ d * force
         check_every = max(1, n_dist // 10)
         for k in range(n_dist):
             mujoco.mj_step(m, data)
@@ -173,7 +168,7 @@ def validate_grasp(
         p = data.qpos[scene.object_qpos : scene.object_qpos + 3]
         q = data.qpos[scene.object_qpos + 3 : scene.object_qpos + 7]
         moved = float(np.linalg.norm(p - p0))
-        turned = _rotation_deg(oq, q)
+        turned = quat_angle_deg(oq, q)
         ok = moved < v.max_translation_m and turned < v.max_rotation_deg
         res.passed[name] = ok
         res.translation_m[name] = moved

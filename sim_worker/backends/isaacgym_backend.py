@@ -49,6 +49,7 @@ from numpy.typing import NDArray
 
 from models.hands import hand_mjcf_xml, load_spec
 from models.hands.mjcf import subtree_bodies
+from models.rotations_np import quat_angle_deg, quat_to_matrix, wxyz_to_xyzw, xyzw_to_wxyz
 
 from ..config import ExecutionConfig, PhysicsConfig, SimConfig, ValidationConfig
 from ..scene import Scene, SimObject, build_scene
@@ -56,7 +57,6 @@ from ..validate import (
     _DIR_VEC,
     DIRECTIONS,
     ValidationResult,
-    _rotation_deg,
     closing_direction,
     hand_object_penetration,
     set_hand,
@@ -109,14 +109,6 @@ def _require_isaacgym() -> tuple[Any, Any, Any]:
 
 
 # =============================================================================== pure parts
-def wxyz_to_xyzw(q: F64) -> F64:
-    return np.asarray(q, dtype=np.float64)[..., [1, 2, 3, 0]]
-
-
-def xyzw_to_wxyz(q: F64) -> F64:
-    return np.asarray(q, dtype=np.float64)[..., [3, 0, 1, 2]]
-
-
 def sim_params_dict(physics: PhysicsConfig, gravity: tuple[float, float, float], use_gpu: bool = True) -> dict[str, Any]:
     """``SimConfig.physics`` as Isaac ``SimParams`` (a plain dict; :func:`_apply_sim_params` sets it).
     The CPU tensor pipeline keeps the control code in numpy (PhysX itself may still run on the GPU)."""
@@ -152,9 +144,7 @@ def weld_gains(solref: tuple[float, float]) -> tuple[float, float]:
 
 def quat_to_root_euler(q_wxyz: F64) -> F64:
     """Root hinge angles (a, b, c) with R = Rx(a) Ry(b) Rz(c), the chain's intrinsic x, y, z order."""
-    r = np.zeros(9)
-    mujoco.mju_quat2Mat(r, np.asarray(q_wxyz, dtype=np.float64) / np.linalg.norm(q_wxyz))
-    m = r.reshape(3, 3)
+    m = quat_to_matrix(q_wxyz)
     b = math.asin(max(-1.0, min(1.0, float(m[0, 2]))))
     a = math.atan2(-float(m[1, 2]), float(m[2, 2]))
     c = math.atan2(-float(m[0, 1]), float(m[0, 0]))
@@ -296,9 +286,7 @@ def describe_scene(obj: SimObject, physics: PhysicsConfig, hand: str = "shadow",
     k, b = weld_gains(physics.weld_solref)
     hm, hi = _hand_mass_inertia(sc)
     ob = sc.object_body
-    rot = np.zeros(9)
-    mujoco.mju_quat2Mat(rot, m.body_iquat[ob])
-    r = rot.reshape(3, 3)
+    r = quat_to_matrix(m.body_iquat[ob])
     return IsaacScene(
         hand=hand,
         hand_mjcf=hand_mjcf_for_isaac(hand),
@@ -391,10 +379,9 @@ def grasp_batches(n_grasps: int, object_index: int, num_envs: int, n_objects: in
 def disturbance_forces(mass: float, v: ValidationConfig, object_quat_wxyz: F64 | None = None) -> F64:
     """(6, 3) world forces, in ``DIRECTIONS`` order: ``force_g * m * 9.81`` along the object's axes."""
     q = np.array([1.0, 0, 0, 0]) if object_quat_wxyz is None else np.asarray(object_quat_wxyz, dtype=np.float64)
-    rot = np.zeros(9)
-    mujoco.mju_quat2Mat(rot, q)
+    rot = quat_to_matrix(q)
     force = v.force_g * mass * 9.81
-    return np.stack([rot.reshape(3, 3) @ d * force for d in _DIR_VEC])
+    return np.stack([rot @ d * force for d in _DIR_VEC])
 
 
 def direction_outcome(pos: F64, quat_wxyz: F64, p0: F64, q0: F64, v: ValidationConfig) -> tuple[bool, float, float]:
@@ -407,11 +394,11 @@ def direction_outcome(pos: F64, quat_wxyz: F64, p0: F64, q0: F64, v: ValidationC
         every = max(1, n // 10)
         for k in range(every - 1, n, every):
             moved = float(np.linalg.norm(pos[k] - p0))
-            if not (moved < v.max_translation_m and _rotation_deg(q0, quat_wxyz[k]) < v.max_rotation_deg):
+            if not (moved < v.max_translation_m and quat_angle_deg(q0, quat_wxyz[k]) < v.max_rotation_deg):
                 k_end = k
                 break
     moved = float(np.linalg.norm(pos[k_end] - p0))
-    turned = _rotation_deg(q0, quat_wxyz[k_end])
+    turned = quat_angle_deg(q0, quat_wxyz[k_end])
     return bool(moved < v.max_translation_m and turned < v.max_rotation_deg), moved, turned
 
 
@@ -918,9 +905,7 @@ class IsaacGymBackend:
             op, oq = self._object_pose(b, env)
             pts = None
             if env in clouds:
-                r = np.zeros(9)
-                mujoco.mju_quat2Mat(r, oq)
-                pts = clouds[env] @ r.reshape(3, 3).T + op
+                pts = clouds[env] @ quat_to_matrix(oq).T + op
             return Observation(
                 time_s=t, palm_pos=hp, palm_quat_wxyz=hq, joint_pos=hj,
                 joint_vel=b.dof.numpy()[b.hand_dof[env, 6:], 1].astype(np.float64),
@@ -997,9 +982,7 @@ class IsaacGymBackend:
 
     def _com(self, b: _Build, env: int) -> F64:
         p, q = self._object_pose(b, env)
-        r = np.zeros(9)
-        mujoco.mju_quat2Mat(r, q)
-        com: F64 = p + r.reshape(3, 3) @ b.descs[env % len(b.objects)].object_com
+        com: F64 = p + quat_to_matrix(q) @ b.descs[env % len(b.objects)].object_com
         return com
 
     def _touches_table(self, b: _Build, sc: Scene, kin: mujoco.MjData, env: int, hand_geoms: NDArray[np.int64]) -> bool:

@@ -10,6 +10,9 @@ import mujoco
 import numpy as np
 import pytest
 
+from models.rotations_np import matrix_to_quat as mat_to_quat
+from models.rotations_np import quat_to_matrix as quat_to_mat
+from models.rotations_np import slerp
 from sim_worker.backends import get_backend
 from sim_worker.backends.base import GraspArrays
 from sim_worker.config import SimConfig
@@ -21,11 +24,8 @@ from sim_worker.policies import (
     Policy,
     available_policies,
     get_policy,
-    mat_to_quat,
     min_jerk,
-    quat_to_mat,
     register_policy,
-    slerp,
 )
 from sim_worker.scene import build_scene, object_from_primitive
 

@@ -193,7 +193,8 @@ def encode_msgpack(obj: Any) -> bytes:
 
 
 def encode_array_msgpack(a: np.ndarray) -> dict[str, Any]:
-    """An array in msgpack-numpy's layout (readable by msgpack_numpy and by :func:`decode_msgpack`)."""
+    """An array in msgpack-numpy's layout (readable by :func:`decode_msgpack`, and by msgpack_numpy when
+    unpacked with ``raw=True``: these keys are msgpack str, msgpack-numpy's own are bytes)."""
     a = np.ascontiguousarray(a)
     return {"nd": True, "type": a.dtype.str, "kind": "", "shape": list(a.shape), "data": a.tobytes()}
 

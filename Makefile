@@ -7,7 +7,7 @@ STAMP_BASE := $(VENV)/.stamp-base
 STAMP_DEV := $(VENV)/.stamp-dev
 export MUJOCO_GL ?= egl
 
-.PHONY: serve test lint typecheck unit demo clean
+.PHONY: serve test lint layers typecheck unit demo clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,13 +32,17 @@ demo: $(STAMP_BASE)
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check models service sim_worker tests bench
 
+# the import contracts in pyproject.toml ([tool.importlinter]): service > sim_worker > models, no cycles
+layers: $(STAMP_DEV)
+	$(BIN)/lint-imports
+
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
 unit: $(STAMP_DEV)
 	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
-test: lint typecheck unit
+test: lint layers typecheck unit
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

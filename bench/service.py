@@ -102,7 +102,7 @@ def main() -> int:
     env = {**os.environ, "DEXGRASP_PORT": str(port), "DEXGRASP_HOST": "127.0.0.1", "DEXGRASP_MAX_QUEUE": "256",
            "DEXGRASP_LOG_LEVEL": "warning", "DEXGRASP_DEFAULT_TIMEOUT_MS": "120000"}
     env.pop("REDIS_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "models.cli", "serve"], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     client = GraspClient(url, timeout_s=600, retries=8)
     try:

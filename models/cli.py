@@ -1,16 +1,25 @@
-"""``dexgrasp`` command line: one verb per capability, thin wrappers over library functions."""
+"""The ``models`` verbs of the ``dexgrasp`` command line: eval, objects, render, demo, synth, train, export.
+
+Thin wrappers over library functions. :func:`add_commands` registers them; the command line itself
+is assembled in the top layer (``service.cli``), which also passes in what ``models`` may not
+import: the simulation-filtered synthesis (``sim_worker.synth.run_synth``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+if TYPE_CHECKING:
+    from .synth import SynthConfig
+
+#: Runs a synthesis to ``out_dir`` and returns its summary card (``models.synth.run_synth``'s shape).
+SynthRunner = Callable[[str, "SynthConfig"], dict[str, Any]]
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
@@ -67,15 +76,17 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_synth(a: argparse.Namespace) -> int:
-    from .synth import SynthConfig, run_synth, summarize_dataset
+def _cmd_synth(a: argparse.Namespace, run_synth: SynthRunner | None = None) -> int:
+    from .synth import SynthConfig, summarize_dataset
+    from .synth import run_synth as synth_without_simulator
 
     if a.summary:
         print(json.dumps(summarize_dataset(a.out), indent=1))
         return 0
     cfg = SynthConfig(split=a.split, poses_per_object=a.poses, grasps_per_scene=a.grasps, steps=a.steps,
                       max_objects=a.max_objects, seed=a.seed, procs=a.procs, simulate=not a.no_sim)
-    print(json.dumps(run_synth(a.out, cfg), indent=1))
+    run = run_synth or synth_without_simulator  # the latter refuses cfg.simulate: --no-sim only
+    print(json.dumps(run(a.out, cfg), indent=1))
     return 0
 
 
@@ -118,100 +129,10 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(a: argparse.Namespace) -> int:
-    from service.serve import serve
-
-    return serve(host=a.host, port=a.port)
-
-
-def _read_cloud(path: str) -> tuple[Any, Any]:
-    import numpy as np
-
-    from .objects.ply import read_ply, read_points_npy
-
-    if path.lower().endswith(".npy"):
-        pts, nrm = read_points_npy(path)
-    elif path.lower().endswith(".ply"):
-        pts, nrm = read_ply(path)
-    else:
-        raise ValueError(f"{path}: give a .ply or .npy point cloud")
-    return np.asarray(pts), None if nrm is None else np.asarray(nrm)
-
-
-def _cmd_propose(a: argparse.Namespace) -> int:
-    from .grasp import GraspSet
-
-    pts, nrm = _read_cloud(a.cloud)
-    up = [float(v) for v in a.up.split(",")]
-    if a.server:
-        from service.client import GraspClient, GraspServiceError
-
-        client = GraspClient(a.server, api_key=a.api_key or os.environ.get("DEXGRASP_API_KEY"), timeout_s=a.timeout)
-        try:
-            res = client.propose(pts, nrm, num_grasps=a.num, text=a.text, method=a.method, up=up, seed=a.seed)
-        except GraspServiceError as e:
-            print(f"dexgrasp propose: {e}", file=sys.stderr)
-            return 2 if 400 <= e.status < 500 else 1
-        grasps, warnings, timings, proposer = res.grasps, res.warnings, res.timings_ms, res.proposer
-        intent = res.intent
-        object_points = None
-    else:
-        from tqdm import tqdm
-
-        from .pipeline import GraspPipeline, GraspQuery, QueryError
-
-        pipe = GraspPipeline()
-        bar = tqdm(total=1, desc="optimising", unit="step", file=sys.stderr)
-
-        def progress(step: int, total: int, energy: float) -> None:
-            bar.total = total
-            bar.n = step
-            bar.set_postfix(energy=f"{energy:.3f}")
-            bar.refresh()
-
-        try:
-            query = GraspQuery(points=pts, normals=nrm, up=up, num_grasps=a.num, text=a.text, method=a.method, seed=a.seed)
-            out = pipe.run_batch([query], progress=progress)[0]
-        finally:
-            bar.close()
-        if isinstance(out, QueryError):
-            print(f"dexgrasp propose: {out}", file=sys.stderr)
-            return 2
-        if isinstance(out, BaseException):
-            raise out
-        grasps = [g.model_dump(mode="json") for g in out.grasps]
-        warnings, timings, proposer, intent = out.warnings, out.timings_ms, out.proposer, out.intent
-        object_points = out.object_points
-    gs = GraspSet.model_validate({"hand": "shadow", "frame": "request", "object": a.cloud, "grasps": grasps})
-    doc = gs.model_dump(mode="json")
-    doc.update({"proposer": proposer, "warnings": warnings, "timings_ms": timings, "intent": intent, "text": a.text})
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    overall = [g["scores"].get("overall", float("nan")) for g in grasps]
-    print(f"wrote {len(grasps)} grasps to {a.out} (proposer {proposer}; best overall {max(overall):.3f}; "
-          f"{sum(v for k, v in timings.items() if k.endswith('_ms') and k in ('preprocess_ms', 'intent_ms', 'propose_ms', 'refine_ms', 'score_ms', 'select_ms')):.0f} ms)")
-    if a.render:
-        import tempfile
-
-        import numpy as np
-
-        from .render import render_grasp_file
-
-        with tempfile.TemporaryDirectory() as tmp:
-            cloud = a.cloud
-            if object_points is not None:  # draw what the grasps were planned on: the object, no table
-                cloud = str(Path(tmp) / "object.npy")
-                np.save(cloud, object_points)
-            render_grasp_file(a.out, cloud, a.render)
-        print(f"wrote {a.render}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dexgrasp", description="Dexterous grasp service tools")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def add_commands(sub: Any, *, run_synth: SynthRunner | None = None) -> None:
+    """Register the ``models`` verbs on an argparse sub-parsers object. ``run_synth`` is what
+    ``synth`` runs (the top layer passes the simulation-filtered one); without it ``synth`` needs
+    ``--no-sim``."""
 
     e = sub.add_parser("eval", help="quality and diversity metrics of a grasp file against an object")
     e.add_argument("grasps", help="grasp set JSON (shared schema)")
@@ -262,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--procs", type=int, default=2, help="simulation processes")
     y.add_argument("--no-sim", action="store_true", help="filter by penetration only (no MuJoCo test)")
     y.add_argument("--summary", action="store_true", help="only print the summary card of --out")
-    y.set_defaults(fn=_cmd_synth)
+    y.set_defaults(fn=functools.partial(_cmd_synth, run_synth=run_synth))
 
     t = sub.add_parser("train", help="train a learned proposer (resumable: re-run the same command to continue)")
     t.add_argument("model", choices=["dgtr"])
@@ -286,43 +207,5 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", default=None, help="default: WEIGHTS/model.onnx")
     x.set_defaults(fn=_cmd_export)
 
-    try:
-        from sim_worker.cli import add_sim_parser, add_worker_parser
-    except ImportError:  # the simulation CLI is optional until sim_worker.cli exists
-        pass
-    else:
-        add_sim_parser(sub)
-        add_worker_parser(sub)
 
-    s = sub.add_parser("serve", help="run the HTTP service (embedded Redis and workers when REDIS_URL is unset)")
-    s.add_argument("--host", default=None, help="default: DEXGRASP_HOST or 0.0.0.0")
-    s.add_argument("--port", type=int, default=None, help="default: DEXGRASP_PORT or 8000")
-    s.set_defaults(fn=_cmd_serve)
-
-    pr = sub.add_parser("propose", help="grasps for a point cloud (.ply/.npy): locally, or via --server")
-    pr.add_argument("cloud")
-    pr.add_argument("--out", required=True, help="grasp set JSON to write")
-    pr.add_argument("--text", default=None, help='instruction, e.g. "grasp the mug by the handle"')
-    pr.add_argument("--num", type=int, default=16)
-    pr.add_argument("--method", default="auto")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--up", default="0,0,1", help="up vector in the cloud's frame")
-    pr.add_argument("--server", default=None, help="service URL; default: run the pipeline in this process")
-    pr.add_argument("--api-key", default=None, help="default: DEXGRASP_API_KEY")
-    pr.add_argument("--timeout", type=float, default=120.0, help="HTTP timeout (s)")
-    pr.add_argument("--render", default=None, help="also draw the grasps to this PNG")
-    pr.set_defaults(fn=_cmd_propose)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.fn(args))
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"dexgrasp {args.cmd}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["SynthRunner", "add_commands"]

@@ -3,9 +3,13 @@
 One shard per (object, resting pose): the object is dropped on a table in a stable resting pose
 (``objects.place_on_table``), the ``optimize`` proposer runs on a complete cloud of the object with
 the table plane as a constraint, grasps are filtered (max penetration < 5 mm, table penetration
-< 1 cm, the MuJoCo six-direction test) and stored compactly in the OBJECT frame with the resting
+< 1 cm, the simulation test) and stored compactly in the OBJECT frame with the resting
 pose beside them, so meshes and clouds are never duplicated: ``load_mesh(object_id)`` rebuilds
 everything. Shards are written atomically and skipped when present, so a killed run resumes.
+
+The simulation test is not this module's: the caller passes a :class:`SimFilter` (``models`` never
+imports the simulator). ``sim_worker.synth`` provides the MuJoCo one and ``run_synth`` wired with it,
+which is what ``dexgrasp synth`` runs.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from .grasp import Grasp
 
 FORMAT = "dexgrasp-synth/1"
 
@@ -37,12 +45,23 @@ class SynthConfig:
     simulate: bool = True
 
 
+class SimFilter(Protocol):
+    """The simulation test of one scene's grasps: ``True`` for each grasp that holds the object.
+
+    ``vertices`` (V, 3) and ``faces`` (F, 3) are the object's mesh in its own frame (metres), the
+    frame the ``grasps`` are in; ``source`` names the object (its catalogue id) in the simulator's
+    records. Verdicts come back in the order of ``grasps``."""
+
+    def __call__(self, vertices: np.ndarray, faces: np.ndarray, grasps: Sequence[Grasp], source: str) -> list[bool]: ...
+
+
 def shard_name(object_id: str, pose: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", object_id) + f"__p{pose}.npz"
 
 
-def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, pool: Any) -> dict[str, np.ndarray]:
-    """Grasps for one scene; returns the shard's arrays (object frame)."""
+def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: SimFilter | None) -> dict[str, np.ndarray]:
+    """Grasps for one scene; returns the shard's arrays (object frame). ``sim_filter`` is used when
+    ``cfg.simulate`` (and then required)."""
     from . import objects
     from .energy import SupportPlane
     from .grasp import grasps_to_tensors
@@ -69,14 +88,12 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, pool: Any) ->
     keep = (per["max_penetration_m"] < 0.005) & (per["table_penetration_m"] < 0.01)
     sim_ok = np.zeros(len(res.grasps), dtype=bool)
     if cfg.simulate and bool(keep.any()):
-        from sim_worker.backends.base import GraspArrays
-        from sim_worker.scene import object_from_mesh
-
+        if sim_filter is None:
+            raise ValueError("cfg.simulate needs a sim_filter (sim_worker.synth provides one)")
         idx = torch.nonzero(keep)[:, 0].tolist()
-        obj = object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=object_id)
-        out = pool.validate(obj, [GraspArrays.from_grasp(res.grasps[i]) for i in idx])
-        for i, r in zip(idx, out):
-            sim_ok[i] = bool(r["success"])
+        verdicts = sim_filter(np.asarray(mesh.vertices), np.asarray(mesh.faces), [res.grasps[i] for i in idx], object_id)
+        for i, ok in zip(idx, verdicts):
+            sim_ok[i] = bool(ok)
     final = sim_ok if cfg.simulate else keep.numpy()
     sel = np.nonzero(final)[0]
     names = hand.joint_names
@@ -101,11 +118,14 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, pool: Any) ->
     }
 
 
-def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
-    from sim_worker.config import SimConfig
-    from sim_worker.parallel import SimPool
-
+def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_filter: SimFilter | None = None) -> dict[str, Any]:
+    """Synthesise every scene of ``cfg`` not yet in ``out_dir`` and return the summary card.
+    With ``cfg.simulate`` grasps must pass ``sim_filter`` (``sim_worker.synth.run_synth`` supplies
+    the MuJoCo one); without, the penetration filter alone decides."""
     from . import objects
+
+    if cfg.simulate and sim_filter is None:
+        raise ValueError("simulate=True needs a sim_filter: use sim_worker.synth.run_synth, or simulate=False")
 
     out = Path(out_dir)
     shards = out / "shards"
@@ -126,19 +146,18 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> d
     total = len(ids) * cfg.poses_per_object
     bar = tqdm(total=total, initial=total - len(todo), desc=f"synth {cfg.split}", unit="scene", disable=not progress)
     kept = 0
-    with SimPool("mujoco", procs=cfg.procs, cfg=SimConfig()) as pool:
-        for oid, k in todo:
-            try:
-                arrays = synth_scene(oid, k, cfg, pool)
-            except (ValueError, RuntimeError) as exc:  # a bad mesh must not stop the run
-                arrays = {"format": np.array(FORMAT), "object_id": np.array(oid), "error": np.array(str(exc)[:500]),
-                          "stats": np.array([0, 0, 0], dtype=np.int64)}
-            tmp = shards / (shard_name(oid, k) + ".tmp.npz")
-            np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-            os.replace(tmp, shards / shard_name(oid, k))
-            kept += int(arrays["stats"][2])
-            bar.update(1)
-            bar.set_postfix(valid=kept)
+    for oid, k in todo:
+        try:
+            arrays = synth_scene(oid, k, cfg, sim_filter)
+        except (ValueError, RuntimeError) as exc:  # a bad mesh must not stop the run
+            arrays = {"format": np.array(FORMAT), "object_id": np.array(oid), "error": np.array(str(exc)[:500]),
+                      "stats": np.array([0, 0, 0], dtype=np.int64)}
+        tmp = shards / (shard_name(oid, k) + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, shards / shard_name(oid, k))
+        kept += int(arrays["stats"][2])
+        bar.update(1)
+        bar.set_postfix(valid=kept)
     bar.close()
     return summarize_dataset(out)
 
@@ -202,4 +221,4 @@ def summarize_dataset(out_dir: str | Path) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["SynthConfig", "load_dataset", "run_synth", "scene_diversity", "shard_name", "summarize_dataset", "synth_scene"]
+__all__ = ["SimFilter", "SynthConfig", "load_dataset", "run_synth", "scene_diversity", "shard_name", "summarize_dataset", "synth_scene"]

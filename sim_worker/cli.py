@@ -22,8 +22,8 @@ JSON carries their paths instead of base64. Exit codes: 0 done (whatever the
 grasps' outcomes), 1 simulation failure, 2 bad input (missing or malformed file,
 unknown object id, bad option), 130 interrupted.
 
-Run standalone as ``python -m sim_worker.cli sim validate ...``; ``models.cli``
-calls :func:`add_sim_parser` to make it ``dexgrasp sim ...``.
+Run standalone as ``python -m sim_worker.cli sim validate ...``; ``service.cli``
+calls :func:`add_commands` to make it ``dexgrasp sim ...``.
 
 ``dexgrasp worker --redis URL [--backend mujoco|isaacgym] [--batch B] [--procs P]`` (registered by
 :func:`add_worker_parser`; also ``python -m sim_worker.cli worker ...``) runs a rollout-queue worker
@@ -445,6 +445,12 @@ def add_worker_parser(sub: Any) -> argparse.ArgumentParser:
     return w
 
 
+def add_commands(sub: Any) -> None:
+    """Register the simulation verbs (``sim``, ``worker``) on an argparse sub-parsers object."""
+    add_sim_parser(sub)
+    add_worker_parser(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry: ``python -m sim_worker.cli sim validate ...`` (the leading ``sim`` is optional)
     or ``python -m sim_worker.cli worker --redis URL``."""
@@ -453,8 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_in.insert(0, "sim")
     p = argparse.ArgumentParser(prog="dexgrasp", description="Dexterous grasp simulation tools")
     sub = p.add_subparsers(dest="cmd", required=True)
-    add_sim_parser(sub)
-    add_worker_parser(sub)
+    add_commands(sub)
     a = p.parse_args(args_in)
     return int(a.fn(a))
 

@@ -18,7 +18,7 @@ from models.init_poses import frame_from_approach
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-    return subprocess.run([sys.executable, "-m", "models.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

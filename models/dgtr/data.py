@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..synth import load_dataset, shard_name
+from .model import fixed_size
 
 
 @dataclass(frozen=True)
@@ -37,18 +38,6 @@ def _pose_matrix(pos: np.ndarray, quat_wxyz: np.ndarray) -> np.ndarray:
     m[:, :3, :3] = quat_to_matrix(torch.tensor(quat_wxyz, dtype=torch.float64)).numpy()
     m[:, :3, 3] = pos
     return m
-
-
-def fixed_size(points: np.ndarray, normals: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Exactly ``n`` points in farthest-point order (so any prefix covers the object; the model
-    reads the first ``num_points``), sparse partial views padded with random repeats."""
-    from ..geometry import farthest_point_sample
-
-    m = points.shape[0]
-    order = farthest_point_sample(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))[None], min(m, n))[0].numpy()
-    if m < n:
-        order = np.concatenate([order, np.random.default_rng(seed).choice(m, n - m, replace=True)])
-    return points[order], normals[order]
 
 
 def scene_views(scene: dict[str, np.ndarray], cfg: ViewConfig, index: int) -> dict[str, np.ndarray]:
@@ -129,4 +118,4 @@ def build_views(data_dir: str | Path, cache_dir: str | Path, cfg: ViewConfig, pr
     return files
 
 
-__all__ = ["ViewConfig", "build_views", "fixed_size", "scene_views"]
+__all__ = ["ViewConfig", "build_views", "scene_views"]

@@ -81,7 +81,7 @@ class OnnxRunner:
 def export_weights(weights_dir: str | Path, out_path: str | Path | None = None) -> Path:
     """Export the safetensors weights in ``weights_dir`` to ``model.onnx`` beside them (or
     ``out_path``) and record the export in ``model.json``."""
-    from .train import load_weights
+    from .weights import load_weights
 
     d = Path(weights_dir)
     model = load_weights(d)

@@ -7,6 +7,7 @@ none). Output per query: palm translation (metres, bounded by ``translation_scal
 rotation as the continuous 6-D representation (two matrix columns; no quaternion sign ambiguity
 for the matcher to fight), and joints in [0, 1] of each joint's range. ``forward`` returns every
 decoder layer's predictions (auxiliary losses); :class:`DGTRExport` the last layer only.
+:func:`fixed_size` and :func:`model_inputs` turn a cloud into that input, for training and serving alike.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -166,6 +168,19 @@ class DGTRExport(nn.Module):
         return o["translation"], o["rot6d"], o["joints_unit"]
 
 
+def fixed_size(points: np.ndarray, normals: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Exactly ``n`` points in farthest-point order (so any prefix covers the object; the model
+    reads the first ``num_points``), sparse partial views padded with random repeats. Training views
+    and served clouds both pass through here, so the network serves the distribution it trained on."""
+    from ..geometry import farthest_point_sample
+
+    m = points.shape[0]
+    order = farthest_point_sample(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))[None], min(m, n))[0].numpy()
+    if m < n:
+        order = np.concatenate([order, np.random.default_rng(seed).choice(m, n - m, replace=True)])
+    return points[order], normals[order]
+
+
 def model_inputs(points: Tensor, normals: Tensor, table_height: Tensor | None) -> Tensor:
     """Per-point features (B, P, 7) from canonical points/normals (B, P, 3) and the table's z
     ((B,), None: no table -> the lowest point stands in)."""
@@ -174,4 +189,4 @@ def model_inputs(points: Tensor, normals: Tensor, table_height: Tensor | None) -
     return torch.cat([points, normals, (z - floor[:, None])[..., None]], dim=-1)
 
 
-__all__ = ["DGTR", "IN_FEATURES", "DGTRConfig", "DGTRExport", "farthest_point_indices", "knn_indices", "model_inputs"]
+__all__ = ["DGTR", "IN_FEATURES", "DGTRConfig", "DGTRExport", "farthest_point_indices", "fixed_size", "knn_indices", "model_inputs"]

@@ -45,6 +45,7 @@ from ..hands.model import HandModel
 from ..rotations import axis_angle_to_matrix, rot6d_to_matrix
 from .data import ViewConfig, build_views
 from .model import DGTR, DGTRConfig, model_inputs
+from .weights import save_weights
 
 
 @dataclass(frozen=True)
@@ -321,25 +322,4 @@ def train(
     return last
 
 
-def save_weights(model: DGTR, out_dir: Path, meta: dict[str, Any]) -> Path:
-    """``model.safetensors`` (no pickle) and ``model.json`` (the architecture and training record)."""
-    from safetensors.torch import save_file
-
-    path = out_dir / "model.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    (out_dir / "model.json").write_text(json.dumps({"format": "dexgrasp-dgtr/1", "model": asdict(model.cfg), **meta}, indent=1, default=list) + "\n")
-    return path
-
-
-def load_weights(weights_dir: str | Path) -> DGTR:
-    from safetensors.torch import load_file
-
-    d = Path(weights_dir)
-    meta = json.loads((d / "model.json").read_text())
-    model = DGTR(DGTRConfig.from_dict(meta["model"]))
-    model.load_state_dict(load_file(str(d / "model.safetensors")))
-    model.eval()
-    return model
-
-
-__all__ = ["TrainConfig", "assignments", "hungarian", "load_weights", "losses", "make_batch", "match_cost", "save_weights", "train"]
+__all__ = ["TrainConfig", "assignments", "hungarian", "losses", "make_batch", "match_cost", "train"]

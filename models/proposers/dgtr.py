@@ -93,15 +93,14 @@ class DGTRProposer:
         if runtime == "onnx" or (runtime == "auto" and onnx_path.is_file()):
             self.runner = OnnxRunner(onnx_path, self.device)
         else:
-            from ..dgtr.train import load_weights
+            from ..dgtr.weights import load_weights
 
             self.runner = TorchRunner(load_weights(d), self.device)
 
     # ------------------------------------------------------------------ inputs
     def inputs(self, problems: list[Problem]) -> tuple[np.ndarray, list[tuple[int, float]]]:
         """Network inputs (K, P, 7) for every (problem, pass) and what each row is."""
-        from ..dgtr.data import fixed_size
-        from ..dgtr.model import model_inputs
+        from ..dgtr.model import fixed_size, model_inputs
 
         n = self.model_cfg.num_points
         rows, owners = [], []

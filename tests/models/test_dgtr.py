@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.dgtr.data import ViewConfig, fixed_size
+from models.dgtr.data import ViewConfig
 from models.dgtr.export import OnnxRunner, TorchRunner, export_onnx
-from models.dgtr.model import DGTR, DGTRConfig, farthest_point_indices, knn_indices, model_inputs
-from models.dgtr.train import TrainConfig, assignments, hungarian, load_weights, losses, make_batch, match_cost, train
+from models.dgtr.model import DGTR, DGTRConfig, farthest_point_indices, fixed_size, knn_indices, model_inputs
+from models.dgtr.train import TrainConfig, assignments, hungarian, losses, make_batch, match_cost, train
+from models.dgtr.weights import load_weights
 from models.geometry import farthest_point_sample, knn
 from models.hands import get_hand
 

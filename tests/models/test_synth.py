@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from models.synth import SynthConfig, load_dataset, run_synth, scene_diversity, shard_name
+from models.synth import SynthConfig, load_dataset, scene_diversity, shard_name
+from sim_worker.synth import run_synth
 
 
 def test_tiny_run_writes_shards_and_resumes(tmp_path):
@@ -50,3 +52,23 @@ def test_summary_diversity_known_values():
     assert d["delta_t"] == round((1.0 + 1 / 16) / 2, 4)
     assert d["delta_r"] == d["delta_q"] == round(1 / 16, 4)
     assert scene_diversity([single])["delta_t"] is None
+
+
+def test_simulation_filter_comes_from_the_caller(tmp_path):
+    """``models.synth`` never runs a simulator itself: with ``simulate`` it needs a filter, and the
+    filter it is given sees each scene's object mesh and its penetration-filtered grasps."""
+    from models.synth import run_synth as synthesise  # the core, without the simulator
+
+    cfg = SynthConfig(split="validation", poses_per_object=1, grasps_per_scene=4, steps=10, max_objects=1, procs=1)
+    with pytest.raises(ValueError, match="sim_filter"):
+        synthesise(tmp_path, cfg, progress=False)
+    calls = []
+
+    def reject_all(vertices, faces, grasps, source):
+        calls.append((vertices.shape[1], faces.shape[1], len(grasps), source))
+        return [False] * len(grasps)
+
+    summary = synthesise(tmp_path, cfg, progress=False, sim_filter=reject_all)
+    assert summary["scenes"] == 1 and summary["grasps_sim_validated"] == 0
+    assert sum(n for _, _, n, _ in calls) == summary["grasps_passing_penetration"]
+    assert all(v == 3 and f == 3 and isinstance(src, str) for v, f, _, src in calls)

@@ -14,14 +14,14 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
 
 
 def _cli_module() -> str:
-    """``models.cli`` once it registers ``sim``; the standalone entry point otherwise."""
+    """``service.cli`` once it registers ``sim``; the standalone entry point otherwise."""
     import argparse
 
-    from models.cli import build_parser
+    from service.cli import build_parser
 
     for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction) and "sim" in action.choices:
-            return "models.cli"
+            return "service.cli"
     return "sim_worker.cli"
 
 

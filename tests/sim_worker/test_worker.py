@@ -247,7 +247,7 @@ def test_metrics_endpoint_and_redis_hash(q: JobQueue, worker: Worker) -> None:
 
 # ------------------------------------------------------------------------------------- processes
 def test_worker_cli_refuses_no_redis_and_a_missing_backend(server: EmbeddedRedis) -> None:
-    from models.cli import build_parser
+    from service.cli import build_parser
 
     a = build_parser().parse_args(["worker", "--redis", "redis://x:1/0", "--batch", "3", "--procs", "2"])
     assert (a.cmd, a.batch, a.procs, a.backend) == ("worker", 3, 2, "mujoco")

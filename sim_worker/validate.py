@@ -12,8 +12,11 @@ hand-object penetration deeper than ``max_initial_penetration_m`` fails at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -182,3 +185,36 @@ def validate_grasp(
         failed = [k for k, ok in res.passed.items() if not ok]
         res.reason = f"object slipped under {', '.join(failed)}"
     return res
+
+
+# ---------------------------------------------------------------------------------------- summaries
+def mean_or_none(xs: Sequence[float]) -> float | None:
+    """The mean, or None for no values (JSON null rather than NaN)."""
+    return float(sum(xs) / len(xs)) if xs else None
+
+
+def failure_reason_key(reason: str) -> str:
+    """Group failure reasons: numbers replaced so "slipped 1.2 cm" and "slipped 3.4 cm" count together."""
+    return re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason) or "unknown"
+
+
+def summarize_validation(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Counts, success rate, failure reasons, per-direction pass counts and mean motions of
+    :meth:`ValidationResult.to_dict` results (the ``summary`` of CLI reports and job results)."""
+    n = len(results)
+    ok = sum(bool(r.get("success")) for r in results)
+    disturbed = [r for r in results if r.get("translation_m")]
+    return {
+        "n": n,
+        "succeeded": ok,
+        "failed": n - ok,
+        "success_rate": ok / n if n else None,
+        "initial_penetration_failures": sum(1 for r in results if str(r.get("reason", "")).startswith("initial")),
+        "failure_reasons": dict(Counter(failure_reason_key(str(r.get("reason", ""))) for r in results if not r.get("success"))),
+        "direction_pass_counts": {d: sum(bool(r.get("passed", {}).get(d)) for r in results) for d in DIRECTIONS},
+        "mean_translation_m": {d: mean_or_none([r["translation_m"][d] for r in disturbed if d in r["translation_m"]])
+                               for d in DIRECTIONS},
+        "mean_rotation_deg": {d: mean_or_none([r["rotation_deg"][d] for r in disturbed if d in r.get("rotation_deg", {})])
+                              for d in DIRECTIONS},
+        "mean_contact_count": mean_or_none([float(r.get("contact_count", 0)) for r in disturbed]),
+    }

@@ -1,4 +1,4 @@
-"""The rollout worker: a long-lived process that consumes the job queue (``sim_worker.jobs``).
+"""The rollout worker's loop: a long-lived process that consumes the job queue (``sim_worker.jobs``).
 
 A :class:`Worker` creates its simulators once (a :class:`~sim_worker.parallel.SimPool` of
 ``procs`` processes; ``procs=1`` simulates in-process) and then loops:
@@ -22,227 +22,32 @@ at once, the attempt not counted); exit code 0. A second SIGTERM or SIGINT skips
 ``kill -9`` needs nothing from the worker: its heartbeat expires and another worker's janitor
 reclaims its entries.
 
-Logs are JSON lines on stderr (``{"ts", "level", "event", "worker", ...}``); metrics are served in
-Prometheus text format on ``metrics_port`` (``/metrics``) and written to the Redis hash
-``{ns}:worker:{name}:metrics``.
+Logs are JSON lines on stderr (``{"ts", "level", "event", "worker", ...}``, :mod:`.logs`); metrics
+(:mod:`.metrics`) are served in Prometheus text format on ``metrics_port`` (``/metrics``) and
+written to the Redis hash ``{ns}:worker:{name}:metrics``.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")  # before MuJoCo is imported anywhere in this process
-
-import base64
-import dataclasses
-import io
 import json
 import logging
-import re
+import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
-from .jobs import (
-    DEFAULT_TTL_S,
-    HEARTBEAT_S,
-    HEARTBEAT_TTL_S,
-    RECLAIM_IDLE_S,
-    Delivery,
-    JobConsumer,
-    JobRequest,
-    MeshObject,
-    PointsObject,
-    PrimitiveObject,
-    QueueUnavailable,
-)
+from ..jobs import Delivery, JobConsumer, JobRequest, QueueUnavailable
+from .config import WorkerConfig
+from .metrics import MetricsServer, WorkerMetrics
+from .objects import sim_object_from_spec
+from .results import job_result
 
 log = logging.getLogger("dexgrasp.worker")
 T = TypeVar("T")
-
-
-# ============================================================================================ logging
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: ts (ISO 8601 UTC), level, logger, event, then the record's fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        d: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
-        d.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            d["exc"] = self.formatException(record.exc_info)
-        return json.dumps(d, default=str)
-
-
-def setup_logging(level: str = "info") -> None:
-    """JSON lines to stderr for the ``dexgrasp`` loggers (idempotent)."""
-    root = logging.getLogger("dexgrasp")
-    root.setLevel(level.upper())
-    if not any(getattr(h, "_dexgrasp_json", False) for h in root.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(JsonLogFormatter())
-        h._dexgrasp_json = True  # type: ignore[attr-defined]
-        root.addHandler(h)
-        root.propagate = False
-
-
-# ============================================================================================ config
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Worker settings (seconds unless named otherwise)."""
-
-    backend: str = "mujoco"
-    batch: int = 8  # entries taken per read (XREADGROUP COUNT)
-    procs: int = 1  # simulator processes (1: simulate in the worker process)
-    namespace: str = "dexgrasp"
-    name: str | None = None  # consumer name; default host-pid-random
-    heartbeat_s: float = HEARTBEAT_S
-    heartbeat_ttl_s: float = HEARTBEAT_TTL_S
-    reclaim_idle_s: float = RECLAIM_IDLE_S
-    janitor_s: float = 5.0  # how often the worker looks for dead workers' entries
-    cancel_poll_s: float = 0.2  # how often running jobs' cancel flags are read
-    block_ms: int = 1000  # longest blocking read while idle (also how fast an idle worker sees SIGTERM)
-    grace_s: float = 30.0  # after SIGTERM, how long the current batch may still run
-    ttl_s: int = DEFAULT_TTL_S
-    metrics_port: int | None = None  # Prometheus text on this port (0: any free port); None: off
-    metrics_host: str = "0.0.0.0"
-    object_cache: int = 64  # SimObjects kept per worker (by content hash)
-    progress_interval_s: float = 0.25  # at most one progress write per job per interval
-    write_retry_s: float = 60.0  # keep retrying a result write this long while Redis is away
-
-    def check(self) -> WorkerConfig:
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
-        if self.procs < 1:
-            raise ValueError(f"procs must be >= 1, got {self.procs}")
-        if self.heartbeat_s <= 0 or self.heartbeat_ttl_s < 2 * self.heartbeat_s:
-            raise ValueError(f"heartbeat_ttl_s ({self.heartbeat_ttl_s}) must be >= 2 x heartbeat_s ({self.heartbeat_s}) "
-                             "so one late heartbeat does not declare a live worker dead")
-        if self.reclaim_idle_s < self.heartbeat_ttl_s:
-            raise ValueError(f"reclaim_idle_s ({self.reclaim_idle_s}) must be >= heartbeat_ttl_s ({self.heartbeat_ttl_s})")
-        if self.grace_s < 0 or self.block_ms < 1 or self.janitor_s <= 0:
-            raise ValueError("grace_s must be >= 0, block_ms >= 1 and janitor_s > 0")
-        return self
-
-
-# ============================================================================================ metrics
-class _Histogram:
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.buckets = tuple(buckets)
-        self.counts = [0] * len(self.buckets)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, v: float) -> None:
-        self.sum += v
-        self.count += 1
-        for i, b in enumerate(self.buckets):
-            if v <= b:
-                self.counts[i] += 1
-
-    def lines(self, name: str, labels: str) -> list[str]:
-        out = [f"# TYPE {name} histogram"]
-        for b, c in zip(self.buckets, self.counts):
-            out.append(f'{name}_bucket{{{labels},le="{b:g}"}} {c}')
-        out.append(f'{name}_bucket{{{labels},le="+Inf"}} {self.count}')
-        out.append(f"{name}_sum{{{labels}}} {self.sum:.6f}")
-        out.append(f"{name}_count{{{labels}}} {self.count}")
-        return out
-
-
-class WorkerMetrics:
-    """Counters and histograms of one worker (thread-safe)."""
-
-    OUTCOMES = ("succeeded", "failed", "canceled", "retried", "dead_lettered", "released", "duplicate")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.started = time.time()
-        self.jobs = dict.fromkeys(self.OUTCOMES, 0)
-        self.batches = 0
-        self.grasps = 0
-        self.reclaimed = 0
-        self.redis_errors = 0
-        self.busy_s = 0.0
-        self.batch_size = _Histogram((1, 2, 4, 8, 16, 32, 64, 128, 256))
-        self.job_s = _Histogram((0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800))
-
-    def job(self, outcome: str, seconds: float | None = None) -> None:
-        with self._lock:
-            self.jobs[outcome] = self.jobs.get(outcome, 0) + 1
-            if seconds is not None:
-                self.job_s.observe(seconds)
-
-    def add(self, what: str, n: float = 1) -> None:
-        with self._lock:
-            setattr(self, what, getattr(self, what) + n)
-
-    def batch(self, size: int) -> None:
-        with self._lock:
-            self.batches += 1
-            self.batch_size.observe(size)
-
-    def flat(self) -> dict[str, float | int | str]:
-        with self._lock:
-            d: dict[str, float | int | str] = {f"jobs_{k}": v for k, v in self.jobs.items()}
-            d.update({"batches": self.batches, "grasps": self.grasps, "reclaimed": self.reclaimed,
-                      "redis_errors": self.redis_errors, "busy_s": round(self.busy_s, 3),
-                      "batch_size_sum": self.batch_size.sum, "job_seconds_sum": round(self.job_s.sum, 6),
-                      "job_seconds_count": self.job_s.count, "started_at": self.started,
-                      "uptime_s": round(time.time() - self.started, 3)})
-            return d
-
-    def prometheus(self, worker: str, backend: str) -> str:
-        lab = f'worker="{worker}",backend="{backend}"'
-        with self._lock:
-            out = ["# HELP dexgrasp_worker_jobs_total Jobs handled by outcome.", "# TYPE dexgrasp_worker_jobs_total counter"]
-            out += [f'dexgrasp_worker_jobs_total{{{lab},outcome="{k}"}} {v}' for k, v in self.jobs.items()]
-            for name, v, kind in (("batches_total", self.batches, "counter"), ("grasps_total", self.grasps, "counter"),
-                                  ("reclaimed_total", self.reclaimed, "counter"),
-                                  ("redis_errors_total", self.redis_errors, "counter"),
-                                  ("busy_seconds_total", round(self.busy_s, 6), "counter"),
-                                  ("uptime_seconds", round(time.time() - self.started, 3), "gauge")):
-                out += [f"# TYPE dexgrasp_worker_{name} {kind}", f"dexgrasp_worker_{name}{{{lab}}} {v}"]
-            out += self.batch_size.lines("dexgrasp_worker_batch_size", lab)
-            out += self.job_s.lines("dexgrasp_worker_job_seconds", lab)
-        return "\n".join(out) + "\n"
-
-
-# ============================================================================================ objects
-def sim_object_from_spec(spec: MeshObject | PrimitiveObject | PointsObject, source: str = "") -> Any:
-    """Build the simulator's :class:`~sim_worker.scene.SimObject` from an uploaded object spec
-    (raises ``ValueError`` naming what is wrong with it). The service may call it to check uploads."""
-    from .scene import object_from_mesh, object_from_points, object_from_primitive
-
-    if isinstance(spec, PrimitiveObject):
-        obj = object_from_primitive(spec.shape, tuple(spec.size))
-    elif isinstance(spec, PointsObject):
-        obj = object_from_points(spec.array().astype("float64"), source=source or "points")
-    else:
-        import numpy as np
-        import trimesh
-
-        try:
-            mesh = trimesh.load(io.BytesIO(spec.data), file_type=spec.format, force="mesh")
-        except Exception as exc:
-            raise ValueError(f"cannot read the {spec.format} mesh: {type(exc).__name__}: {exc}") from None
-        if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-            raise ValueError(f"the {spec.format} data holds no triangles; upload a mesh or a point cloud")
-        obj = object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=source or "mesh")
-    if spec.mass_kg is not None:
-        obj = dataclasses.replace(obj, mass_kg=spec.mass_kg)
-    return obj
 
 
 # ============================================================================================ worker
@@ -273,19 +78,6 @@ class _Run:
         return len(self.request.grasps)
 
 
-_FAILED_GRASP = re.compile(r"^simulation failed on grasp (\d+): (.*)$", re.S)
-_REAPER = """
-import os, signal, sys
-pids = [int(p) for p in sys.argv[1:]]
-if not sys.stdin.buffer.read():  # EOF without a word: the worker died without closing its pool
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
-"""
-
-
 class Worker:
     """Consume rollout jobs (see the module docstring). Context-managed::
 
@@ -302,7 +94,7 @@ class Worker:
             max_block_s=self.cfg.block_ms / 1000.0,
         )
         self.name = self.consumer.name
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(self.name, self.cfg.backend)
         self.metrics_port: int | None = None
         self._stop = threading.Event()
         self._abort = threading.Event()
@@ -312,10 +104,9 @@ class Worker:
         self._canceled: set[str] = set()
         self._state = "starting"
         self._pool: Any = None
-        self._reaper: subprocess.Popen[bytes] | None = None
         self._objects: OrderedDict[str, Any] = OrderedDict()
         self._threads: list[threading.Thread] = []
-        self._http: ThreadingHTTPServer | None = None
+        self._http: MetricsServer | None = None
         self._grace_timer: threading.Timer | None = None
         self._next_janitor = 0.0
         self._next_forget = time.monotonic() + 600.0
@@ -332,7 +123,9 @@ class Worker:
         self._started = True
         self._new_pool()
         if self.cfg.metrics_port is not None:
-            self._serve_metrics()
+            self._http = MetricsServer(self.metrics.registry, self.cfg.metrics_host, self.cfg.metrics_port,
+                                       name=f"{self.name}-metrics")
+            self.metrics_port = self._http.port
         t = threading.Thread(target=self._control_loop, name=f"{self.name}-heartbeat", daemon=True)
         t.start()
         self._threads.append(t)
@@ -342,8 +135,8 @@ class Worker:
         return self
 
     def _new_pool(self) -> None:
-        from .config import SimConfig
-        from .parallel import SimPool
+        from ..config import SimConfig
+        from ..parallel import SimPool
 
         pool = SimPool(self.cfg.backend, procs=self.cfg.procs, cfg=SimConfig())
         try:
@@ -352,24 +145,12 @@ class Worker:
         except BaseException:
             pool.close()
             raise
-        self._pool = pool
-        if pool.pids:  # simulator processes: make sure they die with this process, even on kill -9
-            self._reaper = subprocess.Popen([sys.executable, "-c", _REAPER, *map(str, pool.pids)],
-                                            stdin=subprocess.PIPE, start_new_session=True)
+        self._pool = pool  # its simulator processes die with this one, kill -9 included (sim_worker.lifeline)
 
     def _close_pool(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-        if self._reaper is not None:
-            try:
-                assert self._reaper.stdin is not None
-                self._reaper.stdin.write(b"closed")
-                self._reaper.stdin.close()
-                self._reaper.wait(5)
-            except (OSError, subprocess.TimeoutExpired):  # pragma: no cover
-                self._reaper.kill()
-            self._reaper = None
 
     def close(self) -> None:
         """Stop threads, the metrics endpoint and the simulators. Idempotent."""
@@ -379,8 +160,7 @@ class Worker:
         if self._grace_timer is not None:
             self._grace_timer.cancel()
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.close()
         for t in self._threads:
             t.join(5)
         self._close_pool()
@@ -586,8 +366,8 @@ class Worker:
         return obj
 
     def _run_sim(self, kind: str, runs: list[_Run]) -> None:
-        from .backends.base import GraspArrays
-        from .config import SimConfig
+        from ..backends.base import GraspArrays
+        from ..config import SimConfig
 
         req = runs[0].request
         try:
@@ -612,6 +392,8 @@ class Worker:
     def _simulate(self, runs: list[_Run], obj: Any, cfg: Any, execute: bool) -> None:
         """Run these jobs' remaining grasps as one pool call; repeat after a cancellation stopped the
         call early (the canceled job leaves, the others resume where they were)."""
+        from ..parallel import GraspSimulationError
+
         pending = list(runs)
         stalls = 0
         while pending:
@@ -641,12 +423,12 @@ class Worker:
                     out = self._pool.validate(obj, grasps, hand=pending[0].request.hand, progress=progress,
                                               should_stop=should_stop)
             except RuntimeError as exc:
-                m = _FAILED_GRASP.match(str(exc))
-                if m is not None and self._pool is not None and not getattr(self._pool, "_closed", True):
-                    idx = int(m.group(1))
+                if isinstance(exc, GraspSimulationError) and self._pool is not None and not self._pool.closed:
+                    # one grasp raised: its job fails, the others in the call run again from where they were
                     for r, off, n in spans:
-                        if off <= idx < off + n:
-                            self._fail_run(r, f"simulation failed on grasp {len(r.results) + idx - off}: {m.group(2)}")
+                        if off <= exc.index < off + n:
+                            self._fail_run(r, f"simulation failed on grasp {len(r.results) + exc.index - off}: "
+                                              f"{exc.detail}")
                             pending.remove(r)
                             break
                     continue
@@ -680,33 +462,7 @@ class Worker:
                 return
 
     def _result(self, r: _Run, execute: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
-        from .cli import summarize_execution, summarize_validation
-
-        grasps: list[dict[str, Any]] = []
-        frames: dict[str, bytes] = {}
-        for i, g0 in enumerate(r.results):
-            g = {"index": i, **g0}
-            kf = g.pop("keyframes", None) or {}
-            g.pop("gif", None)
-            if kf:
-                names = list(kf)
-                for fi, name in enumerate(names):
-                    frames[f"{i}:{fi}"] = base64.b64decode(kf[name])
-                frames[f"{i}:names"] = json.dumps(names).encode()
-                g["keyframes"] = names
-            grasps.append(g)
-        summary = summarize_execution(grasps) if execute else summarize_validation(grasps)
-        req = r.request
-        result: dict[str, Any] = {
-            "mode": req.mode, "backend": req.backend, "hand": req.hand, "object_hash": req.object_hash,
-            "n_grasps": r.n, "completed": len(grasps), "summary": summary, "grasps": grasps,
-            "worker": self.name, "attempt": r.attempt, "wall_time_s": round(time.monotonic() - r.t0, 6),
-        }
-        if execute:
-            result.update({"policy": req.policy, "seed": req.seed, "render": req.render})
-        if req.sim:
-            result["sim"] = req.sim
-        return result, frames
+        return job_result(r.request, r.results, execute, self.name, r.attempt, time.monotonic() - r.t0)
 
     # ---------------------------------------------------------------- reporting
     def _progress(self, r: _Run, frac: float) -> None:
@@ -819,38 +575,8 @@ class Worker:
         except QueueUnavailable as exc:
             self._log(logging.WARNING, "shutdown_without_redis", error=str(exc))
 
-    def _serve_metrics(self) -> None:
-        worker = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path in ("/metrics", "/"):
-                    body = worker.metrics.prometheus(worker.name, worker.cfg.backend).encode()
-                    ctype = "text/plain; version=0.0.4; charset=utf-8"
-                    code = 200
-                elif path == "/healthz":
-                    body, ctype, code = b"ok\n", "text/plain", 200
-                else:
-                    body, ctype, code = b"not found: try /metrics or /healthz\n", "text/plain", 404
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        assert self.cfg.metrics_port is not None
-        self._http = ThreadingHTTPServer((self.cfg.metrics_host, self.cfg.metrics_port), Handler)
-        self._http.daemon_threads = True
-        self.metrics_port = int(self._http.server_address[1])
-        t = threading.Thread(target=self._http.serve_forever, name=f"{self.name}-metrics", daemon=True)
-        t.start()
-
     def _log(self, level: int, event: str, **fields: Any) -> None:
         log.log(level, event, extra={"fields": {"worker": self.name, **fields}})
 
 
-__all__ = ["JsonLogFormatter", "Worker", "WorkerConfig", "WorkerMetrics", "setup_logging", "sim_object_from_spec"]
+__all__ = ["Worker"]

@@ -60,7 +60,7 @@ from numpy.typing import NDArray
 from models.diversity import KEYPOINT_LINKS
 from models.rotations_np import matrix_to_quat, quat_mul, quat_to_matrix
 
-from .backends.base import GraspArrays
+from .arrays import GraspArrays
 from .config import SimConfig
 from .policies import Goal, Observation, Policy, get_policy
 from .scene import Scene

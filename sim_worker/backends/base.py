@@ -1,49 +1,19 @@
-"""The backend interface and the grasp arrays it consumes."""
+"""The backend interface; the grasp arrays it consumes are :class:`sim_worker.arrays.GraspArrays`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..arrays import GraspArrays
 from ..config import SimConfig
 from ..scene import SimObject
 
 F64 = NDArray[np.float64]
 Progress = Callable[[int, int], None]  # (done, total)
-
-
-@dataclass(frozen=True)
-class GraspArrays:
-    """One grasp as plain arrays (object frame): palm position, palm quaternion wxyz, joints in
-    the hand spec's order, optional squeeze targets, optional pre-grasp pose and joints."""
-
-    position: F64
-    quaternion_wxyz: F64
-    joints: F64
-    squeeze: F64 | None = None
-    pre_position: F64 | None = None
-    pre_quaternion_wxyz: F64 | None = None
-    pre_joints: F64 | None = None
-
-    @classmethod
-    def from_grasp(cls, g: Any) -> GraspArrays:
-        """From a :class:`models.grasp.Grasp` (pydantic)."""
-        from models.hands import load_spec
-
-        names = load_spec(g.hand).joints
-        return cls(
-            position=np.array(g.pose.position, dtype=np.float64),
-            quaternion_wxyz=np.array(g.pose.quaternion_wxyz, dtype=np.float64),
-            joints=np.array([g.joints[n] for n in names], dtype=np.float64),
-            squeeze=None if g.squeeze is None else np.array([g.squeeze[n] for n in names], dtype=np.float64),
-            pre_position=np.array(g.pregrasp.pose.position, dtype=np.float64),
-            pre_quaternion_wxyz=np.array(g.pregrasp.pose.quaternion_wxyz, dtype=np.float64),
-            pre_joints=np.array([g.pregrasp.joints[n] for n in names], dtype=np.float64),
-        )
 
 
 class SimBackend(Protocol):

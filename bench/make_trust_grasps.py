@@ -22,7 +22,7 @@ from models.demo import descend
 from models.energy import ObjectCloud
 from models.grasp import GraspSet, make_grasp
 from models.hands import get_hand
-from sim_worker.backends.base import GraspArrays
+from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.scene import object_from_primitive
 from sim_worker.validate import validate_grasp

@@ -34,7 +34,7 @@ from models.pipeline import GraspQuery, PipelineConfig, preprocess
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
 from models.quality import MAX_PENETRATION_GATE_M, ObjectSurface, grasp_quality, summarize
-from sim_worker.backends.base import GraspArrays
+from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool
 from sim_worker.scene import object_from_mesh

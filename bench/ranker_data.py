@@ -43,7 +43,7 @@ from models.hands import get_hand
 from models.pipeline import GraspPipeline, GraspQuery, QueryError, to_request_frame
 from models.quality import ObjectSurface
 from models.ranker import feature_names, grasp_features
-from sim_worker.backends.base import GraspArrays
+from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool
 from sim_worker.scene import object_from_mesh

@@ -229,7 +229,7 @@ def _run(a: argparse.Namespace) -> int:
             raise InputError(f"unknown policy {a.policy!r}; available: {', '.join(available_policies())}")
         if render:
             os.environ.setdefault("MUJOCO_GL", "egl")  # before any worker starts: they inherit it
-    from .backends.base import GraspArrays
+    from .arrays import GraspArrays
 
     try:
         arrays = [GraspArrays.from_grasp(g) for g in grasps]

@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from .arrays import GraspArrays
 from .backends import get_backend
-from .backends.base import GraspArrays, Progress, SimBackend
+from .backends.base import Progress, SimBackend
 from .config import SimConfig
 from .lifeline import exit_with_parent
 from .scene import SimObject

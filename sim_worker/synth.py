@@ -32,7 +32,7 @@ class PoolFilter:
     hand: str = "shadow"
 
     def __call__(self, vertices: np.ndarray, faces: np.ndarray, grasps: Sequence[Grasp], source: str) -> list[bool]:
-        from .backends.base import GraspArrays
+        from .arrays import GraspArrays
         from .scene import object_from_mesh
 
         obj = object_from_mesh(np.asarray(vertices), np.asarray(faces), source=source)

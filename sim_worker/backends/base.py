@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from ..arrays import GraspArrays
+from ..arrays import GraspArrays as GraspArrays
 from ..config import SimConfig
 from ..scene import SimObject
 

@@ -366,7 +366,7 @@ class Worker:
         return obj
 
     def _run_sim(self, kind: str, runs: list[_Run]) -> None:
-        from ..backends.base import GraspArrays
+        from ..arrays import GraspArrays
         from ..config import SimConfig
 
         req = runs[0].request

@@ -10,7 +10,7 @@ import numpy as np
 
 from models.grasp import GraspSet
 from models.hands import get_hand
-from sim_worker.backends.base import GraspArrays
+from sim_worker.arrays import GraspArrays
 from sim_worker.scene import SimObject, object_from_primitive
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"

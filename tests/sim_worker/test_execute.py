@@ -13,8 +13,8 @@ import pytest
 from models.rotations_np import matrix_to_quat as mat_to_quat
 from models.rotations_np import quat_to_matrix as quat_to_mat
 from models.rotations_np import slerp
+from sim_worker.arrays import GraspArrays
 from sim_worker.backends import get_backend
-from sim_worker.backends.base import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.execute import GIF_SIZE, KEYFRAME_SIZE, execute_grasp
 from sim_worker.policies import (

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from sim_worker.backends.base import GraspArrays
+from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool
 from sim_worker.scene import SimObject, object_from_primitive

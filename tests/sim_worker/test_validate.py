@@ -12,8 +12,8 @@ import pytest
 
 from models.grasp import GraspSet
 from models.hands import get_hand
+from sim_worker.arrays import GraspArrays
 from sim_worker.backends import get_backend
-from sim_worker.backends.base import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.scene import build_scene, object_from_mesh, object_from_primitive
 from sim_worker.validate import validate_grasp

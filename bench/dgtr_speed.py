@@ -51,7 +51,7 @@ def main() -> int:
     from models import objects
     from models.dgtr.export import OnnxRunner, TorchRunner
     from models.dgtr.train import load_weights
-    from models.energy import ObjectCloud
+    from models.geometry import ObjectCloud
     from models.grasp import grasps_to_tensors
     from models.hands import get_hand
     from models.pipeline import GraspQuery, PipelineConfig, preprocess

@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 
 from .completion import MODES as COMPLETION_MODES
-from .energy import ObjectCloud
 from .grasp import Grasp, Pose, PreGrasp, joints_dict
 from .grasp_batch import GraspBatch
 from .hands import get_hand
@@ -36,10 +35,9 @@ from .hands.spec import available_hands
 from .preprocess import Prepared, PreprocessConfig, preprocess
 from .proposers import auto_proposer, available_proposers, capabilities, get_proposer
 from .proposers.base import Problem, Progress, Proposal, Proposer
-from .quality import ObjectSurface
 from .query import GraspQuery, QueryError
-from .rank import RankConfig, grasp_distances, score_grasps, select_diverse
-from .refine import RefineConfig, refine_grasps
+from .rank import RankConfig, grasp_distances, score_batch, select_diverse
+from .refine import RefineConfig, refine_batch
 from .rotations import matrix_to_quat
 
 
@@ -212,7 +210,7 @@ def refine(cands: Candidates, prep: Prepared, cfg: RefineConfig | None) -> Refin
     if cfg is None:
         return Refined(cands, {}, (time.perf_counter() - t) * 1e3)
     b = cands.batch
-    ref = refine_grasps(b.hand, b.root_pos, b.root_rot, b.joints, ObjectCloud(prep.points, prep.normals), prep.plane, cfg)
+    ref = refine_batch(b, prep.cloud(), prep.plane, cfg)
     grasps = [_moved(g, ref.root_pos[i], ref.root_rot[i], ref.joints[i], b.hand) for i, g in enumerate(cands.grasps)]
     moved = Candidates(grasps, GraspBatch(b.hand, ref.root_pos, ref.root_rot, ref.joints))
     info = {"refine_pen_before": ref.before["pen"], "refine_pen_after": ref.after["pen"]}
@@ -229,11 +227,9 @@ class Scored:
 
 
 def score(cands: Candidates, prep: Prepared, cfg: RankConfig) -> Scored:
+    """Score the candidates on the query's cloud and table (:func:`models.rank.score_batch`)."""
     t = time.perf_counter()
-    b = cands.batch
-    surface = ObjectSurface(prep.points, prep.normals)
-    table = None if prep.plane is None else (prep.plane.normal, prep.plane.offset)
-    sc = score_grasps(b.hand, b.root_pos, b.root_rot, b.joints, surface, table, cfg)
+    sc = score_batch(cands.batch, prep.cloud(), prep.plane, cfg)
     return Scored(sc, (time.perf_counter() - t) * 1e3)
 
 

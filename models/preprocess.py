@@ -20,8 +20,14 @@ from torch import Tensor
 
 from .cloud_checks import check_object_cloud
 from .completion import CompletionConfig, mirror_complete
-from .energy import SupportPlane
-from .geometry import Plane, detect_support_plane, estimate_normals, farthest_point_sample, statistical_outlier_removal
+from .geometry import (
+    ObjectCloud,
+    Plane,
+    detect_support_plane,
+    estimate_normals,
+    farthest_point_sample,
+    statistical_outlier_removal,
+)
 from .query import GraspQuery, QueryError
 
 
@@ -46,7 +52,7 @@ class Prepared:
     query: GraspQuery
     points: Tensor  # (M, 3) float32: the surface to grasp (observed, plus the mirrored back of a single view)
     normals: Tensor
-    plane: SupportPlane | None  # in the canonical frame
+    plane: Plane | None  # in the canonical frame, float32
     to_request: Tensor  # (4, 4) float64: canonical -> request frame
     warnings: list[str]
     points_in: int
@@ -60,6 +66,10 @@ class Prepared:
         if self.observed is not None:
             self.points, self.normals = self.observed
             self.observed = None
+
+    def cloud(self) -> ObjectCloud:
+        """The surface to grasp (``points`` with ``normals``)."""
+        return ObjectCloud(self.points, self.normals)
 
     def viewer(self) -> Tensor:
         """The request frame's origin (the sensor or robot base) in the canonical frame, (3,) float32."""
@@ -234,7 +244,7 @@ def preprocess(q: GraspQuery, cfg: PreprocessConfig) -> Prepared:
 
     support = None
     if plane is not None:
-        support = SupportPlane(plane.normal.float(), float(plane.offset + float(plane.normal @ shift)))
+        support = Plane(plane.normal.float(), float(plane.offset + float(plane.normal @ shift)))
     to_req = torch.eye(4, dtype=torch.float64)
     to_req[:3, :3] = torch.from_numpy(rot.T)
     to_req[:3, 3] = torch.from_numpy(centre) + torch.from_numpy(rot.T) @ shift

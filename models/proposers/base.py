@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import torch
 from torch import Tensor
 
-from ..energy import SupportPlane
+from ..geometry import Plane
 from ..grasp import Grasp, make_grasp
 from ..hands.model import HandModel
 
@@ -51,7 +51,7 @@ class Problem:
     points: Tensor
     normals: Tensor
     num_grasps: int = 16
-    plane: SupportPlane | None = None
+    plane: Plane | None = None
     seed: int = 0
     priors: Priors | None = None  # an instruction's priors (models.intent.intent_priors): approach cone, contact mask
     observed: tuple[Tensor, Tensor] | None = None  # what the sensor saw, when ``points`` adds a completed back (learned encoders read this)
@@ -91,7 +91,7 @@ class Proposer(Protocol):
         ...
 
     def propose(
-        self, points: Tensor, normals: Tensor, num_grasps: int = 16, plane: SupportPlane | None = None, seed: int = 0,
+        self, points: Tensor, normals: Tensor, num_grasps: int = 16, plane: Plane | None = None, seed: int = 0,
         time_budget_s: float | None = None, progress: Progress | None = None,
     ) -> Proposal:
         """One problem: :meth:`propose_batch` of ``[Problem(points, normals, num_grasps, plane, seed)]``."""
@@ -104,7 +104,7 @@ def closing_direction(hand: HandModel) -> Tensor:
 
 
 def finish_grasps(
-    h: HandModel, hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, points: Tensor, plane: SupportPlane | None,
+    h: HandModel, hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, points: Tensor, plane: Plane | None,
     scores: list[dict[str, float]], squeeze_rad: float = 0.2, pregrasp_back_m: float = 0.08,
 ) -> list[Grasp]:
     """Grasps in the shared schema from palm poses and joints (any proposer): the squeeze target
@@ -123,7 +123,7 @@ def finish_grasps(
         clear = h.signed_distance(frames, pts).min(dim=1).values > 0.01
         if plane is not None:
             c, r = h.penetration_keypoints(frames)
-            clear &= (plane.height(c) - r).min(dim=1).values > 0.0
+            clear &= (plane.signed_distance(c) - r).min(dim=1).values > 0.0
         if bool(clear.all()):
             break
         back = torch.where(clear, back, back + 0.03)

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..energy import ObjectCloud, object_penetration
+from ..energy import object_penetration
+from ..geometry import ObjectCloud
 from ..hands import get_hand
 from ..rotations import axis_angle_to_matrix, rot6d_to_matrix
 from .base import Capabilities, Problem, Progress, Proposal, finish_grasps

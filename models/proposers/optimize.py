@@ -23,8 +23,8 @@ from torch import Tensor
 from ..cloud_checks import check_object_cloud
 from ..completion import CompletionConfig, partial_score
 from ..device import resolve
-from ..energy import EnergyWeights, ObjectCloud, SupportPlane, grasp_energy
-from ..geometry import knn
+from ..energy import EnergyWeights, grasp_energy
+from ..geometry import ObjectCloud, Plane, knn
 from ..grasp import Grasp
 from ..hands import get_hand
 from ..hands.model import HandModel
@@ -143,7 +143,7 @@ class OptimizeProposer:
         points: Tensor,
         normals: Tensor,
         num_grasps: int = 16,
-        plane: SupportPlane | None = None,
+        plane: Plane | None = None,
         seed: int = 0,
         time_budget_s: float | None = None,
         progress: Progress | None = None,
@@ -301,7 +301,7 @@ class OptimizeProposer:
             picked += (lo + torch.argsort(key[lo:hi])[: pr.num_grasps]).tolist()
         sel = torch.tensor(picked, device=dev)
         sub_obj = ObjectCloud(obj.points[sel], obj.normals[sel], obj.center[sel])
-        sub_plane = None if plane_d is None else SupportPlane(plane_d.normal[sel], plane_d.offset[sel])  # type: ignore[index]
+        sub_plane = None if plane_d is None else Plane(plane_d.normal[sel], plane_d.offset[sel])  # type: ignore[index]
         grasps = self._to_grasps(best_x[sel], {k: v[sel] for k, v in terms.items()}, sub_obj, sub_plane)
         elapsed = time.perf_counter() - t0
         out, k = [], 0
@@ -318,7 +318,7 @@ class OptimizeProposer:
             ))
         return out
 
-    def _batched_scene(self, problems: list[Problem], owner: Tensor) -> tuple[ObjectCloud, SupportPlane | None]:
+    def _batched_scene(self, problems: list[Problem], owner: Tensor) -> tuple[ObjectCloud, Plane | None]:
         """Per-grasp object clouds (B, N, 3), padded far away to a common N, and per-grasp planes."""
         dev, dt = self.hand.ts.device, self.hand.ts.dtype
         n_max = max(pr.points.shape[0] for pr in problems)
@@ -345,9 +345,9 @@ class OptimizeProposer:
             else:
                 normals.append(pr.plane.normal.to(dev, dt))
                 offsets.append(torch.as_tensor(pr.plane.offset, device=dev, dtype=dt))
-        return obj, SupportPlane(torch.stack(normals)[owner], torch.stack(offsets)[owner])
+        return obj, Plane(torch.stack(normals)[owner], torch.stack(offsets)[owner])
 
-    def _to_grasps(self, x: Tensor, terms: dict[str, Tensor], obj: ObjectCloud, plane: SupportPlane | None) -> list[Grasp]:
+    def _to_grasps(self, x: Tensor, terms: dict[str, Tensor], obj: ObjectCloud, plane: Plane | None) -> list[Grasp]:
         pos, rot, q = x[:, :3], rot6d_to_matrix(x[:, 3:9]), self.hand.project_joints(x[:, 9:])
         scores = [{**{f"energy_{k}": float(v[i]) for k, v in terms.items() if k != "total"}, "energy": float(terms["total"][i])}
                   for i in range(x.shape[0])]

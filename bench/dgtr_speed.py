@@ -51,12 +51,12 @@ def main() -> int:
     from models import objects
     from models.dgtr.export import OnnxRunner, TorchRunner
     from models.dgtr.weights import load_weights
-    from models.energy import ObjectCloud
+    from models.geometry import ObjectCloud
     from models.grasp import grasps_to_tensors
     from models.hands import get_hand
     from models.pipeline import GraspQuery, PipelineConfig, preprocess
+    from models.proposers.base import Problem
     from models.proposers.dgtr import DGTRProposer
-    from models.proposers.optimize import Problem
     from models.refine import RefineConfig, refine_grasps
 
     oid = next(e.id for e in objects.objects("validation") if e.family == "mug")

@@ -23,7 +23,8 @@ import mujoco
 import numpy as np
 import torch
 
-from models.energy import ObjectCloud, grasp_energy
+from models.energy import grasp_energy
+from models.geometry import ObjectCloud
 from models.hands import get_hand, hand_model
 from models.rotations import matrix_to_quat, random_rotations
 

@@ -38,8 +38,7 @@ import torch
 
 from bench.foundation import hardware
 from models import objects
-from models.energy import SupportPlane
-from models.geometry import estimate_normals, remove_support_plane, voxel_downsample
+from models.geometry import Plane, estimate_normals, remove_support_plane, voxel_downsample
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
 from models.intent import analyze_object, intent_priors, parse_intent, score_intent
@@ -94,7 +93,7 @@ class Scene:
     points: torch.Tensor  # (M, 3) optimiser input
     normals: torch.Tensor
     up: torch.Tensor
-    plane: SupportPlane | None
+    plane: Plane | None
 
 
 def _yaw(seed: int) -> np.ndarray:
@@ -116,7 +115,7 @@ def scene(oid: str, partial: bool, seed: int, n_opt: int) -> Scene:
         dense = torch.tensor(p)
         pick = torch.randperm(len(p), generator=g)[:n_opt]
         return Scene(dense, dense[pick], torch.tensor(n)[pick], torch.tensor([0.0, 0.0, 1.0]),
-                     SupportPlane(torch.tensor([0.0, 0.0, 1.0]), 0.0))
+                     Plane(torch.tensor([0.0, 0.0, 1.0]), 0.0))
     view = objects.partial_cloud(mesh, seed=seed, with_normals=False)
     pose = view.camera_pose  # camera -> world
     r, t = pose[:3, :3], pose[:3, 3]
@@ -128,7 +127,7 @@ def scene(oid: str, partial: bool, seed: int, n_opt: int) -> Scene:
     if small.shape[0] > n_opt:
         small = small[torch.randperm(small.shape[0], generator=g)[:n_opt]]
     nrm = estimate_normals(small[None], viewpoint=torch.zeros(1, 3))[0]
-    plane = None if pl is None else SupportPlane(pl.normal.float(), float(pl.offset))
+    plane = None if pl is None else Plane(pl.normal.float(), float(pl.offset))
     return Scene(dense, small, nrm, up, plane)
 
 

@@ -19,7 +19,7 @@ import torch
 import trimesh
 
 from models.demo import descend
-from models.energy import ObjectCloud
+from models.geometry import ObjectCloud
 from models.grasp import GraspSet, make_grasp
 from models.hands import get_hand
 from sim_worker.arrays import GraspArrays

@@ -27,13 +27,14 @@ from tqdm import tqdm
 from bench.foundation import hardware
 from models import objects
 from models.diversity import diversity
-from models.energy import EnergyWeights, SupportPlane
+from models.energy import EnergyWeights
+from models.geometry import ObjectCloud, Plane
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
 from models.pipeline import GraspQuery, PipelineConfig, preprocess
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
-from models.quality import MAX_PENETRATION_GATE_M, ObjectSurface, grasp_quality, summarize
+from models.quality import MAX_PENETRATION_GATE_M, grasp_quality, summarize
 from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool
@@ -77,7 +78,7 @@ def main() -> None:
         for oid in tqdm(pick_objects(a.objects), desc="objects"):
             mesh = objects.load_mesh(oid)
             dense_p, dense_n = objects.complete_cloud(mesh, n=20000, seed=1)
-            surface = ObjectSurface(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
+            surface = ObjectCloud(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
             plane, single_view = None, None
             if a.partial:
                 # what the service does with a camera view: its own preprocessing (RANSAC table removal,
@@ -95,7 +96,7 @@ def main() -> None:
                 nrm_in = (prep.normals.double() @ rot_o.T).float()
                 if prep.plane is not None:
                     n_obj = rot_o @ prep.plane.normal.double()
-                    plane = SupportPlane(n_obj.float(), float(prep.plane.offset) - float(n_obj @ t_o))
+                    plane = Plane(n_obj.float(), float(prep.plane.offset) - float(n_obj @ t_o))
                 completed += prep.observed is not None
                 single_view = prep.single_view
                 views += single_view

@@ -38,11 +38,12 @@ from tqdm import tqdm
 from bench.foundation import hardware
 from models import objects
 from models.diversity import diversity
+from models.geometry import ObjectCloud, Plane
 from models.grasp import Grasp, grasps_to_tensors
 from models.hands import get_hand
 from models.pipeline import GraspPipeline, GraspQuery, QueryError, to_request_frame
 from models.proposers import available_proposers
-from models.quality import ObjectSurface, grasp_quality, summarize
+from models.quality import grasp_quality, summarize
 from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool
@@ -87,7 +88,7 @@ def query_table(cloud: str, complete_table: str, table_z: float) -> dict[str, An
     return {"remove_table": False}
 
 
-def frame_check_mm(points_request: np.ndarray, to_object: torch.Tensor, surface: ObjectSurface) -> float:
+def frame_check_mm(points_request: np.ndarray, to_object: torch.Tensor, surface: ObjectCloud) -> float:
     """Median distance (mm) from the pipeline's object points, mapped to the object frame with the
     same transform as the grasps, to the dense mesh cloud: about 1 mm when the mapping is right."""
     p = torch.from_numpy(points_request).double() @ to_object[:3, :3].T + to_object[:3, 3]
@@ -99,7 +100,7 @@ def percentile_ms(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def evaluate(hand: Any, grasps: list[Grasp], surface: ObjectSurface, table: tuple[torch.Tensor, float],
+def evaluate(hand: Any, grasps: list[Grasp], surface: ObjectCloud, table: Plane,
              sim: list[dict[str, Any]]) -> dict[str, Any]:
     """Metrics of one returned set (object frame) given its simulation results (same order)."""
     pos, rot, q = grasps_to_tensors(grasps, dtype=torch.float64)
@@ -219,11 +220,11 @@ def main() -> None:
             world, pose, table_z = objects.place_on_table(mesh, seed=0)
             to_object = torch.from_numpy(np.linalg.inv(pose))
             dense_p, dense_n = objects.complete_cloud(mesh, n=DENSE_POINTS, seed=a.seed + 1)
-            surface = ObjectSurface(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
+            surface = ObjectCloud(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
             # the world table n.x + d = 0 (n = +z, d = -table_z) in the object frame: x_w = R x_o + t
             up_w = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
             rot_w = torch.from_numpy(pose[:3, :3])
-            table = (rot_w.T @ up_w, float(pose[2, 3]) - table_z)
+            table = Plane(rot_w.T @ up_w, float(pose[2, 3]) - table_z)
             pending: list[tuple[str, dict[str, Any], list[Grasp]]] = []
             for cloud in clouds:
                 pts = query_cloud(cloud, world, a.seed)

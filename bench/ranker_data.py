@@ -38,10 +38,10 @@ from tqdm import tqdm
 
 from bench.proposer_quality import pick_objects, query_cloud, query_table
 from models import objects
+from models.geometry import ObjectCloud, Plane
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
 from models.pipeline import GraspPipeline, GraspQuery, QueryError, to_request_frame
-from models.quality import ObjectSurface
 from models.ranker import feature_names, grasp_features
 from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
@@ -93,8 +93,8 @@ def query_records(pipeline: GraspPipeline, hand: Any, q: GraspQuery) -> tuple[li
 def features_of(hand: Any, rec: dict[str, np.ndarray]) -> np.ndarray:
     """Ranking features of one query's grasps from its stored canonical-frame record."""
     plane = rec["plane"]
-    table = None if np.isnan(plane).any() else (torch.from_numpy(plane[:3]), float(plane[3]))
-    surface = ObjectSurface(torch.from_numpy(rec["points"]), torch.from_numpy(rec["normals"]))
+    table = None if np.isnan(plane).any() else Plane(torch.from_numpy(plane[:3]), float(plane[3]))
+    surface = ObjectCloud(torch.from_numpy(rec["points"]), torch.from_numpy(rec["normals"]))
     with torch.no_grad():
         x = grasp_features(hand, torch.from_numpy(rec["grasp_position"]), torch.from_numpy(rec["grasp_rotation"]),
                            torch.from_numpy(rec["grasp_joints"]), surface, table)

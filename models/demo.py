@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .energy import EnergyWeights, ObjectCloud, grasp_energy
+from .energy import EnergyWeights, grasp_energy
+from .geometry import ObjectCloud
 from .grasp import GraspSet, make_grasp
 from .hands import get_hand
 from .init_poses import palm_placements
@@ -73,7 +74,7 @@ def run_demo(
 ) -> dict[str, Any]:
     from . import objects
     from .diversity import diversity
-    from .quality import ObjectSurface, grasp_quality, summarize
+    from .quality import grasp_quality, summarize
     from .render import render_grasps, save_png
 
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,7 @@ def run_demo(
     elapsed = time.perf_counter() - t0
     hand = get_hand("shadow", dtype="float64")
     dense_p, dense_n = objects.complete_cloud(mesh, n=20000, seed=seed + 1)
-    surface = ObjectSurface(
+    surface = ObjectCloud(
         torch.as_tensor(dense_p, dtype=torch.float64), torch.as_tensor(dense_n, dtype=torch.float64)
     )
     per = grasp_quality(hand, pos.double(), rot.double(), q.double(), surface)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .geometry import knn, object_signed_distance
+from .geometry import ObjectCloud, Plane, knn, object_signed_distance
 from .hands.model import HandModel, LinkFrames
 
 
@@ -36,44 +36,6 @@ class EnergyWeights:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class ObjectCloud:
-    """Object surface as points and outward unit normals, in the grasp frame: (N, 3) shared by
-    every grasp, or (B, N, 3), one cloud per grasp (several requests optimised in one batch).
-
-    ``center_point`` ((3,) or (B, 3)) overrides the centroid, e.g. when (B, N, 3) clouds are padded
-    with far-away points to a common N.
-    """
-
-    points: Tensor
-    normals: Tensor
-    center_point: Tensor | None = None
-
-    @property
-    def center(self) -> Tensor:
-        if self.center_point is not None:
-            return self.center_point
-        return self.points.mean(dim=-2)
-
-
-@dataclass(frozen=True)
-class SupportPlane:
-    """Plane n . x + offset = 0; ``normal`` (3,) points away from the table (up).
-
-    Batched form: ``normal`` (B, 3) and ``offset`` a (B,) tensor, one plane per grasp.
-    """
-
-    normal: Tensor
-    offset: float | Tensor
-
-    def height(self, x: Tensor) -> Tensor:
-        """Signed height above the plane of points ``x`` (B, K, 3) -> (B, K)."""
-        if self.normal.dim() == 1:
-            return x @ self.normal + self.offset
-        off = self.offset if isinstance(self.offset, Tensor) else torch.full_like(self.normal[:, 0], self.offset)
-        return (x * self.normal[:, None, :]).sum(-1) + off[:, None]
 
 
 def force_closure(contact_points: Tensor, contact_normals: Tensor, center: Tensor | None = None) -> Tensor:
@@ -153,10 +115,10 @@ def joint_limits(hand: HandModel, joints: Tensor) -> Tensor:
     return e
 
 
-def table_penetration(hand: HandModel, frames: LinkFrames, plane: SupportPlane) -> Tensor:
+def table_penetration(hand: HandModel, frames: LinkFrames, plane: Plane) -> Tensor:
     """E_table = sum over penetration-keypoint spheres of their depth below the plane (m)."""
     c, r = hand.penetration_keypoints(frames)
-    return torch.relu(r - plane.height(c)).sum(dim=-1)
+    return torch.relu(r - plane.signed_distance(c)).sum(dim=-1)
 
 
 def grasp_energy(
@@ -166,7 +128,7 @@ def grasp_energy(
     joints: Tensor,
     contact_index: Tensor,
     obj: ObjectCloud,
-    plane: SupportPlane | None = None,
+    plane: Plane | None = None,
     weights: EnergyWeights | None = None,
     pen_margin: float = 0.0,
 ) -> dict[str, Tensor]:

@@ -16,16 +16,17 @@ import numpy as np
 import torch
 
 from .diversity import diversity
+from .geometry import ObjectCloud
 from .grasp import GraspSet, grasps_to_tensors
 from .hands import get_hand
-from .quality import ObjectSurface, grasp_quality, summarize
+from .quality import grasp_quality, summarize
 
 MESH_SUFFIXES = {".obj", ".stl", ".off", ".glb", ".gltf"}
 
 
 @dataclass(frozen=True)
 class LoadedObject:
-    surface: ObjectSurface
+    surface: ObjectCloud
     source: str
     mesh: Any | None  # trimesh.Trimesh when the object came from a mesh
 
@@ -74,7 +75,7 @@ def load_object(spec: str, n_points: int = 20000, seed: int = 0) -> LoadedObject
     else:
         normals = torch.as_tensor(np.asarray(nrm, dtype=np.float64))
         normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return LoadedObject(ObjectSurface(points, normals), source, mesh)
+    return LoadedObject(ObjectCloud(points, normals), source, mesh)
 
 
 def evaluate(gs: GraspSet, obj: LoadedObject, table_z: float | None = None, per_grasp: bool = True) -> dict[str, Any]:

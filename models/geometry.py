@@ -1,6 +1,7 @@
 """Point-cloud geometry in PyTorch: the preprocessing and distance queries every grasp stage shares.
 
-This module owns the operations on raw object clouds that sit between decoding a request and
+This module owns the object's geometric types, :class:`Plane` (the table) and :class:`ObjectCloud`
+(points with outward normals), and the operations on raw object clouds that sit between decoding a request and
 proposing grasps: nearest neighbours (:func:`knn`), farthest point sampling, normal estimation and
 orientation, statistical outlier removal, voxel downsampling, support-plane (table) detection and
 removal, and the signed distance of query points to the object surface that a cloud represents.
@@ -14,13 +15,18 @@ over points. :func:`knn` and :func:`farthest_point_sample` use only plain tensor
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "ObjectCloud",
     "Plane",
+    "PlaneArg",
+    "PlaneLike",
     "detect_support_plane",
     "estimate_normals",
     "farthest_point_sample",
@@ -29,6 +35,7 @@ __all__ = [
     "object_signed_distance",
     "remove_support_plane",
     "statistical_outlier_removal",
+    "unit_plane",
     "voxel_downsample",
 ]
 
@@ -332,15 +339,84 @@ def voxel_downsample(
 
 @dataclass(frozen=True)
 class Plane:
-    """The plane ``normal . x + offset = 0`` (metres); ``normal`` (3,) is unit and points to the
-    object ("up") side, so the signed distance is positive above the plane."""
+    """The plane ``normal . x + offset = 0`` (metres), e.g. the table an object rests on; ``normal``
+    is unit and points to the object ("up") side, so the signed distance is positive above it.
+
+    Batched form: ``normal`` (B, 3) and ``offset`` a (B,) tensor, one plane per grasp (several
+    queries optimised in one batch).
+    """
 
     normal: Tensor
-    offset: float
+    offset: float | Tensor
 
     def signed_distance(self, points: Tensor) -> Tensor:
-        """(..., 3) -> (...): distance above the plane in metres (negative below)."""
-        return points @ self.normal.to(points) + self.offset
+        """(..., 3) -> (...): distance above the plane in metres (negative below); batched planes
+        take (B, K, 3) -> (B, K)."""
+        if self.normal.dim() == 1:
+            return points @ self.normal.to(points) + self.offset
+        off = self.offset if isinstance(self.offset, Tensor) else torch.full_like(self.normal[:, 0], self.offset)
+        return (points * self.normal[:, None, :]).sum(-1) + off[:, None]
+
+
+class PlaneLike(Protocol):
+    """Anything with a plane ``normal`` (3,) and ``offset``; plane points satisfy n.x + offset = 0."""
+
+    @property
+    def normal(self) -> Tensor | Sequence[float]: ...
+
+    @property
+    def offset(self) -> float | Tensor: ...
+
+
+# what the quality metrics accept for a table: a Plane (or any plane-like object), the pair
+# (normal, offset), or None; the normal need not be unit (see :func:`unit_plane`)
+PlaneArg = Plane | PlaneLike | tuple[Tensor | Sequence[float], float | Tensor] | None
+
+
+def unit_plane(table: PlaneArg, like: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Unit normal (3,) and offset () of a single table, in the dtype and device of ``like``."""
+    if table is None:
+        return None
+    if isinstance(table, tuple):
+        normal, offset = table
+    else:
+        normal, offset = table.normal, table.offset
+    n = torch.as_tensor(normal, dtype=like.dtype, device=like.device).reshape(3)
+    d = torch.as_tensor(offset, dtype=like.dtype, device=like.device).reshape(())
+    norm = n.norm()
+    if float(norm) <= 0.0:
+        raise ValueError("table normal must be non-zero")
+    # Normalising both keeps n.x + d a metric distance even for an unnormalised input.
+    return n / norm, d / norm
+
+
+@dataclass(frozen=True)
+class ObjectCloud:
+    """An object's surface as points and outward unit normals, in the grasps' frame: (N, 3) shared
+    by every grasp, or (B, N, 3), one cloud per grasp (several queries optimised in one batch).
+
+    ``center_point`` ((3,) or (B, 3)) overrides the centroid, e.g. when (B, N, 3) clouds are padded
+    with far-away points to a common N.
+    """
+
+    points: Tensor
+    normals: Tensor
+    center_point: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.points.shape != self.normals.shape or self.points.shape[-1] != 3:
+            raise ValueError(
+                f"points {tuple(self.points.shape)} and normals {tuple(self.normals.shape)} "
+                "must have the same shape (..., N, 3)"
+            )
+        if self.points.dim() not in (2, 3):
+            raise ValueError("object points must be (N, 3) or (B, N, 3)")
+
+    @property
+    def center(self) -> Tensor:
+        if self.center_point is not None:
+            return self.center_point
+        return self.points.mean(dim=-2)
 
 
 def _plane_from_inliers(points: Tensor, up: Tensor) -> tuple[Tensor, Tensor]:

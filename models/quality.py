@@ -33,15 +33,15 @@ via scipy) runs per grasp on the CPU.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 from scipy.spatial import ConvexHull, QhullError
 from torch import Tensor
 
+from .geometry import ObjectCloud, PlaneArg, unit_plane
+from .grasp_batch import GraspBatch
 from .hands.model import GEOM_BOX, GEOM_CAPSULE, GEOM_SPHERE, HandModel, LinkFrames
 
 CONTACT_THRESHOLD_M = 0.01
@@ -56,36 +56,6 @@ TORQUE_SCALE = 10.0
 # origin cannot be an interior point and Q1 is 0. Qhull with joggling would
 # otherwise return a sliver of width ~1e-11 and a meaningless tiny Q1.
 _RANK_RTOL = 1e-9
-
-
-@dataclass(frozen=True)
-class ObjectSurface:
-    """Dense object surface samples: ``points`` (N, 3) or (B, N, 3), outward unit ``normals`` alike."""
-
-    points: Tensor
-    normals: Tensor
-
-    def __post_init__(self) -> None:
-        if self.points.shape != self.normals.shape or self.points.shape[-1] != 3:
-            raise ValueError(
-                f"points {tuple(self.points.shape)} and normals {tuple(self.normals.shape)} "
-                "must have the same shape (..., N, 3)"
-            )
-        if self.points.dim() not in (2, 3):
-            raise ValueError("object points must be (N, 3) or (B, N, 3)")
-
-
-class PlaneLike(Protocol):
-    """Anything with a plane ``normal`` (3,) and ``offset``; plane points satisfy n.x + offset = 0."""
-
-    @property
-    def normal(self) -> Tensor | Sequence[float]: ...
-
-    @property
-    def offset(self) -> float | Tensor: ...
-
-
-TableArg = tuple[Tensor | Sequence[float], float | Tensor] | PlaneLike | None
 
 
 @dataclass(frozen=True)
@@ -105,25 +75,9 @@ class Contacts:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _plane(table: TableArg, like: Tensor) -> tuple[Tensor, Tensor] | None:
-    """Unit normal (3,) and offset () of a table given as a tuple or a plane-like object."""
-    if table is None:
-        return None
-    if isinstance(table, tuple):
-        normal, offset = table
-    else:
-        normal, offset = table.normal, table.offset
-    n = torch.as_tensor(normal, dtype=like.dtype, device=like.device).reshape(3)
-    d = torch.as_tensor(offset, dtype=like.dtype, device=like.device).reshape(())
-    norm = n.norm()
-    if float(norm) <= 0.0:
-        raise ValueError("table normal must be non-zero")
-    # Normalising both keeps n.x + d a metric distance even for an unnormalised input.
-    return n / norm, d / norm
-
-
-def _link_groups(hand: HandModel) -> tuple[Tensor, list[Tensor]]:
-    """The links owning collision geoms (sorted) and, for each, the indices of its geoms."""
+def collision_links(hand: HandModel) -> tuple[Tensor, list[Tensor]]:
+    """The links owning collision geoms (sorted; the K links of :class:`Contacts`) and, for each,
+    the indices of its geoms."""
     geom_link = hand.geom_link.cpu()
     links = torch.unique(geom_link)
     groups = [torch.nonzero(geom_link == li).flatten().to(hand.geom_link.device) for li in links.tolist()]
@@ -140,7 +94,7 @@ def _frames_slice(frames: LinkFrames, sl: slice) -> LinkFrames:
     return LinkFrames(frames.rotation[sl], frames.translation[sl])
 
 
-def _surface_batch(surface: ObjectSurface, b: int) -> tuple[Tensor, Tensor]:
+def _surface_batch(surface: ObjectCloud, b: int) -> tuple[Tensor, Tensor]:
     pts, nrm = surface.points, surface.normals
     if pts.dim() == 2:
         return pts.expand(b, -1, -1), nrm.expand(b, -1, -1)
@@ -153,7 +107,7 @@ def _surface_batch(surface: ObjectSurface, b: int) -> tuple[Tensor, Tensor]:
 def contacts_and_penetration(
     hand: HandModel,
     frames: LinkFrames,
-    surface: ObjectSurface,
+    surface: ObjectCloud,
     threshold: float = CONTACT_THRESHOLD_M,
 ) -> tuple[Contacts, Tensor]:
     """Per-link contacts (see :class:`Contacts`) and max object penetration (B,) in metres.
@@ -162,7 +116,7 @@ def contacts_and_penetration(
     """
     b = frames.rotation.shape[0]
     pts, nrm = _surface_batch(surface, b)
-    links, groups = _link_groups(hand)
+    links, groups = collision_links(hand)
     n_pts = pts.shape[1]
     pos_out, nrm_out, dist_out, pen_out = [], [], [], []
     for sl in _batch_chunks(b, len(hand.geom_type), n_pts):
@@ -185,15 +139,15 @@ def contacts_and_penetration(
     return contacts, torch.cat(pen_out)
 
 
-def max_penetration(hand: HandModel, frames: LinkFrames, surface: ObjectSurface) -> Tensor:
+def max_penetration(hand: HandModel, frames: LinkFrames, surface: ObjectCloud) -> Tensor:
     """Deepest object point inside the hand's collision geometry, (B,) metres, >= 0."""
     return contacts_and_penetration(hand, frames, surface)[1]
 
 
-def table_penetration(hand: HandModel, frames: LinkFrames, table: TableArg) -> Tensor:
+def table_penetration(hand: HandModel, frames: LinkFrames, table: PlaneArg) -> Tensor:
     """Depth (B,) in metres of the hand's lowest collision-primitive point below the table plane, >= 0."""
     rot, pos = hand.geom_frames(frames)  # (B, G, 3, 3), (B, G, 3)
-    plane = _plane(table, pos)
+    plane = unit_plane(table, pos)
     if plane is None:
         return torch.zeros(pos.shape[0], dtype=pos.dtype, device=pos.device)
     n, d = plane
@@ -304,33 +258,39 @@ def q1_from_contacts(
 
 
 # ---------------------------------------------------------------------------- per grasp / per set
+def batch_quality(grasps: GraspBatch, cloud: ObjectCloud, table: PlaneArg = None, center: Tensor | None = None) -> dict[str, Tensor]:
+    """Per-grasp metrics of a batch on ``cloud`` (its frame), each a (B,) tensor.
+
+    Keys: ``q1`` (gated), ``q1_ungated``, ``max_penetration_m``,
+    ``table_penetration_m`` (0 without a table), ``contact_count`` (links in contact).
+    ``center`` (the Q1 torque origin) defaults to the mean of the cloud's points.
+    """
+    frames = grasps.frames()
+    contacts, pen = contacts_and_penetration(grasps.hand, frames, cloud)
+    if center is None:
+        center = cloud.points.mean(dim=-2)
+    center = center.to(dtype=grasps.root_pos.dtype, device=grasps.root_pos.device)
+    return metrics_from_contacts(grasps.hand, frames, contacts, pen, center, table)
+
+
 def grasp_quality(
     hand: HandModel,
     root_pos: Tensor,
     root_rot: Tensor,
     joints: Tensor,
-    surface: ObjectSurface,
-    table: TableArg = None,
+    surface: ObjectCloud,
+    table: PlaneArg = None,
     center: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Per-grasp metrics for B grasps, each a (B,) tensor.
-
-    Keys: ``q1`` (gated), ``q1_ungated``, ``max_penetration_m``,
-    ``table_penetration_m`` (0 without a table), ``contact_count`` (links in contact).
-    ``root_pos`` (B, 3), ``root_rot`` (B, 3, 3), ``joints`` (B, J) in the object's frame.
-    """
-    frames = hand.forward_kinematics(root_pos, root_rot, joints)
-    contacts, pen = contacts_and_penetration(hand, frames, surface)
-    if center is None:
-        center = surface.points.mean(dim=-2)
-    center = center.to(dtype=root_pos.dtype, device=root_pos.device)
-    return metrics_from_contacts(hand, frames, contacts, pen, center, table)
+    """:func:`batch_quality` of loose tensors: ``root_pos`` (B, 3), ``root_rot`` (B, 3, 3),
+    ``joints`` (B, J) in the object's frame."""
+    return batch_quality(GraspBatch(hand, root_pos, root_rot, joints), surface, table, center)
 
 
 def metrics_from_contacts(
-    hand: HandModel, frames: LinkFrames, contacts: Contacts, pen: Tensor, center: Tensor, table: TableArg = None
+    hand: HandModel, frames: LinkFrames, contacts: Contacts, pen: Tensor, center: Tensor, table: PlaneArg = None
 ) -> dict[str, Tensor]:
-    """:func:`grasp_quality`'s metrics from contacts and penetration already computed
+    """:func:`batch_quality`'s metrics from contacts and penetration already computed
     (:func:`contacts_and_penetration`): Q1 about ``center``, gated by penetration and the table."""
     q1_raw = q1_from_contacts(contacts, center)
     table_pen = table_penetration(hand, frames, table)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .geometry import ObjectCloud, PlaneArg
+from .grasp_batch import GraspBatch
 from .hands.model import HandModel
-from .quality import ObjectSurface, TableArg, grasp_quality
+from .quality import batch_quality
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,15 @@ def score_grasps(
     root_pos: Tensor,
     root_rot: Tensor,
     joints: Tensor,
-    surface: ObjectSurface,
-    table: TableArg = None,
+    surface: ObjectCloud,
+    table: PlaneArg = None,
     cfg: RankConfig | None = None,
 ) -> dict[str, Tensor]:
+    """:func:`score_batch` of loose tensors (palm position (B, 3), rotation (B, 3, 3), joints (B, J))."""
+    return score_batch(GraspBatch(hand, root_pos, root_rot, joints), surface, table, cfg)
+
+
+def score_batch(grasps: GraspBatch, cloud: ObjectCloud, table: PlaneArg = None, cfg: RankConfig | None = None) -> dict[str, Tensor]:
     """Per-grasp scores (B,): ``force_closure`` (Q1, gated by penetration), ``contact_count``,
     ``penetration_m``, ``table_penetration_m``, their [0, 1] forms and ``quality`` in [0, 1].
 
@@ -59,12 +66,12 @@ def score_grasps(
     c = cfg or RankConfig()
     prob: Tensor | None = None
     if c.learned is None:
-        m = grasp_quality(hand, root_pos, root_rot, joints, surface, table=table)
+        m = batch_quality(grasps, cloud, table)
     else:  # the features need the same contacts: the metrics come out of the same pass
         from .ranker import load_ranker, predict_success
 
         with torch.no_grad():
-            prob, m = predict_success(load_ranker(c.learned), hand, root_pos, root_rot, joints, surface, table)
+            prob, m = predict_success(load_ranker(c.learned), grasps, cloud, table)
     fc = (m["q1"] / c.q1_full).clamp(0, 1)
     contact = (m["contact_count"].to(fc.dtype) / c.contacts_full).clamp(0, 1)
     pen = torch.exp(-(m["max_penetration_m"] + m["table_penetration_m"]) / c.penetration_scale_m)
@@ -134,4 +141,4 @@ def select_diverse(scores: Tensor, distances: Tensor, k: int, diversity: float, 
     return picked
 
 
-__all__ = ["RankConfig", "grasp_distances", "score_grasps", "select_diverse"]
+__all__ = ["RankConfig", "grasp_distances", "score_batch", "score_grasps", "select_diverse"]

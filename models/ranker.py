@@ -27,16 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .geometry import ObjectCloud, PlaneArg, unit_plane
+from .grasp_batch import GraspBatch
 from .hands.model import HandModel
-from .quality import (
-    CONTACT_THRESHOLD_M,
-    ObjectSurface,
-    TableArg,
-    _link_groups,
-    _plane,
-    contacts_and_penetration,
-    metrics_from_contacts,
-)
+from .quality import CONTACT_THRESHOLD_M, collision_links, contacts_and_penetration, metrics_from_contacts
 
 FORMAT = "dexgrasp-ranker/1"
 WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
@@ -46,7 +40,7 @@ FINGERTIP_SUFFIX = "distal"  # links whose name ends so are fingertips (ff/mf/rf
 
 def feature_names(hand: HandModel) -> list[str]:
     """Names of the columns of :func:`grasp_features` for ``hand`` (stored with the weights)."""
-    links, _ = _link_groups(hand)
+    links, _ = collision_links(hand)
     link_names = [hand.link_names[i] for i in links.tolist()]
     return [
         *(f"dist_{n}" for n in link_names),
@@ -59,9 +53,9 @@ def feature_names(hand: HandModel) -> list[str]:
     ]
 
 
-def _up_and_floor(surface_pts: Tensor, table: TableArg, up: Tensor | None) -> tuple[Tensor, Tensor]:
+def _up_and_floor(surface_pts: Tensor, table: PlaneArg, up: Tensor | None) -> tuple[Tensor, Tensor]:
     """Unit up (3,) and the floor height along it: the table plane, else the lowest cloud point."""
-    plane = _plane(table, surface_pts)
+    plane = unit_plane(table, surface_pts)
     if plane is not None:
         n, d = plane
         return n, -d
@@ -75,8 +69,8 @@ def grasp_features(
     root_pos: Tensor,
     root_rot: Tensor,
     joints: Tensor,
-    surface: ObjectSurface,
-    table: TableArg = None,
+    surface: ObjectCloud,
+    table: PlaneArg = None,
     up: Tensor | None = None,
 ) -> Tensor:
     """Features (B, F) of B grasps on one object cloud, columns named by :func:`feature_names`.
@@ -84,27 +78,22 @@ def grasp_features(
     ``surface`` is the object cloud (N, 3) with outward normals, in the grasps' frame; ``table``
     the support plane (n, d) with n.x + d = 0 and n pointing up, or None; ``up`` is used only
     without a table (default +z). Lengths are metres."""
-    return features_and_metrics(hand, root_pos, root_rot, joints, surface, table, up)[0]
+    return features_and_metrics(GraspBatch(hand, root_pos, root_rot, joints), surface, table, up)[0]
 
 
 def features_and_metrics(
-    hand: HandModel,
-    root_pos: Tensor,
-    root_rot: Tensor,
-    joints: Tensor,
-    surface: ObjectSurface,
-    table: TableArg = None,
-    up: Tensor | None = None,
+    grasps: GraspBatch, surface: ObjectCloud, table: PlaneArg = None, up: Tensor | None = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """:func:`grasp_features` and, from the same contacts, the metrics of
-    :func:`models.quality.grasp_quality` (same keys and values), so scoring computes them once."""
+    :func:`models.quality.batch_quality` (same keys and values), so scoring computes them once."""
+    hand, root_pos, root_rot = grasps.hand, grasps.root_pos, grasps.root_rot
     pts = surface.points.to(root_pos)
     nrm = surface.normals.to(root_pos)
     if pts.dim() != 2:
         raise ValueError("grasp_features takes one object cloud (N, 3) for all grasps")
     b = root_pos.shape[0]
-    frames = hand.forward_kinematics(root_pos, root_rot, joints)
-    contacts, pen = contacts_and_penetration(hand, frames, ObjectSurface(pts, nrm))
+    frames = grasps.frames()
+    contacts, pen = contacts_and_penetration(hand, frames, ObjectCloud(pts, nrm))
     centre = pts.mean(dim=0)
     metrics = metrics_from_contacts(hand, frames, contacts, pen, centre, table)
     q1, q1_raw, table_pen = metrics["q1"], metrics["q1_ungated"], metrics["table_penetration_m"]
@@ -117,8 +106,7 @@ def features_and_metrics(
     tip_d = dist[:, tips]
     contact = contacts.mask.to(dist.dtype)
 
-    span = (hand.upper - hand.lower).to(joints).clamp_min(1e-6)
-    qn = (joints - hand.lower.to(joints)) / span
+    qn = grasps.normalised_joints()
 
     u, floor = _up_and_floor(pts, table, up)
     palm_c = root_pos + torch.einsum("bij,j->bi", root_rot, hand.palm_center.to(root_pos))
@@ -255,20 +243,14 @@ def load_ranker(name: str) -> SuccessRanker:
 
 
 def predict_success(
-    ranker: SuccessRanker,
-    hand: HandModel,
-    root_pos: Tensor,
-    root_rot: Tensor,
-    joints: Tensor,
-    surface: ObjectSurface,
-    table: TableArg = None,
+    ranker: SuccessRanker, grasps: GraspBatch, cloud: ObjectCloud, table: PlaneArg = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Success probability (B,) of each grasp, in the dtype of ``root_pos``, and the
-    :func:`models.quality.grasp_quality` metrics computed on the way."""
-    if tuple(feature_names(hand)) != ranker.features:
-        raise ValueError(f"the ranker was trained on other features than hand {hand.spec.name!r} gives")
-    x, metrics = features_and_metrics(hand, root_pos, root_rot, joints, surface, table)
-    return ranker.predict(x).to(root_pos.dtype), metrics
+    """Success probability (B,) of each grasp, in the dtype of its positions, and the
+    :func:`models.quality.batch_quality` metrics computed on the way."""
+    if tuple(feature_names(grasps.hand)) != ranker.features:
+        raise ValueError(f"the ranker was trained on other features than hand {grasps.hand.spec.name!r} gives")
+    x, metrics = features_and_metrics(grasps, cloud, table)
+    return ranker.predict(x).to(grasps.root_pos.dtype), metrics
 
 
 # ------------------------------------------------------------------------------------------ fitting

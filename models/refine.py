@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .energy import ObjectCloud, SupportPlane, joint_limits, object_penetration, self_penetration, table_penetration
-from .geometry import object_signed_distance
+from .energy import joint_limits, object_penetration, self_penetration, table_penetration
+from .geometry import ObjectCloud, Plane, object_signed_distance
+from .grasp_batch import GraspBatch
 from .hands.model import HandModel
 from .rotations import matrix_to_rot6d, rot6d_to_matrix
 
@@ -50,7 +51,7 @@ class RefineResult:
 
 
 def _terms(
-    hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, obj: ObjectCloud, plane: SupportPlane | None,
+    hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, obj: ObjectCloud, plane: Plane | None,
     touching: Tensor, cfg: RefineConfig,
 ) -> tuple[dict[str, Tensor], Tensor]:
     frames = hand.forward_kinematics(pos, rot, q)
@@ -75,10 +76,16 @@ def refine_grasps(
     root_rot: Tensor,
     joints: Tensor,
     obj: ObjectCloud,
-    plane: SupportPlane | None = None,
+    plane: Plane | None = None,
     cfg: RefineConfig | None = None,
 ) -> RefineResult:
-    """Refine B grasps (palm position (B,3), rotation (B,3,3), joints (B,J)) on ``obj``."""
+    """:func:`refine_batch` of loose tensors: palm position (B,3), rotation (B,3,3), joints (B,J)."""
+    return refine_batch(GraspBatch(hand, root_pos, root_rot, joints), obj, plane, cfg)
+
+
+def refine_batch(grasps: GraspBatch, obj: ObjectCloud, plane: Plane | None = None, cfg: RefineConfig | None = None) -> RefineResult:
+    """Refine a batch of grasps on ``obj`` (and above ``plane``); the best state per grasp is kept."""
+    hand, root_pos, root_rot, joints = grasps.hand, grasps.root_pos, grasps.root_rot, grasps.joints
     c = cfg or RefineConfig()
     if obj.points.dim() == 2 and obj.points.shape[0] > c.max_points:
         from .geometry import farthest_point_sample
@@ -129,4 +136,4 @@ def refine_grasps(
     return RefineResult(best[0], best[1], best[2], before, after)
 
 
-__all__ = ["RefineConfig", "RefineResult", "refine_grasps"]
+__all__ = ["RefineConfig", "RefineResult", "refine_batch", "refine_grasps"]

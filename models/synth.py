@@ -63,12 +63,13 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
     """Grasps for one scene; returns the shard's arrays (object frame). ``sim_filter`` is used when
     ``cfg.simulate`` (and then required)."""
     from . import objects
-    from .energy import SupportPlane
+    from .geometry import ObjectCloud as ObjectSurface
+    from .geometry import Plane as SupportPlane
     from .grasp import grasps_to_tensors
     from .hands import get_hand
     from .proposers import get_proposer
     from .proposers.optimize import OptimizeConfig
-    from .quality import ObjectSurface, grasp_quality
+    from .quality import grasp_quality
 
     mesh = objects.load_mesh(object_id)
     _, pose, _ = objects.place_on_table(mesh, seed=cfg.seed * 1000 + pose_index)

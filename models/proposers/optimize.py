@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
@@ -23,19 +23,19 @@ from torch import Tensor
 from ..cloud_checks import check_object_cloud
 from ..completion import CompletionConfig, partial_score
 from ..device import resolve
-from ..energy import EnergyWeights, ObjectCloud, SupportPlane, grasp_energy
-from ..geometry import knn
-from ..grasp import Grasp, make_grasp
+from ..energy import EnergyWeights, grasp_energy
+from ..geometry import ObjectCloud, Plane, knn
+from ..grasp import Grasp
 from ..hands import get_hand
 from ..hands.model import HandModel
 from ..init_poses import palm_placements
 from ..rotations import matrix_to_rot6d, rot6d_to_matrix
+from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
 
 if TYPE_CHECKING:  # the intent package imports nothing from here; only the type is needed
     from ..intent.priors import Priors
-
-Progress = Callable[[int, int, float], None]  # (step, steps, mean energy)
-
+    from ..rank import RankConfig
+    from ..refine import RefineConfig
 
 @dataclass(frozen=True)
 class OptimizeConfig:
@@ -71,15 +71,6 @@ class OptimizeConfig:
     max_fc: float = 0.3
     max_dis: float = 0.02  # sum over the contacts of |distance| (m)
     max_pen: float = 0.02  # sum of object-point depths inside the hand (m)
-
-
-@dataclass
-class OptimizeResult:
-    grasps: list[Grasp]
-    energy: dict[str, Tensor]  # per returned grasp, every term
-    valid: Tensor  # (B,) bool: passed the energy filter
-    steps_run: int
-    elapsed_s: float
 
 
 def _allowed_contacts(priors: Priors | None, n_cand: int) -> Tensor | None:
@@ -122,31 +113,24 @@ def _guide_energy(hand: HandModel, x: Tensor, contact_index: Tensor, targets: Te
     return weight * d[..., 0].sum(dim=-1)
 
 
-def _closing_direction(hand: HandModel) -> Tensor:
-    return torch.sign(hand.init_pose - hand.open_pose)
-
-
-@dataclass
-class Problem:
-    """One object to grasp: points and outward normals (N, 3) in its own frame, an optional table."""
-
-    points: Tensor
-    normals: Tensor
-    num_grasps: int = 16
-    plane: SupportPlane | None = None
-    seed: int = 0
-    priors: Priors | None = None  # an instruction's priors (models.intent.intent_priors): approach cone, contact mask
-    observed: tuple[Tensor, Tensor] | None = None  # what the sensor saw, when ``points`` adds a completed back (learned encoders read this)
-    single_view: bool | None = None  # a one-camera cloud (E_inside on); None: decided from the normals' lean
-
-
 _NO_PLANE_OFFSET = 1e3  # a plane 1 km below stands in for "no table" inside a mixed batch
 _PAD_DISTANCE_M = 1e3  # padding points this far away never touch the hand nor win a nearest-neighbour query
 
 
 class OptimizeProposer:
-    name = "optimize"
+    """``optimize``: the annealed synthesis energy (the slow oracle and data engine)."""
+
+    name: ClassVar[str] = "optimize"
     version = "0.4.0"
+    # takes an instruction's priors; grasps the completed cloud (validation, partial views: sim
+    # success 29.4 -> 35.6 %, eta_np 57.5 -> 63.1 %); never picked by method=auto
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    refine_config: RefineConfig | None = None  # the pipeline's own refinement and ranking
+    rank_config: RankConfig | None = None
+
+    @classmethod
+    def serves_by_default(cls, hand: str) -> bool:
+        return True
 
     def __init__(self, hand: str = "shadow", device: str = "cpu", cfg: OptimizeConfig | None = None) -> None:
         ts = resolve(device, "float32")
@@ -159,13 +143,13 @@ class OptimizeProposer:
         points: Tensor,
         normals: Tensor,
         num_grasps: int = 16,
-        plane: SupportPlane | None = None,
+        plane: Plane | None = None,
         seed: int = 0,
         time_budget_s: float | None = None,
         progress: Progress | None = None,
         priors: Priors | None = None,
         single_view: bool | None = None,
-    ) -> OptimizeResult:
+    ) -> Proposal:
         """Optimise ``num_grasps`` grasps on a cloud (points and outward normals, (N,3)), frame as given.
 
         ``priors`` (optional, from ``models.intent.intent_priors``): palm directions, aim point,
@@ -180,7 +164,7 @@ class OptimizeProposer:
         problems: list[Problem],
         time_budget_s: float | None = None,
         progress: Progress | None = None,
-    ) -> list[OptimizeResult]:
+    ) -> list[Proposal]:
         """Optimise several objects' grasps in one batch (concurrent requests share the device).
 
         Every problem draws its random numbers from its own generator seeded by its ``seed``, so a
@@ -317,7 +301,7 @@ class OptimizeProposer:
             picked += (lo + torch.argsort(key[lo:hi])[: pr.num_grasps]).tolist()
         sel = torch.tensor(picked, device=dev)
         sub_obj = ObjectCloud(obj.points[sel], obj.normals[sel], obj.center[sel])
-        sub_plane = None if plane_d is None else SupportPlane(plane_d.normal[sel], plane_d.offset[sel])  # type: ignore[index]
+        sub_plane = None if plane_d is None else Plane(plane_d.normal[sel], plane_d.offset[sel])  # type: ignore[index]
         grasps = self._to_grasps(best_x[sel], {k: v[sel] for k, v in terms.items()}, sub_obj, sub_plane)
         elapsed = time.perf_counter() - t0
         out, k = [], 0
@@ -325,7 +309,7 @@ class OptimizeProposer:
             idx = list(range(k, k + pr.num_grasps))
             k += pr.num_grasps
             ii = sel[idx]
-            out.append(OptimizeResult(
+            out.append(Proposal(
                 grasps=grasps[idx[0]: idx[-1] + 1],
                 energy={name: v[ii] for name, v in terms.items()},
                 valid=valid[ii],
@@ -334,7 +318,7 @@ class OptimizeProposer:
             ))
         return out
 
-    def _batched_scene(self, problems: list[Problem], owner: Tensor) -> tuple[ObjectCloud, SupportPlane | None]:
+    def _batched_scene(self, problems: list[Problem], owner: Tensor) -> tuple[ObjectCloud, Plane | None]:
         """Per-grasp object clouds (B, N, 3), padded far away to a common N, and per-grasp planes."""
         dev, dt = self.hand.ts.device, self.hand.ts.dtype
         n_max = max(pr.points.shape[0] for pr in problems)
@@ -361,9 +345,9 @@ class OptimizeProposer:
             else:
                 normals.append(pr.plane.normal.to(dev, dt))
                 offsets.append(torch.as_tensor(pr.plane.offset, device=dev, dtype=dt))
-        return obj, SupportPlane(torch.stack(normals)[owner], torch.stack(offsets)[owner])
+        return obj, Plane(torch.stack(normals)[owner], torch.stack(offsets)[owner])
 
-    def _to_grasps(self, x: Tensor, terms: dict[str, Tensor], obj: ObjectCloud, plane: SupportPlane | None) -> list[Grasp]:
+    def _to_grasps(self, x: Tensor, terms: dict[str, Tensor], obj: ObjectCloud, plane: Plane | None) -> list[Grasp]:
         pos, rot, q = x[:, :3], rot6d_to_matrix(x[:, 3:9]), self.hand.project_joints(x[:, 9:])
         scores = [{**{f"energy_{k}": float(v[i]) for k, v in terms.items() if k != "total"}, "energy": float(terms["total"][i])}
                   for i in range(x.shape[0])]
@@ -379,34 +363,6 @@ def _is_single_view(pr: Problem) -> bool:
     return partial_score(pr.points.float().cpu(), pr.normals.float().cpu(), cc.score_points)[0] >= cc.single_view_threshold
 
 
-def finish_grasps(
-    h: HandModel, hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, points: Tensor, plane: SupportPlane | None,
-    scores: list[dict[str, float]], squeeze_rad: float = 0.2, pregrasp_back_m: float = 0.08,
-) -> list[Grasp]:
-    """Grasps in the shared schema from palm poses and joints (any proposer): the squeeze target
-    (joints pushed ``squeeze_rad`` along each closing direction) and the pre-grasp (open hand,
-    backed off along the approach until it clears the object by 1 cm and the table).
-    ``points``: the object cloud (N, 3), or one per grasp (B, N, 3)."""
-    squeeze = h.project_joints(q + squeeze_rad * _closing_direction(h))
-    approach = (rot @ h.approach_direction)  # (B, 3) palm normal towards the object
-    open_q = h.open_pose.expand_as(q)
-    back = torch.full((pos.shape[0],), pregrasp_back_m, device=pos.device, dtype=pos.dtype)
-    pts = points if points.dim() == 3 else points.expand(pos.shape[0], -1, -1)
-    # grow the back-off until the open hand clears the object by 1 cm (and the table)
-    for _ in range(6):
-        pre_pos = pos - approach * back[:, None]
-        frames = h.forward_kinematics(pre_pos, rot, open_q)
-        clear = h.signed_distance(frames, pts).min(dim=1).values > 0.01
-        if plane is not None:
-            c, r = h.penetration_keypoints(frames)
-            clear &= (plane.height(c) - r).min(dim=1).values > 0.0
-        if bool(clear.all()):
-            break
-        back = torch.where(clear, back, back + 0.03)
-    return [make_grasp(hand_name, rot[i], pos[i], q[i], rot[i], pre_pos[i], open_q[i], scores[i], squeeze[i])
-            for i in range(pos.shape[0])]
-
-
 class FastProposer(OptimizeProposer):
     """``fast``: the same energy, a short schedule on a small cloud: the service's CPU default.
 
@@ -414,8 +370,11 @@ class FastProposer(OptimizeProposer):
     step and a faster-cooling temperature. Measured against ``optimize`` in ``bench/``.
     """
 
-    name = "fast"
+    name: ClassVar[str] = "fast"
     version = "0.1.0"
+    # the service's default: auto picks it when no proposer of higher priority serves, and for
+    # every query with an instruction (the optimiser follows its priors)
+    capabilities: ClassVar[Capabilities] = Capabilities(auto_priority=1)
 
     def __init__(self, hand: str = "shadow", device: str = "cpu", cfg: OptimizeConfig | None = None) -> None:
         super().__init__(hand, device, cfg or fast_config())

@@ -182,7 +182,7 @@ def tiny_weights(tiny_run):
 
 def _mug_problem(n: int, seed: int = 0):
     from models import objects
-    from models.proposers.optimize import Problem
+    from models.proposers.base import Problem
 
     mesh = objects.load_mesh("comp/mug/0002")
     p, nr = objects.complete_cloud(mesh, n=600, seed=seed)

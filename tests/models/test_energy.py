@@ -9,8 +9,6 @@ import torch
 
 from models.energy import (
     EnergyWeights,
-    ObjectCloud,
-    SupportPlane,
     contact_distance,
     force_closure,
     grasp_energy,
@@ -20,6 +18,8 @@ from models.energy import (
     self_penetration,
     table_penetration,
 )
+from models.geometry import ObjectCloud
+from models.geometry import Plane as SupportPlane
 from models.init_poses import palm_placements
 
 

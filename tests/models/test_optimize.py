@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from models.energy import SupportPlane
+from models.geometry import Plane as SupportPlane
 from models.proposers import available_proposers, get_proposer
 from models.proposers.optimize import OptimizeConfig
 
@@ -95,7 +95,7 @@ def test_batch_of_problems_matches_each_problem_alone():
     """Concurrent requests are optimised in one batch; each must get what it would get alone
     (own random stream, own cloud padded to the common size, own table or none)."""
     prop = get_proposer("optimize", cfg=OptimizeConfig(steps=15))
-    from models.proposers.optimize import Problem
+    from models.proposers.base import Problem
 
     p1, n1 = _sphere(600, 0.035)
     p2, n2 = _sphere(450, 0.03, z0=0.05)
@@ -114,7 +114,8 @@ def test_batch_of_problems_matches_each_problem_alone():
 
 def test_single_view_turns_on_the_unseen_side_term():
     """E_inside runs on single views only: as the problem says, or told by the normals' lean."""
-    from models.proposers.optimize import Problem, _is_single_view
+    from models.proposers.base import Problem
+    from models.proposers.optimize import _is_single_view
 
     p, n = _sphere()
     front = p[:, 0] > 0  # a hemisphere facing +x: what one camera sees

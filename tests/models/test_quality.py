@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from models.geometry import ObjectCloud as ObjectSurface
 from models.quality import (
-    ObjectSurface,
     contact_wrenches,
     contacts_and_penetration,
     epsilon_quality,

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from models import objects
+from models.geometry import ObjectCloud as ObjectSurface
 from models.hands import get_hand
-from models.quality import ObjectSurface, grasp_quality
+from models.quality import grasp_quality
 from models.rank import RankConfig, score_grasps
 from models.ranker import (
     FitConfig,

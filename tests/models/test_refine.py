@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from models.energy import ObjectCloud
+from models.geometry import ObjectCloud
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
 from models.refine import RefineConfig, refine_grasps

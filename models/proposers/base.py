@@ -1,0 +1,134 @@
+"""What a grasp proposer is, as the pipeline sees it.
+
+This module owns the contract between the pipeline and every proposer: the :class:`Problem` a
+proposer is given (one object in the canonical frame), the :class:`Proposal` it returns, the
+:class:`Capabilities` that tell the pipeline how to treat its output (refined by default, fed the
+completed cloud, chosen by ``method=auto``), the :class:`Proposer` protocol itself, and
+:func:`finish_grasps`, the step every proposer ends with (squeeze target and pre-grasp).
+Proposers register by name in :mod:`models.proposers`; the pipeline names none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import torch
+from torch import Tensor
+
+from ..geometry import Plane
+from ..grasp import Grasp, make_grasp
+from ..hands.model import HandModel
+
+if TYPE_CHECKING:  # only the types: the intent package and the stages import nothing from here
+    from ..intent.priors import Priors
+    from ..rank import RankConfig
+    from ..refine import RefineConfig
+
+Progress = Callable[[int, int, float], None]  # (step, steps, mean energy)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """How the pipeline treats a proposer's output; a class attribute of every proposer."""
+
+    # the pipeline's refine stage runs on its grasps unless the query says refine=false
+    refined_by_default: bool = False
+    # under completion=auto it grasps the mirrored single view; False: only what the sensor saw
+    grasps_completed_cloud: bool = True
+    # it takes an instruction's priors while generating; method=auto sends queries with text only to these
+    follows_instructions: bool = True
+    # method=auto picks, among the proposers that serve by default, the one with the highest
+    # priority above 0; 0: served only when asked for by name
+    auto_priority: int = 0
+
+
+@dataclass
+class Problem:
+    """One object to grasp: points and outward normals (N, 3) in its own frame, an optional table."""
+
+    points: Tensor
+    normals: Tensor
+    num_grasps: int = 16
+    plane: Plane | None = None
+    seed: int = 0
+    priors: Priors | None = None  # an instruction's priors (models.intent.intent_priors): approach cone, contact mask
+    observed: tuple[Tensor, Tensor] | None = None  # what the sensor saw, when ``points`` adds a completed back (learned encoders read this)
+    single_view: bool | None = None  # a one-camera cloud (E_inside on); None: decided from the normals' lean
+
+
+@dataclass
+class Proposal:
+    """A proposer's answer to one :class:`Problem`."""
+
+    grasps: list[Grasp]
+    energy: dict[str, Tensor]  # per returned grasp, every term the proposer computed
+    valid: Tensor  # (B,) bool: passed the proposer's own filter
+    steps_run: int
+    elapsed_s: float
+
+
+class Proposer(Protocol):
+    """A grasp proposer: problems in, grasps out, batched over concurrent queries."""
+
+    name: ClassVar[str]
+    version: str
+    capabilities: ClassVar[Capabilities]
+    # stage settings the proposer was tuned with (None: the pipeline's own)
+    refine_config: RefineConfig | None
+    rank_config: RankConfig | None
+
+    @classmethod
+    def serves_by_default(cls, hand: str) -> bool:
+        """Whether ``method=auto`` may pick it for ``hand`` (e.g. its weights ship)."""
+        ...
+
+    def propose_batch(
+        self, problems: list[Problem], time_budget_s: float | None = None, progress: Progress | None = None
+    ) -> list[Proposal]:
+        """One :class:`Proposal` per problem, in order; ``time_budget_s`` may stop it early."""
+        ...
+
+    def propose(
+        self, points: Tensor, normals: Tensor, num_grasps: int = 16, plane: Plane | None = None, seed: int = 0,
+        time_budget_s: float | None = None, progress: Progress | None = None,
+    ) -> Proposal:
+        """One problem: :meth:`propose_batch` of ``[Problem(points, normals, num_grasps, plane, seed)]``."""
+        ...
+
+
+def closing_direction(hand: HandModel) -> Tensor:
+    """Per joint, the sign (+1 / -1 / 0) that closes the hand (from open pose towards its pre-shape)."""
+    return torch.sign(hand.init_pose - hand.open_pose)
+
+
+def finish_grasps(
+    h: HandModel, hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, points: Tensor, plane: Plane | None,
+    scores: list[dict[str, float]], squeeze_rad: float = 0.2, pregrasp_back_m: float = 0.08,
+) -> list[Grasp]:
+    """Grasps in the shared schema from palm poses and joints (any proposer): the squeeze target
+    (joints pushed ``squeeze_rad`` along each closing direction) and the pre-grasp (open hand,
+    backed off along the approach until it clears the object by 1 cm and the table).
+    ``points``: the object cloud (N, 3), or one per grasp (B, N, 3)."""
+    squeeze = h.project_joints(q + squeeze_rad * closing_direction(h))
+    approach = (rot @ h.approach_direction)  # (B, 3) palm normal towards the object
+    open_q = h.open_pose.expand_as(q)
+    back = torch.full((pos.shape[0],), pregrasp_back_m, device=pos.device, dtype=pos.dtype)
+    pts = points if points.dim() == 3 else points.expand(pos.shape[0], -1, -1)
+    # grow the back-off until the open hand clears the object by 1 cm (and the table)
+    for _ in range(6):
+        pre_pos = pos - approach * back[:, None]
+        frames = h.forward_kinematics(pre_pos, rot, open_q)
+        clear = h.signed_distance(frames, pts).min(dim=1).values > 0.01
+        if plane is not None:
+            c, r = h.penetration_keypoints(frames)
+            clear &= (plane.signed_distance(c) - r).min(dim=1).values > 0.0
+        if bool(clear.all()):
+            break
+        back = torch.where(clear, back, back + 0.03)
+    return [make_grasp(hand_name, rot[i], pos[i], q[i], rot[i], pre_pos[i], open_q[i], scores[i], squeeze[i])
+            for i in range(pos.shape[0])]
+
+
+__all__ = ["Capabilities", "Problem", "Progress", "Proposal", "Proposer", "closing_direction", "finish_grasps"]

@@ -298,7 +298,7 @@ class JobConsumer:
         guard(go)
 
     def forget_dead_consumers(self, min_idle_s: float = 3600.0) -> int:
-        """Remove group consumers with nothing pending, no heartbeat and idle > ``min_idle_s`` (keeps
+        """Remove group consumers with nothing pending, no heartbeat and idle >= ``min_idle_s`` (keeps
         XINFO tidy after many worker restarts). Returns how many were removed."""
 
         def go() -> int:
@@ -310,7 +310,7 @@ class JobConsumer:
                     continue
                 for c in consumers:
                     name = as_str(c["name"])
-                    if (name != self.name and int(c["pending"]) == 0 and int(c["idle"]) > min_idle_s * 1000
+                    if (name != self.name and int(c["pending"]) == 0 and int(c["idle"]) >= min_idle_s * 1000
                             and not self.redis.exists(self.keys.heartbeat(name))):
                         self.redis.xgroup_delconsumer(s, GROUP, name)
                         n += 1

@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from models import objects
-from models.geometry import ObjectCloud as ObjectSurface
+from models.core.geometry import ObjectCloud as ObjectSurface
+from models.core.rotations import quat_to_matrix
 from models.hands import get_hand
-from models.quality import grasp_quality
-from models.rank import RankConfig, score_grasps
-from models.ranker import (
+from models.learned.success import (
     FitConfig,
     SuccessRanker,
     feature_names,
@@ -26,7 +25,8 @@ from models.ranker import (
     roc_auc,
     top_k_success,
 )
-from models.rotations import quat_to_matrix
+from models.physics.quality import grasp_quality
+from models.stages.scoring import RankConfig, score_grasps
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARD = ROOT / "models" / "data" / "shadow_v1" / "shards" / "comp_bottle_0000__p0.npz"

@@ -12,10 +12,10 @@ import torch
 import trimesh
 from PIL import Image
 
-from models import render
 from models.grasp import GraspSet, make_grasp
 from models.hands import get_hand
-from models.init_poses import frame_from_approach
+from models.physics.init_poses import frame_from_approach
+from models.tools import pictures as render
 
 W, H = 160, 120  # small tiles keep the module well under 20 s on software GL
 

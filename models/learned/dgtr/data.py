@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..synth import load_dataset, shard_name
+from ...tools.synth import load_dataset, shard_name
 from .model import fixed_size
 
 
@@ -32,7 +32,7 @@ class ViewConfig:
 
 
 def _pose_matrix(pos: np.ndarray, quat_wxyz: np.ndarray) -> np.ndarray:
-    from ..rotations import quat_to_matrix
+    from ...core.rotations import quat_to_matrix
 
     m = np.tile(np.eye(4), (len(pos), 1, 1))
     m[:, :3, :3] = quat_to_matrix(torch.tensor(quat_wxyz, dtype=torch.float64)).numpy()
@@ -42,8 +42,8 @@ def _pose_matrix(pos: np.ndarray, quat_wxyz: np.ndarray) -> np.ndarray:
 
 def scene_views(scene: dict[str, np.ndarray], cfg: ViewConfig, index: int) -> dict[str, np.ndarray]:
     """Every view of one scene: points/normals (V, 1024, 3), table z (V,), GT grasps (V, G, ...)."""
-    from .. import objects
-    from ..pipeline import GraspQuery, PipelineConfig, preprocess
+    from ... import objects
+    from ...pipeline import GraspQuery, PipelineConfig, preprocess
 
     mesh = objects.load_mesh(str(scene["object_id"]))
     rest = scene["rest_pose"]

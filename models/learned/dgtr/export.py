@@ -1,6 +1,6 @@
 """ONNX export of DGTR and the two runtimes that serve it (PyTorch eager, ONNX Runtime).
 
-The exported graph is :class:`models.dgtr.model.DGTRExport`: input ``points`` (B, P, 7) with a
+The exported graph is :class:`models.learned.dgtr.model.DGTRExport`: input ``points`` (B, P, 7) with a
 dynamic batch, outputs ``translation`` (B, Q, 3), ``rot6d`` (B, Q, 6), ``joints_unit`` (B, Q, J).
 Farthest point sampling and kNN are plain tensor ops, so the whole network (sampling included)
 is one graph. ONNX Runtime uses the CUDA execution provider when the device is CUDA and the

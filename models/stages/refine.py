@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .energy import joint_limits, object_penetration, self_penetration, table_penetration
-from .geometry import ObjectCloud, Plane, object_signed_distance
-from .grasp_batch import GraspBatch
-from .hands.model import HandModel
-from .rotations import matrix_to_rot6d, rot6d_to_matrix
+from ..core.geometry import ObjectCloud, Plane, object_signed_distance
+from ..core.rotations import matrix_to_rot6d, rot6d_to_matrix
+from ..hands.model import HandModel
+from ..physics.energy import joint_limits, object_penetration, self_penetration, table_penetration
+from ..physics.grasp_batch import GraspBatch
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def refine_batch(grasps: GraspBatch, obj: ObjectCloud, plane: Plane | None = Non
     hand, root_pos, root_rot, joints = grasps.hand, grasps.root_pos, grasps.root_rot, grasps.joints
     c = cfg or RefineConfig()
     if obj.points.dim() == 2 and obj.points.shape[0] > c.max_points:
-        from .geometry import farthest_point_sample
+        from ..core.geometry import farthest_point_sample
 
         idx = farthest_point_sample(obj.points[None].float(), c.max_points)[0]
         obj = ObjectCloud(obj.points[idx], obj.normals[idx])

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from .hands.model import HandModel
+from ..hands.model import HandModel
 
 
 def fibonacci_directions(n: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -33,7 +33,7 @@ def frame_from_approach(approach_world: Tensor, hand_approach: Tensor, roll: Ten
     s = v.norm(dim=-1)
     axis = torch.where(s[:, None] > 1e-8, v / s.clamp_min(1e-12)[:, None], _perp(h).expand_as(a))
     ang = torch.atan2(s, c)
-    from .rotations import axis_angle_to_matrix
+    from ..core.rotations import axis_angle_to_matrix
 
     r_align = axis_angle_to_matrix(axis, ang)
     r_roll = axis_angle_to_matrix(a, roll)

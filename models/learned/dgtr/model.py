@@ -172,7 +172,7 @@ def fixed_size(points: np.ndarray, normals: np.ndarray, n: int, seed: int = 0) -
     """Exactly ``n`` points in farthest-point order (so any prefix covers the object; the model
     reads the first ``num_points``), sparse partial views padded with random repeats. Training views
     and served clouds both pass through here, so the network serves the distribution it trained on."""
-    from ..geometry import farthest_point_sample
+    from ...core.geometry import farthest_point_sample
 
     m = points.shape[0]
     order = farthest_point_sample(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))[None], min(m, n))[0].numpy()

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cloud_checks import check_object_cloud
-from .completion import CompletionConfig, mirror_complete
-from .geometry import (
+from ..core.cloud_checks import check_object_cloud
+from ..core.geometry import (
     ObjectCloud,
     Plane,
     detect_support_plane,
@@ -27,8 +26,9 @@ from .geometry import (
     farthest_point_sample,
     statistical_outlier_removal,
 )
+from ..core.rotations_np import rotation_to_z
+from .completion import CompletionConfig, mirror_complete
 from .query import GraspQuery, QueryError
-from .rotations_np import rotation_to_z
 
 
 @dataclass(frozen=True)

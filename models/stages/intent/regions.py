@@ -38,7 +38,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from ..geometry import farthest_point_sample, voxel_downsample
+from ...core.geometry import farthest_point_sample, voxel_downsample
 
 MIN_VIEW_DISTANCE_M = 0.05  # object centre closer than this to the origin (horizontally): no front / left / right
 MAX_ANALYSIS_POINTS = 2048

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .geometry import ObjectCloud, Plane, knn, object_signed_distance
-from .hands.model import HandModel, LinkFrames
+from ..core.geometry import ObjectCloud, Plane, knn, object_signed_distance
+from ..hands.model import HandModel, LinkFrames
 
 
 @dataclass(frozen=True)

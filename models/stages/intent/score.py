@@ -5,7 +5,7 @@ Every criterion is geometric and computed from the hand model and the object poi
 Contacts. A link touches the object when some object point lies within ``CONTACT_TOL_M`` (5 mm)
 of the link's collision primitives (the hand's signed distance, so a point slightly inside counts
 too). Its contact point is the nearest object point. Digits and phalanges come from
-:mod:`models.intent.anatomy`.
+:mod:`models.stages.intent.anatomy`.
 
 Approach. ``a`` = the palm's approach direction (palm normal towards the object) in the request
 frame. top: angle(a, -up) <= TOP_DEG (40); bottom: angle(a, up) <= TOP_DEG; side: the approach
@@ -27,7 +27,7 @@ Region: the region is held - either at least REGION_SHARE (half) of the touching
 object inside the region, or two links touch it inside the region pushing from opposite sides
 (their hand-surface normals at the contacts have a cosine below OPPOSING_COS: the part is clamped
 between them, e.g. a mug handle pinched between thumb and fingers while the knuckles rest on the
-body). Each contact point is tested with :func:`models.intent.regions.region_test`
+body). Each contact point is tested with :func:`models.stages.intent.regions.region_test`
 (top/bottom/left/right by normalised coordinates, rim by height and radius,
 handle/neck/thinnest/body/largest by local cross-section width). Soft score: 1 when clamped, else
 the share. avoid_region: the region is not held.
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..hands.model import HandModel
+from ...hands.model import HandModel
 from .anatomy import Anatomy, anatomy
 from .regions import ObjectRegions, analyze_object, region_points, region_test
 from .schema import FINGERS, Intent

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .grasp import Grasp, grasps_to_tensors
-from .hands.model import HandModel, LinkFrames
+from ..grasp import Grasp, grasps_to_tensors
+from ..hands.model import HandModel, LinkFrames
 
 
 @dataclass(frozen=True)

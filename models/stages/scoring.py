@@ -1,6 +1,6 @@
 """Scoring and diversity-aware selection of grasp candidates.
 
-``score_grasps`` turns the quality metrics of :mod:`models.quality` into per-grasp scores in
+``score_grasps`` turns the quality metrics of :mod:`models.physics.quality` into per-grasp scores in
 [0, 1] and an ``overall`` score; ``select_diverse`` picks K of N candidates by a greedy max-min
 rule that trades a candidate's score against its distance to the grasps already picked (in palm
 position, palm rotation and joint space), so the K grasps cover the object instead of clustering
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .geometry import ObjectCloud, PlaneArg
-from .grasp_batch import GraspBatch
-from .hands.model import HandModel
-from .quality import batch_quality
+from ..core.geometry import ObjectCloud, PlaneArg
+from ..hands.model import HandModel
+from ..physics.grasp_batch import GraspBatch
+from ..physics.quality import batch_quality
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class RankConfig:
     position_scale_m: float = 0.05  # palm distance that counts as "one unit" of difference
     rotation_scale_rad: float = math.pi / 2
     joint_scale: float = 0.5  # mean |dq| over the range-normalised joints that counts as one unit
-    # Learned success predictor (models/ranker.py): a folder under models/weights holding
+    # Learned success predictor (models/learned/success.py): a folder under models/weights holding
     # ranker.json. When set, ``quality`` = learned_blend * P(success) + (1 - learned_blend) * the
     # analytic quality above; None keeps the analytic quality alone.
     learned: str | None = None
@@ -68,7 +68,7 @@ def score_batch(grasps: GraspBatch, cloud: ObjectCloud, table: PlaneArg = None, 
     if c.learned is None:
         m = batch_quality(grasps, cloud, table)
     else:  # the features need the same contacts: the metrics come out of the same pass
-        from .ranker import load_ranker, predict_success
+        from ..learned.success import load_ranker, predict_success
 
         with torch.no_grad():
             prob, m = predict_success(load_ranker(c.learned), grasps, cloud, table)

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..hands.model import HandModel
-from ..init_poses import fibonacci_directions
+from ...hands.model import HandModel
+from ...physics.init_poses import fibonacci_directions
 from .anatomy import anatomy
 from .regions import ObjectRegions, analyze_object, region_points
 from .schema import FINGERS, Intent

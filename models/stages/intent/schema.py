@@ -1,7 +1,7 @@
 """The structured intent a free-text instruction is parsed into, and its JSON form.
 
 Owns the vocabulary: approach directions, grasp types, finger names and object regions. Every
-value is defined geometrically in ``models/intent/score.py`` (what a grasp must do to satisfy it);
+value is defined geometrically in ``models/stages/intent/score.py`` (what a grasp must do to satisfy it);
 this module only holds the record. ``Intent`` is immutable and serialises with ``model_dump()``
 for the API response.
 """

@@ -32,7 +32,7 @@ import trimesh
 from numpy.typing import ArrayLike, NDArray
 from PIL import Image, ImageDraw, ImageFont
 
-from .hands import hand_mjcf_xml, load_spec
+from ..hands import hand_mjcf_xml, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -635,7 +635,7 @@ def render_grasp_file(
     """
     import json
 
-    from .grasp import GraspSet, grasps_to_tensors
+    from ..grasp import GraspSet, grasps_to_tensors
 
     raw = json.loads(Path(grasps_json_path).read_text())
     gs = GraspSet.model_validate({"grasps": raw} if isinstance(raw, list) else raw)
@@ -645,7 +645,7 @@ def render_grasp_file(
     pos, rot, q = grasps_to_tensors(grasps)
     pre: Pose3 | None = None
     if show_pregrasp:
-        from .grasp import Grasp
+        from ..grasp import Grasp
 
         pre_grasps = [
             Grasp(hand=g.hand, pose=g.pregrasp.pose, joints=g.pregrasp.joints, pregrasp=g.pregrasp) for g in grasps

@@ -2,7 +2,7 @@
 
 ``grasp_features`` turns B grasps and the object cloud the scorer sees (points with normals, the
 table plane) into a fixed feature vector per grasp; it never needs the mesh, so it runs at
-serving time on exactly what :func:`models.rank.score_grasps` receives. ``SuccessRanker`` is a
+serving time on exactly what :func:`models.stages.scoring.score_grasps` receives. ``SuccessRanker`` is a
 small MLP (or, with no hidden layer, logistic regression) over the standardised features whose
 output is the probability that the grasp passes the six-direction simulation test. It is stored
 as data: ``ranker.json`` in a folder under ``models/weights/`` (feature names, normalisation,
@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .geometry import ObjectCloud, PlaneArg, unit_plane
-from .grasp_batch import GraspBatch
-from .hands.model import HandModel
-from .quality import CONTACT_THRESHOLD_M, collision_links, contacts_and_penetration, metrics_from_contacts
+from ..core.geometry import ObjectCloud, PlaneArg, unit_plane
+from ..hands.model import HandModel
+from ..physics.grasp_batch import GraspBatch
+from ..physics.quality import CONTACT_THRESHOLD_M, collision_links, contacts_and_penetration, metrics_from_contacts
 
 FORMAT = "dexgrasp-ranker/1"
-WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
+WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"  # models/weights, beside models/learned/
 DISTANCE_CLIP_M = (-0.02, 0.08)  # per-link distances beyond these carry no extra information
 FINGERTIP_SUFFIX = "distal"  # links whose name ends so are fingertips (ff/mf/rf/lf/th distal)
 
@@ -85,7 +85,7 @@ def features_and_metrics(
     grasps: GraspBatch, surface: ObjectCloud, table: PlaneArg = None, up: Tensor | None = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """:func:`grasp_features` and, from the same contacts, the metrics of
-    :func:`models.quality.batch_quality` (same keys and values), so scoring computes them once."""
+    :func:`models.physics.quality.batch_quality` (same keys and values), so scoring computes them once."""
     hand, root_pos, root_rot = grasps.hand, grasps.root_pos, grasps.root_rot
     pts = surface.points.to(root_pos)
     nrm = surface.normals.to(root_pos)
@@ -246,7 +246,7 @@ def predict_success(
     ranker: SuccessRanker, grasps: GraspBatch, cloud: ObjectCloud, table: PlaneArg = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Success probability (B,) of each grasp, in the dtype of its positions, and the
-    :func:`models.quality.batch_quality` metrics computed on the way."""
+    :func:`models.physics.quality.batch_quality` metrics computed on the way."""
     if tuple(feature_names(grasps.hand)) != ranker.features:
         raise ValueError(f"the ranker was trained on other features than hand {grasps.hand.spec.name!r} gives")
     x, metrics = features_and_metrics(grasps, cloud, table)

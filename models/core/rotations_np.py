@@ -1,4 +1,4 @@
-"""Rotation helpers in numpy for single poses (float64), the numpy face of :mod:`models.rotations`.
+"""Rotation helpers in numpy for single poses (float64), the numpy face of :mod:`models.core.rotations`.
 
 Same conventions as the torch module: quaternions are ``[w, x, y, z]`` (MuJoCo order),
 matrices act on column vectors. The arithmetic is MuJoCo's own (``mju_*``, all wxyz), so the

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .diversity import diversity
-from .geometry import ObjectCloud
-from .grasp import GraspSet, grasps_to_tensors
-from .hands import get_hand
-from .quality import grasp_quality, summarize
+from ..core.geometry import ObjectCloud
+from ..grasp import GraspSet, grasps_to_tensors
+from ..hands import get_hand
+from ..physics.diversity import diversity
+from ..physics.quality import grasp_quality, summarize
 
 MESH_SUFFIXES = {".obj", ".stl", ".off", ".glb", ".gltf"}
 
@@ -33,7 +33,7 @@ class LoadedObject:
 
 def load_object(spec: str, n_points: int = 20000, seed: int = 0) -> LoadedObject:
     """Resolve an object id or file into a dense surface (float64 points + outward normals)."""
-    from . import objects
+    from .. import objects
 
     path = Path(spec)
     mesh = None
@@ -67,7 +67,7 @@ def load_object(spec: str, n_points: int = 20000, seed: int = 0) -> LoadedObject
     if points.shape[0] < 50:
         raise ValueError(f"object has {points.shape[0]} points; at least 50 are needed")
     if nrm is None:
-        from .geometry import estimate_normals, voxel_downsample
+        from ..core.geometry import estimate_normals, voxel_downsample
 
         if points.shape[0] > 8000:  # normals cost N^2: estimate on a voxel-downsampled copy
             points, _ = voxel_downsample(points, 0.002)

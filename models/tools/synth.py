@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from .grasp import Grasp
+    from ..grasp import Grasp
 
 FORMAT = "dexgrasp-synth/1"
 
@@ -62,14 +62,14 @@ def shard_name(object_id: str, pose: int) -> str:
 def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: SimFilter | None) -> dict[str, np.ndarray]:
     """Grasps for one scene; returns the shard's arrays (object frame). ``sim_filter`` is used when
     ``cfg.simulate`` (and then required)."""
-    from . import objects
-    from .geometry import ObjectCloud as ObjectSurface
-    from .geometry import Plane as SupportPlane
-    from .grasp import grasps_to_tensors
-    from .hands import get_hand
-    from .proposers import get_proposer
-    from .proposers.optimize import OptimizeConfig
-    from .quality import grasp_quality
+    from .. import objects
+    from ..core.geometry import ObjectCloud as ObjectSurface
+    from ..core.geometry import Plane as SupportPlane
+    from ..grasp import grasps_to_tensors
+    from ..hands import get_hand
+    from ..physics.quality import grasp_quality
+    from ..proposers import get_proposer
+    from ..proposers.optimize import OptimizeConfig
 
     mesh = objects.load_mesh(object_id)
     _, pose, _ = objects.place_on_table(mesh, seed=cfg.seed * 1000 + pose_index)
@@ -123,7 +123,7 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_
     """Synthesise every scene of ``cfg`` not yet in ``out_dir`` and return the summary card.
     With ``cfg.simulate`` grasps must pass ``sim_filter`` (``sim_worker.synth.run_synth`` supplies
     the MuJoCo one); without, the penetration filter alone decides."""
-    from . import objects
+    from .. import objects
 
     if cfg.simulate and sim_filter is None:
         raise ValueError("simulate=True needs a sim_filter: use sim_worker.synth.run_synth, or simulate=False")
@@ -172,12 +172,12 @@ def load_dataset(out_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def scene_diversity(rows: list[dict[str, Any]], hand_name: str = "shadow") -> dict[str, Any]:
-    """DGTR's occupancies (``models.diversity``, 16 bins) per scene with two or more grasps, averaged:
+    """DGTR's occupancies (``models.physics.diversity``, 16 bins) per scene with two or more grasps, averaged:
     delta_t over palm directions from the object's centre (the object frame's origin: meshes are
     centred), delta_r over the palm's Euler angles, delta_q over the joint ranges."""
-    from .diversity import joint_occupancy, rotation_occupancy, translation_occupancy
-    from .hands import get_hand
-    from .rotations import quat_to_matrix
+    from ..core.rotations import quat_to_matrix
+    from ..hands import get_hand
+    from ..physics.diversity import joint_occupancy, rotation_occupancy, translation_occupancy
 
     hand = get_hand(hand_name, dtype="float64")
     rows = [r for r in rows if len(r.get("joints", ())) >= 2]

@@ -42,7 +42,7 @@ import math
 import torch
 from torch import Tensor
 
-from .hands.model import HandModel
+from ..hands.model import HandModel
 
 OCCUPANCY_BINS = 16
 _FINGERS = ("ff", "mf", "rf", "lf", "th")

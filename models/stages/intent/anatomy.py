@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from ..hands.model import HandModel
+from ...hands.model import HandModel
 from .schema import FINGERS
 
 DIGIT_PREFIX = {"th": "thumb", "ff": "index", "mf": "middle", "rf": "ring", "lf": "little"}

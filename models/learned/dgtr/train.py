@@ -40,9 +40,9 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from tqdm import tqdm
 
-from ..hands import get_hand
-from ..hands.model import HandModel
-from ..rotations import axis_angle_to_matrix, rot6d_to_matrix
+from ...core.rotations import axis_angle_to_matrix, rot6d_to_matrix
+from ...hands import get_hand
+from ...hands.model import HandModel
 from .data import ViewConfig, build_views
 from .model import DGTR, DGTRConfig, model_inputs
 from .weights import save_weights
@@ -200,7 +200,7 @@ def losses(
         gp = hand.surface_points(gf, cfg.hand_points)
     d = torch.cdist(hp, gp)
     terms["chamfer"] = (d.min(dim=2).values.mean(-1) + d.min(dim=1).values.mean(-1)).mean() / scale
-    from ..energy import self_penetration
+    from ...physics.energy import self_penetration
 
     terms["spen"] = self_penetration(hand, frames).mean()
     if with_pen:

@@ -40,9 +40,9 @@ import torch
 from scipy.spatial import ConvexHull, QhullError
 from torch import Tensor
 
-from .geometry import ObjectCloud, PlaneArg, unit_plane
+from ..core.geometry import ObjectCloud, PlaneArg, unit_plane
+from ..hands.model import GEOM_BOX, GEOM_CAPSULE, GEOM_SPHERE, HandModel, LinkFrames
 from .grasp_batch import GraspBatch
-from .hands.model import GEOM_BOX, GEOM_CAPSULE, GEOM_SPHERE, HandModel, LinkFrames
 
 CONTACT_THRESHOLD_M = 0.01
 MAX_PENETRATION_GATE_M = 0.005

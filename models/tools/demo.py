@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .energy import EnergyWeights, grasp_energy
-from .geometry import ObjectCloud
-from .grasp import GraspSet, make_grasp
-from .hands import get_hand
-from .init_poses import palm_placements
-from .rotations import matrix_to_rot6d, rot6d_to_matrix
+from ..core.geometry import ObjectCloud
+from ..core.rotations import matrix_to_rot6d, rot6d_to_matrix
+from ..grasp import GraspSet, make_grasp
+from ..hands import get_hand
+from ..physics.energy import EnergyWeights, grasp_energy
+from ..physics.init_poses import palm_placements
 
 
 def descend(
@@ -72,10 +72,10 @@ def descend(
 def run_demo(
     out: Path, object_id: str | None = None, num_grasps: int = 16, steps: int = 300, seed: int = 0
 ) -> dict[str, Any]:
-    from . import objects
-    from .diversity import diversity
-    from .quality import grasp_quality, summarize
-    from .render import render_grasps, save_png
+    from .. import objects
+    from ..physics.diversity import diversity
+    from ..physics.quality import grasp_quality, summarize
+    from .pictures import render_grasps, save_png
 
     out.mkdir(parents=True, exist_ok=True)
     if object_id is None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .geometry import farthest_point_sample
+from ..core.geometry import farthest_point_sample
 
 MODES = ("auto", "mirror", "off")
 

@@ -1,4 +1,4 @@
-"""How well the pipeline's mirror completion (``models/completion.py``) recovers the unseen back of
+"""How well the pipeline's mirror completion (``models/stages/completion.py``) recovers the unseen back of
 single-view clouds, measured against the full mesh.
 
 Run: ``.venv/bin/python bench/completion.py [--split validation] [--objects 20] [--viewpoint]
@@ -33,7 +33,7 @@ from tqdm import tqdm
 from bench.foundation import hardware
 from bench.proposer_quality import pick_objects, query_cloud, query_table
 from models import objects
-from models.geometry import object_signed_distance
+from models.core.geometry import object_signed_distance
 from models.pipeline import GraspQuery, PipelineConfig, preprocess
 
 NEAR_M = 0.005

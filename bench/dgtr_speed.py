@@ -49,15 +49,15 @@ def main() -> int:
     a = ap.parse_args()
 
     from models import objects
-    from models.dgtr.export import OnnxRunner, TorchRunner
-    from models.dgtr.weights import load_weights
-    from models.geometry import ObjectCloud
+    from models.core.geometry import ObjectCloud
     from models.grasp import grasps_to_tensors
     from models.hands import get_hand
+    from models.learned.dgtr.export import OnnxRunner, TorchRunner
+    from models.learned.dgtr.weights import load_weights
     from models.pipeline import GraspQuery, PipelineConfig, preprocess
     from models.proposers.base import Problem
     from models.proposers.dgtr import DGTRProposer
-    from models.refine import RefineConfig, refine_grasps
+    from models.stages.refine import RefineConfig, refine_grasps
 
     oid = next(e.id for e in objects.objects("validation") if e.family == "mug")
     world, _, _ = objects.place_on_table(objects.load_mesh(oid), seed=0)

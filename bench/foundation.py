@@ -23,10 +23,10 @@ import mujoco
 import numpy as np
 import torch
 
-from models.energy import grasp_energy
-from models.geometry import ObjectCloud
+from models.core.geometry import ObjectCloud
+from models.core.rotations import matrix_to_quat, random_rotations
 from models.hands import get_hand, hand_model
-from models.rotations import matrix_to_quat, random_rotations
+from models.physics.energy import grasp_energy
 
 
 def hardware() -> dict[str, str]:

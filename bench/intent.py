@@ -38,12 +38,12 @@ import torch
 
 from bench.foundation import hardware
 from models import objects
-from models.geometry import Plane, estimate_normals, remove_support_plane, voxel_downsample
+from models.core.geometry import Plane, estimate_normals, remove_support_plane, voxel_downsample
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
-from models.intent import analyze_object, intent_priors, parse_intent, score_intent
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
+from models.stages.intent import analyze_object, intent_priors, parse_intent, score_intent
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "intent" / "instructions.jsonl"
 FIELDS = ("approach", "avoid_approach", "grasp_type", "use_fingers", "avoid_fingers", "region", "avoid_region", "unmatched")

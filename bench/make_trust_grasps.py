@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import trimesh
 
-from models.demo import descend
-from models.geometry import ObjectCloud
+from models.core.geometry import ObjectCloud
 from models.grasp import GraspSet, make_grasp
 from models.hands import get_hand
+from models.tools.demo import descend
 from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.scene import object_from_primitive

@@ -26,15 +26,15 @@ from tqdm import tqdm
 
 from bench.foundation import hardware
 from models import objects
-from models.diversity import diversity
-from models.energy import EnergyWeights
-from models.geometry import ObjectCloud, Plane
+from models.core.geometry import ObjectCloud, Plane
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
+from models.physics.diversity import diversity
+from models.physics.energy import EnergyWeights
+from models.physics.quality import MAX_PENETRATION_GATE_M, grasp_quality, summarize
 from models.pipeline import GraspQuery, PipelineConfig, preprocess
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
-from models.quality import MAX_PENETRATION_GATE_M, grasp_quality, summarize
 from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool

@@ -37,13 +37,13 @@ from tqdm import tqdm
 
 from bench.foundation import hardware
 from models import objects
-from models.diversity import diversity
-from models.geometry import ObjectCloud, Plane
+from models.core.geometry import ObjectCloud, Plane
 from models.grasp import Grasp, grasps_to_tensors
 from models.hands import get_hand
+from models.physics.diversity import diversity
+from models.physics.quality import grasp_quality, summarize
 from models.pipeline import GraspPipeline, GraspQuery, QueryError, to_request_frame
 from models.proposers import available_proposers
-from models.quality import grasp_quality, summarize
 from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool
@@ -191,7 +191,7 @@ def main() -> None:
     from dataclasses import fields, replace
 
     from models.pipeline import PipelineConfig
-    from models.refine import RefineConfig
+    from models.stages.refine import RefineConfig
 
     kinds = {f.name: type(getattr(RefineConfig(), f.name)) for f in fields(RefineConfig)}
     overrides = {k: kinds[k](v) for k, v in (item.split("=", 1) for item in a.refine_set)}

@@ -1,4 +1,4 @@
-"""Labelled data for the grasp-success ranker (``models/ranker.py``): the served pipeline's grasps,
+"""Labelled data for the grasp-success ranker (``models/learned/success.py``): the served pipeline's grasps,
 their ranking features and their six-direction MuJoCo result.
 
 Run (resumable per object; ``nice`` it on a shared machine):
@@ -38,11 +38,11 @@ from tqdm import tqdm
 
 from bench.proposer_quality import pick_objects, query_cloud, query_table
 from models import objects
-from models.geometry import ObjectCloud, Plane
+from models.core.geometry import ObjectCloud, Plane
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
+from models.learned.success import feature_names, grasp_features
 from models.pipeline import GraspPipeline, GraspQuery, QueryError, to_request_frame
-from models.ranker import feature_names, grasp_features
 from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool

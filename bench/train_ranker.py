@@ -1,4 +1,4 @@
-"""Fit the grasp-success ranker (``models/ranker.py``) on ``bench/ranker_data.py`` output.
+"""Fit the grasp-success ranker (``models/learned/success.py``) on ``bench/ranker_data.py`` output.
 
 Run: ``nice -n 5 .venv/bin/python bench/train_ranker.py [--data runs/ranker_data] [--out models/weights/ranker_shadow]``
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from bench.foundation import hardware
-from models.ranker import FitConfig, fit_ranker, roc_auc, top_k_success
+from models.learned.success import FitConfig, fit_ranker, roc_auc, top_k_success
 
 GRID_HIDDEN: list[tuple[int, ...]] = [(), (16,), (32,), (64, 32)]
 GRID_DECAY = [1e-3, 1e-2, 3e-2]

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .synth import SynthConfig
+    from .tools.synth import SynthConfig
 
-#: Runs a synthesis to ``out_dir`` and returns its summary card (``models.synth.run_synth``'s shape).
+#: Runs a synthesis to ``out_dir`` and returns its summary card (``models.tools.synth.run_synth``'s shape).
 SynthRunner = Callable[[str, "SynthConfig"], dict[str, Any]]
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
-    from .evaluate import evaluate_file
+    from .tools.evaluate import evaluate_file
 
     report = evaluate_file(a.grasps, a.object, table_z=a.table_z, n_points=a.points, per_grasp=not a.summary_only)
     text = json.dumps(report, indent=1)
@@ -61,7 +61,7 @@ def _cmd_objects(a: argparse.Namespace) -> int:
 
 
 def _cmd_render(a: argparse.Namespace) -> int:
-    from .render import render_grasp_file
+    from .tools.pictures import render_grasp_file
 
     render_grasp_file(a.grasps, a.object, a.out)
     print(f"wrote {a.out}")
@@ -69,7 +69,7 @@ def _cmd_render(a: argparse.Namespace) -> int:
 
 
 def _cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .tools.demo import run_demo
 
     summary = run_demo(Path(a.out), object_id=a.object, num_grasps=a.num_grasps, steps=a.steps, seed=a.seed)
     print(json.dumps(summary, indent=1))
@@ -77,8 +77,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 def _cmd_synth(a: argparse.Namespace, run_synth: SynthRunner | None = None) -> int:
-    from .synth import SynthConfig, summarize_dataset
-    from .synth import run_synth as synth_without_simulator
+    from .tools.synth import SynthConfig, summarize_dataset
+    from .tools.synth import run_synth as synth_without_simulator
 
     if a.summary:
         print(json.dumps(summarize_dataset(a.out), indent=1))
@@ -93,9 +93,9 @@ def _cmd_synth(a: argparse.Namespace, run_synth: SynthRunner | None = None) -> i
 def _cmd_train(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .dgtr.data import ViewConfig
-    from .dgtr.model import DGTRConfig
-    from .dgtr.train import TrainConfig, train
+    from .learned.dgtr.data import ViewConfig
+    from .learned.dgtr.model import DGTRConfig
+    from .learned.dgtr.train import TrainConfig, train
 
     if a.threads:
         import torch
@@ -111,7 +111,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.install:
         import shutil
 
-        from .dgtr.export import export_weights
+        from .learned.dgtr.export import export_weights
         from .proposers.dgtr import weights_dir
 
         dest = weights_dir(cfg.model.hand)
@@ -123,7 +123,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
-    from .dgtr.export import export_weights
+    from .learned.dgtr.export import export_weights
 
     print(export_weights(a.weights, a.out))
     return 0

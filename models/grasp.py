@@ -18,8 +18,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 
+from .core.rotations import matrix_to_quat, quat_to_matrix
 from .hands.spec import available_hands, load_spec
-from .rotations import matrix_to_quat, quat_to_matrix
 
 QUAT_NORM_TOL = 1e-3
 MATRIX_TOL = 1e-4

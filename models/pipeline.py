@@ -1,9 +1,9 @@
 """The proposal pipeline behind ``POST /v1/grasps`` and ``dexgrasp propose``.
 
-validate -> preprocess (:mod:`models.preprocess`: table, outliers, downsample, normals, completion,
+validate -> preprocess (:mod:`models.stages.preprocess`: table, outliers, downsample, normals, completion,
 canonical frame) -> for each group of queries sharing a proposer and a hand: intent (parse an
 instruction into priors) -> propose (a registered proposer, batched over the group) -> per query:
-refine (:mod:`models.refine`) -> score (:mod:`models.rank`) -> intent (blend the instruction's
+refine (:mod:`models.stages.refine`) -> score (:mod:`models.stages.scoring`) -> intent (blend the instruction's
 match into the score) -> select (diversity-aware top K) -> to request frame.
 
 Every stage is a plain function with a small result type; :class:`GraspPipeline` composes them and
@@ -26,19 +26,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .completion import MODES as COMPLETION_MODES
+from .core.rotations import matrix_to_quat
 from .grasp import Grasp, Pose, PreGrasp, joints_dict
-from .grasp_batch import GraspBatch
 from .hands import get_hand
 from .hands.model import HandModel
 from .hands.spec import available_hands
-from .preprocess import Prepared, PreprocessConfig, preprocess
+from .physics.grasp_batch import GraspBatch
 from .proposers import auto_proposer, available_proposers, capabilities, get_proposer
 from .proposers.base import Problem, Progress, Proposal, Proposer
-from .query import GraspQuery, QueryError
-from .rank import RankConfig, grasp_distances, score_batch, select_diverse
-from .refine import RefineConfig, refine_batch
-from .rotations import matrix_to_quat
+from .stages.completion import MODES as COMPLETION_MODES
+from .stages.preprocess import Prepared, PreprocessConfig, preprocess
+from .stages.query import GraspQuery, QueryError
+from .stages.refine import RefineConfig, refine_batch
+from .stages.scoring import RankConfig, grasp_distances, score_batch, select_diverse
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,9 @@ def validate_query(q: GraspQuery, cfg: PipelineConfig) -> None:
 class ParsedIntent:
     """A query's instruction, parsed, with the generation priors and object regions it implies."""
 
-    intent: Any  # models.intent.Intent
-    priors: Any  # models.intent.Priors, for the proposer
-    regions: Any  # models.intent.ObjectRegions, reused by the scoring
+    intent: Any  # models.stages.intent.Intent
+    priors: Any  # models.stages.intent.Priors, for the proposer
+    regions: Any  # models.stages.intent.ObjectRegions, reused by the scoring
 
 
 def parse_instruction(prep: Prepared, hand: HandModel) -> ParsedIntent | None:
@@ -131,7 +131,7 @@ def parse_instruction(prep: Prepared, hand: HandModel) -> ParsedIntent | None:
     text = prep.query.text
     if text is None or not text.strip():
         return None
-    from .intent import analyze_object, intent_priors, parse_intent
+    from .stages.intent import analyze_object, intent_priors, parse_intent
 
     intent = parse_intent(text)
     up = torch.tensor([0.0, 0.0, 1.0])  # the canonical frame has up = +z
@@ -220,14 +220,14 @@ def refine(cands: Candidates, prep: Prepared, cfg: RefineConfig | None) -> Refin
 # ------------------------------------------------------------------------------------------ score
 @dataclass
 class Scored:
-    """The score stage's output: per-candidate scores (:func:`models.rank.score_grasps`)."""
+    """The score stage's output: per-candidate scores (:func:`models.stages.scoring.score_grasps`)."""
 
     scores: dict[str, Tensor]
     elapsed_ms: float
 
 
 def score(cands: Candidates, prep: Prepared, cfg: RankConfig) -> Scored:
-    """Score the candidates on the query's cloud and table (:func:`models.rank.score_batch`)."""
+    """Score the candidates on the query's cloud and table (:func:`models.stages.scoring.score_batch`)."""
     t = time.perf_counter()
     sc = score_batch(cands.batch, prep.cloud(), prep.plane, cfg)
     return Scored(sc, (time.perf_counter() - t) * 1e3)
@@ -250,7 +250,7 @@ def apply_intent(parsed: ParsedIntent | None, cands: Candidates, prep: Prepared,
     ``(1 - w_intent) * quality + w_intent * intent match``."""
     if parsed is None:
         return IntentOutcome(quality, {}, None)
-    from .intent import score_intent
+    from .stages.intent import score_intent
 
     b = cands.batch
     ist = score_intent(parsed.intent, b.hand, b.root_pos, b.root_rot, b.joints, prep.points, torch.tensor([0.0, 0.0, 1.0]),
@@ -354,7 +354,7 @@ class GraspPipeline:
         """Load the instruction encoder, create the default proposer and run one small query
         (with an instruction) through every stage, with ``run`` (default :meth:`run`; the service
         passes its compute thread so the warm-up never runs beside a request)."""
-        from .intent import warm_up as warm_intent
+        from .stages.intent import warm_up as warm_intent
 
         warm_intent()
         ang = np.linspace(0, 2 * np.pi, 40, endpoint=False)

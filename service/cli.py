@@ -104,7 +104,7 @@ def _cmd_propose(a: argparse.Namespace) -> int:
 
         import numpy as np
 
-        from models.render import render_grasp_file
+        from models.tools.pictures import render_grasp_file
 
         with tempfile.TemporaryDirectory() as tmp:
             cloud = a.cloud

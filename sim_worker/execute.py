@@ -23,7 +23,7 @@ actuators to the goal grasp and lifts. Per rollout:
    between the end of settling and the start of the ``lift`` phase (the hand
    should not push the object away). *MPE*: mean distance over the 15 finger
    keypoints (origins of the proximal, middle and distal links,
-   :data:`models.diversity.KEYPOINT_LINKS`) between the simulated hand at the
+   :data:`models.physics.diversity.KEYPOINT_LINKS`) between the simulated hand at the
    end of the squeeze phase and the goal grasp placed on the object where the
    object is at that moment; it is reported for every rollout, consumers
    average it over successes only (UniDexGrasp). *Table contact*: any hand
@@ -57,8 +57,8 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from models.diversity import KEYPOINT_LINKS
-from models.rotations_np import matrix_to_quat, quat_mul, quat_to_matrix
+from models.core.rotations_np import matrix_to_quat, quat_mul, quat_to_matrix
+from models.physics.diversity import KEYPOINT_LINKS
 
 from .arrays import GraspArrays
 from .config import SimConfig
@@ -278,7 +278,7 @@ class _Camera:
     """A fixed free camera and one offscreen renderer for the rollout."""
 
     def __init__(self, model: mujoco.MjModel, lookat: F64) -> None:
-        from models.render import ensure_gl_backend
+        from models.tools.pictures import ensure_gl_backend
 
         ensure_gl_backend()
         w, h = KEYFRAME_SIZE

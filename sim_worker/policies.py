@@ -35,7 +35,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from models.rotations_np import quat_normalize, slerp
+from models.core.rotations_np import quat_normalize, slerp
 
 from .config import ExecutionConfig
 

@@ -1,7 +1,7 @@
-"""The simulation filter of dataset synthesis: ``models.synth`` asks which grasps hold, a :class:`SimPool` answers.
+"""The simulation filter of dataset synthesis: ``models.tools.synth`` asks which grasps hold, a :class:`SimPool` answers.
 
 ``models`` does not import the simulator, so synthesis takes its filter as a parameter
-(:class:`models.synth.SimFilter`). :func:`pool_filter` makes one from a pool running the
+(:class:`models.tools.synth.SimFilter`). :func:`pool_filter` makes one from a pool running the
 six-direction disturbance test (``validate.py``), and :func:`run_synth` is synthesis wired with
 it: what ``dexgrasp synth`` runs.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from models.grasp import Grasp
-    from models.synth import SynthConfig
+    from models.tools.synth import SynthConfig
 
     from .config import SimConfig
     from .parallel import SimPool
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PoolFilter:
-    """A :class:`models.synth.SimFilter` backed by a started pool; ``success`` of the validation is the verdict."""
+    """A :class:`models.tools.synth.SimFilter` backed by a started pool; ``success`` of the validation is the verdict."""
 
     pool: SimPool
     hand: str = "shadow"
@@ -52,9 +52,9 @@ def pool_filter(procs: int, cfg: SimConfig | None = None, backend: str = "mujoco
 
 
 def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
-    """:func:`models.synth.run_synth` with the MuJoCo filter on ``cfg.procs`` processes; returns the
+    """:func:`models.tools.synth.run_synth` with the MuJoCo filter on ``cfg.procs`` processes; returns the
     summary card. The pool is opened whether or not ``cfg.simulate``, so ``procs`` is checked alike."""
-    from models.synth import run_synth as synthesise
+    from models.tools.synth import run_synth as synthesise
 
     with pool_filter(cfg.procs) as sim_filter:
         return synthesise(out_dir, cfg, progress, sim_filter=sim_filter)

@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from models.rotations_np import quat_angle_deg, quat_to_matrix
+from models.core.rotations_np import quat_angle_deg, quat_to_matrix
 
 from .config import SimConfig
 from .scene import Scene

@@ -13,7 +13,7 @@ import torch
 
 from models.grasp import GraspSet, make_grasp
 from models.hands import get_hand
-from models.init_poses import frame_from_approach
+from models.physics.init_poses import frame_from_approach
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

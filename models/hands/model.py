@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.rotations import axis_angle_to_matrix
 from ..device import TensorSpec
-from ..rotations import axis_angle_to_matrix
 from .mjcf import hand_model, subtree_bodies
 from .spec import HandSpec, load_spec
 
@@ -91,7 +91,7 @@ class HandModel:
         self.mj_joint_ids = jids
         f64 = torch.float64
         self._offset_pos = torch.tensor(np.array([m.body_pos[b] for b in bodies]), dtype=f64)
-        from ..rotations import quat_to_matrix
+        from ..core.rotations import quat_to_matrix
 
         self._offset_rot = quat_to_matrix(torch.tensor(np.array([m.body_quat[b] for b in bodies]), dtype=f64))
         axes = np.zeros((len(bodies), 3))

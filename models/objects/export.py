@@ -13,10 +13,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from .camera import partial_cloud
 from .catalog import SPLITS, entry, load_mesh, manifest
 from .clouds import complete_cloud, place_on_table
 from .ply import write_ply
-from .render import partial_cloud
 
 
 def list_objects(split: str | None = None) -> list[dict[str, Any]]:

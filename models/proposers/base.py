@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import torch
 from torch import Tensor
 
-from ..geometry import Plane
+from ..core.geometry import Plane
 from ..grasp import Grasp, make_grasp
 from ..hands.model import HandModel
 
 if TYPE_CHECKING:  # only the types: the intent package and the stages import nothing from here
-    from ..intent.priors import Priors
-    from ..rank import RankConfig
-    from ..refine import RefineConfig
+    from ..stages.intent.priors import Priors
+    from ..stages.refine import RefineConfig
+    from ..stages.scoring import RankConfig
 
 Progress = Callable[[int, int, float], None]  # (step, steps, mean energy)
 
@@ -53,7 +53,7 @@ class Problem:
     num_grasps: int = 16
     plane: Plane | None = None
     seed: int = 0
-    priors: Priors | None = None  # an instruction's priors (models.intent.intent_priors): approach cone, contact mask
+    priors: Priors | None = None  # an instruction's priors (models.stages.intent.intent_priors): approach cone, contact mask
     observed: tuple[Tensor, Tensor] | None = None  # what the sensor saw, when ``points`` adds a completed back (learned encoders read this)
     single_view: bool | None = None  # a one-camera cloud (E_inside on); None: decided from the normals' lean
 

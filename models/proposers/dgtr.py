@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..energy import object_penetration
-from ..geometry import ObjectCloud
+from ..core.geometry import ObjectCloud
+from ..core.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from ..hands import get_hand
-from ..rotations import axis_angle_to_matrix, rot6d_to_matrix
+from ..physics.energy import object_penetration
 from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
 
-WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"  # models/weights
 
 
 def weights_dir(hand: str) -> Path:
@@ -76,7 +76,7 @@ class DGTRProposer:
 
     def __init__(self, hand: str = "shadow", device: str = "cpu", weights: str | Path | None = None, runtime: str = "auto") -> None:
         from ..device import resolve
-        from ..dgtr.export import OnnxRunner, TorchRunner
+        from ..learned.dgtr.export import OnnxRunner, TorchRunner
 
         d = Path(weights) if weights is not None else weights_dir(hand)
         if not (d / "model.json").is_file():
@@ -85,16 +85,16 @@ class DGTRProposer:
                 "and export with `dexgrasp export onnx`, or use method=fast"
             )
         self.meta: dict[str, Any] = json.loads((d / "model.json").read_text())
-        from ..dgtr.model import DGTRConfig
+        from ..learned.dgtr.model import DGTRConfig
 
         self.model_cfg = DGTRConfig.from_dict(self.meta["model"])
         if self.model_cfg.hand != hand:
             raise ValueError(f"the weights in {d} are for hand {self.model_cfg.hand!r}, not {hand!r}")
-        from ..refine import RefineConfig
+        from ..stages.refine import RefineConfig
 
         # the refinement tuned for these weights (validation split), used by the pipeline's refine stage
         self.refine_config: RefineConfig | None = RefineConfig(**self.meta["refine"]) if "refine" in self.meta else None
-        from ..rank import RankConfig
+        from ..stages.scoring import RankConfig
 
         # the score weights tuned for these weights' refined grasps (validation split), for the pipeline's ranking
         self.rank_config: RankConfig | None = RankConfig(**self.meta["rank"]) if "rank" in self.meta else None
@@ -110,14 +110,14 @@ class DGTRProposer:
         if runtime == "onnx" or (runtime == "auto" and onnx_path.is_file()):
             self.runner = OnnxRunner(onnx_path, self.device)
         else:
-            from ..dgtr.weights import load_weights
+            from ..learned.dgtr.weights import load_weights
 
             self.runner = TorchRunner(load_weights(d), self.device)
 
     # ------------------------------------------------------------------ inputs
     def inputs(self, problems: list[Problem]) -> tuple[np.ndarray, list[tuple[int, float]]]:
         """Network inputs (K, P, 7) for every (problem, pass) and what each row is."""
-        from ..dgtr.model import fixed_size, model_inputs
+        from ..learned.dgtr.model import fixed_size, model_inputs
 
         n = self.model_cfg.num_points
         rows, owners = [], []
@@ -147,7 +147,7 @@ class DGTRProposer:
     ) -> list[Proposal]:
         """One network call for every problem (``time_budget_s`` is not needed: one pass is the
         whole computation); returns ``num_grasps`` grasps per problem, network order."""
-        from ..cloud_checks import check_object_cloud
+        from ..core.cloud_checks import check_object_cloud
 
         for pr in problems:
             check_object_cloud(pr.points)

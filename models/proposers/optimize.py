@@ -20,22 +20,22 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
-from ..cloud_checks import check_object_cloud
-from ..completion import CompletionConfig, partial_score
+from ..core.cloud_checks import check_object_cloud
+from ..core.geometry import ObjectCloud, Plane, knn
+from ..core.rotations import matrix_to_rot6d, rot6d_to_matrix
 from ..device import resolve
-from ..energy import EnergyWeights, grasp_energy
-from ..geometry import ObjectCloud, Plane, knn
 from ..grasp import Grasp
 from ..hands import get_hand
 from ..hands.model import HandModel
-from ..init_poses import palm_placements
-from ..rotations import matrix_to_rot6d, rot6d_to_matrix
+from ..physics.energy import EnergyWeights, grasp_energy
+from ..physics.init_poses import palm_placements
+from ..stages.completion import CompletionConfig, partial_score
 from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
 
 if TYPE_CHECKING:  # the intent package imports nothing from here; only the type is needed
-    from ..intent.priors import Priors
-    from ..rank import RankConfig
-    from ..refine import RefineConfig
+    from ..stages.intent.priors import Priors
+    from ..stages.refine import RefineConfig
+    from ..stages.scoring import RankConfig
 
 @dataclass(frozen=True)
 class OptimizeConfig:
@@ -152,7 +152,7 @@ class OptimizeProposer:
     ) -> Proposal:
         """Optimise ``num_grasps`` grasps on a cloud (points and outward normals, (N,3)), frame as given.
 
-        ``priors`` (optional, from ``models.intent.intent_priors``): palm directions, aim point,
+        ``priors`` (optional, from ``models.stages.intent.intent_priors``): palm directions, aim point,
         allowed contact candidates and start joints that bias the grasps towards a text intent.
         ``single_view``: the cloud is one camera's view (see :attr:`Problem.single_view`).
         """

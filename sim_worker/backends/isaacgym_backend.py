@@ -47,9 +47,9 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
+from models.core.rotations_np import quat_angle_deg, quat_to_matrix, wxyz_to_xyzw, xyzw_to_wxyz
 from models.hands import hand_mjcf_xml, load_spec
 from models.hands.mjcf import subtree_bodies
-from models.rotations_np import quat_angle_deg, quat_to_matrix, wxyz_to_xyzw, xyzw_to_wxyz
 
 from ..config import ExecutionConfig, PhysicsConfig, SimConfig, ValidationConfig
 from ..scene import Scene, SimObject, build_scene
@@ -621,7 +621,7 @@ class IsaacGymBackend:
         sim_dom = gymapi.DOMAIN_SIM
         spec = scenes[0].spec
         hand_dof = np.zeros((n_env, 6 + len(spec.joints)), dtype=np.int64)
-        from models.diversity import KEYPOINT_LINKS
+        from models.physics.diversity import KEYPOINT_LINKS
 
         kp = np.zeros((n_env, len(KEYPOINT_LINKS)), dtype=np.int64)
         palm = np.zeros(n_env, dtype=np.int64)

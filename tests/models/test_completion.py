@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from models import objects
-from models.completion import CompletionConfig, mirror_complete, partial_score
 from models.pipeline import GraspQuery, PipelineConfig, QueryError, preprocess, validate_query
+from models.stages.completion import CompletionConfig, mirror_complete, partial_score
 
 
 def cylinder(radius: float, height: float, n: int, seed: int, view: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.dgtr.data import ViewConfig
-from models.dgtr.export import OnnxRunner, TorchRunner, export_onnx
-from models.dgtr.model import DGTR, DGTRConfig, farthest_point_indices, fixed_size, knn_indices, model_inputs
-from models.dgtr.train import TrainConfig, assignments, hungarian, losses, make_batch, match_cost, train
-from models.dgtr.weights import load_weights
-from models.geometry import farthest_point_sample, knn
+from models.core.geometry import farthest_point_sample, knn
 from models.hands import get_hand
+from models.learned.dgtr.data import ViewConfig
+from models.learned.dgtr.export import OnnxRunner, TorchRunner, export_onnx
+from models.learned.dgtr.model import DGTR, DGTRConfig, farthest_point_indices, fixed_size, knn_indices, model_inputs
+from models.learned.dgtr.train import TrainConfig, assignments, hungarian, losses, make_batch, match_cost, train
+from models.learned.dgtr.weights import load_weights
 
 DATA = Path(__file__).resolve().parents[2] / "models" / "data" / "shadow_v1"
 SMALL = DGTRConfig(num_points=64, sa1_centres=16, sa1_k=8, sa1_mlp=(16, 32), sa2_centres=8, sa2_k=4,
@@ -139,7 +139,7 @@ def test_saved_weights_reload_to_the_same_network(tiny_run):
 
 def test_the_losses_train_the_network_on_real_grasps(tiny_run):
     """Overfitting one fixed batch must drive the pose losses down (gradients reach every head)."""
-    from models.dgtr.train import load_views
+    from models.learned.dgtr.train import load_views
 
     cfg = replace(tiny_run["cfg"], noise_m=0.0)
     scenes = load_views(sorted((tiny_run["run"] / "views").glob("*.npz")))
@@ -174,7 +174,7 @@ def test_fixed_size_orders_and_pads():
 # ---------------------------------------------------------------------------------- the proposer
 @pytest.fixture(scope="module")
 def tiny_weights(tiny_run):
-    from models.dgtr.export import export_weights
+    from models.learned.dgtr.export import export_weights
 
     export_weights(tiny_run["run"])
     return tiny_run["run"]

@@ -9,7 +9,8 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from models.diversity import (
+from models.core.rotations import random_rotations
+from models.physics.diversity import (
     KEYPOINT_LINKS,
     diversity,
     euler_xyz,
@@ -21,7 +22,6 @@ from models.diversity import (
     rotation_occupancy,
     translation_occupancy,
 )
-from models.rotations import random_rotations
 
 F64 = torch.float64
 

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from models.energy import (
+from models.core.geometry import ObjectCloud
+from models.core.geometry import Plane as SupportPlane
+from models.physics.energy import (
     EnergyWeights,
     contact_distance,
     force_closure,
@@ -18,9 +20,7 @@ from models.energy import (
     self_penetration,
     table_penetration,
 )
-from models.geometry import ObjectCloud
-from models.geometry import Plane as SupportPlane
-from models.init_poses import palm_placements
+from models.physics.init_poses import palm_placements
 
 
 def _sphere(n: int = 800, r: float = 0.04) -> ObjectCloud:

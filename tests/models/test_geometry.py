@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import models.geometry as geometry
-from models.geometry import (
+import models.core.geometry as geometry
+from models.core.geometry import (
     Plane,
     detect_support_plane,
     estimate_normals,
@@ -21,7 +21,7 @@ from models.geometry import (
     statistical_outlier_removal,
     voxel_downsample,
 )
-from models.rotations import axis_angle_to_matrix
+from models.core.rotations import axis_angle_to_matrix
 
 from ..conftest import DEVICES
 
@@ -484,7 +484,7 @@ def test_a_face_of_the_object_is_no_support_plane() -> None:
     """Complete object clouds without a table: the top of a box or the flank of a lying bottle has
     the object under it and must not be taken for the table (it would cut the object away)."""
     from models import objects
-    from models.geometry import detect_support_plane
+    from models.core.geometry import detect_support_plane
 
     for oid in ("prim/box/0000", "comp/bottle/0006"):
         world, _, _ = objects.place_on_table(objects.load_mesh(oid), seed=0)

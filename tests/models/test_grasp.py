@@ -9,9 +9,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from models.core.rotations import random_rotations
 from models.grasp import Grasp, GraspSet, Pose, grasps_to_tensors, make_grasp
 from models.hands import get_hand
-from models.rotations import random_rotations
 
 
 def _grasp(i: int = 0) -> Grasp:

@@ -8,8 +8,8 @@ import mujoco
 import numpy as np
 import torch
 
+from models.core.rotations import matrix_to_quat, random_rotations
 from models.hands import hand_mjcf_xml
-from models.rotations import matrix_to_quat, random_rotations
 
 PROBE_R = 1e-5
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from models.intent import Intent, Priors, analyze_object, intent_priors, parse_intent, score_intent
-from models.intent.anatomy import anatomy
-from models.intent.encoder import get_encoder
-from models.intent.parse import content_words
-from models.intent.score import Contacts, approach_test, grasp_types
+from models.stages.intent import Intent, Priors, analyze_object, intent_priors, parse_intent, score_intent
+from models.stages.intent.anatomy import anatomy
+from models.stages.intent.encoder import get_encoder
+from models.stages.intent.parse import content_words
+from models.stages.intent.score import Contacts, approach_test, grasp_types
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "intent"
 FIELDS = ("approach", "avoid_approach", "grasp_type", "use_fingers", "avoid_fingers", "region", "avoid_region", "unmatched")
@@ -130,7 +130,7 @@ def test_content_words_drop_filler():
 
 # ------------------------------------------------------------------------------------ scoring
 def _rot_with_approach(hand, approach: torch.Tensor) -> torch.Tensor:
-    from models.init_poses import frame_from_approach
+    from models.physics.init_poses import frame_from_approach
 
     return frame_from_approach(approach[None].float(), hand.approach_direction.float(), torch.zeros(1))[0]
 
@@ -233,7 +233,7 @@ def test_score_top_grasp_on_a_box(hand):
 
 
 def test_order_puts_satisfied_first(hand):
-    from models.intent.score import IntentScore
+    from models.stages.intent.score import IntentScore
 
     s = IntentScore(
         score=torch.tensor([0.9, 1.0, 0.2, 1.0], dtype=torch.float64),
@@ -249,7 +249,7 @@ def _camera_view(oid: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A single-view depth-camera cloud of ``oid`` standing on a table, in the camera frame
     (the camera is the origin), table removed; and ``up`` in that frame."""
     from models import objects
-    from models.geometry import remove_support_plane
+    from models.core.geometry import remove_support_plane
 
     mesh = objects.load_mesh(oid).copy()
     mesh.apply_translation([0.0, 0.0, -mesh.bounds[0][2]])
@@ -276,7 +276,7 @@ def catalogue_regions():
 
 
 def test_regions_find_thin_parts(catalogue_regions):
-    from models.intent.regions import region_points
+    from models.stages.intent.regions import region_points
 
     _, mug = catalogue_regions["mug-view"]
     _, bottle = catalogue_regions["comp/bottle/0002"]
@@ -299,7 +299,7 @@ def test_regions_find_thin_parts(catalogue_regions):
 
 
 def test_left_right_follow_the_viewer(catalogue_regions):
-    from models.intent.regions import region_points
+    from models.stages.intent.regions import region_points
 
     pts, reg = catalogue_regions["prim/sphere/0004"]
     # the viewer at the origin looks along +x: its left is +y
@@ -341,7 +341,7 @@ def test_priors_front_and_avoid(hand):
 
 
 def test_optimizer_accepts_priors(hand):
-    from models.init_poses import palm_placements
+    from models.physics.init_poses import palm_placements
     from models.proposers import get_proposer
     from models.proposers.optimize import OptimizeConfig, _allowed_contacts
 

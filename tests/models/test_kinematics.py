@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from models.core.rotations import matrix_to_quat, quat_to_matrix, random_rotations
 from models.hands import get_hand, hand_model
-from models.rotations import matrix_to_quat, quat_to_matrix, random_rotations
 
 from ..conftest import DEVICES
 

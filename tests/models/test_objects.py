@@ -33,8 +33,8 @@ from models.objects import (
     write_manifest,
     write_ply,
 )
+from models.objects.camera import look_at
 from models.objects.meshops import winding_number
-from models.objects.render import look_at
 
 FAMILIES = list(procedural.FAMILIES)
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from models.geometry import Plane as SupportPlane
+from models.core.geometry import Plane as SupportPlane
 from models.proposers import available_proposers, get_proposer
 from models.proposers.optimize import OptimizeConfig
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.pipeline import GraspPipeline, GraspQuery, PipelineConfig, QueryError
-from models.rank import select_diverse
+from models.stages.scoring import select_diverse
 from tests.clouds import box_on_table as shared_box
 
 

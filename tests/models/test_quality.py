@@ -1,6 +1,6 @@
 """Grasp-quality metrics on hand placements built analytically with FK, plus slow references.
 
-The references here are independent of ``models.quality``: wrenches are built
+The references here are independent of ``models.physics.quality``: wrenches are built
 with explicit Python loops over contacts and cone edges, and Q1 is checked
 against a brute-force minimum of the wrench set's support function over unit
 directions (an upper bound on the hull's inscribed-ball radius that converges
@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.geometry import ObjectCloud as ObjectSurface
-from models.quality import (
+from models.core.geometry import ObjectCloud as ObjectSurface
+from models.core.rotations import random_rotations
+from models.physics.quality import (
     contact_wrenches,
     contacts_and_penetration,
     epsilon_quality,
@@ -25,7 +26,6 @@ from models.quality import (
     summarize,
     table_penetration,
 )
-from models.rotations import random_rotations
 
 F64 = torch.float64
 

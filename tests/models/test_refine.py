@@ -7,10 +7,10 @@ import math
 
 import torch
 
-from models.geometry import ObjectCloud
+from models.core.geometry import ObjectCloud
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
-from models.refine import RefineConfig, refine_grasps
+from models.stages.refine import RefineConfig, refine_grasps
 
 
 def _sphere(n: int = 600, r: float = 0.035):

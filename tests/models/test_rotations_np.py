@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import rotations as rt
-from models import rotations_np as rn
+from models.core import rotations as rt
+from models.core import rotations_np as rn
 
 
 def _unit_quats(n: int, seed: int = 0) -> np.ndarray:

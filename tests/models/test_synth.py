@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.synth import SynthConfig, load_dataset, scene_diversity, shard_name
+from models.tools.synth import SynthConfig, load_dataset, scene_diversity, shard_name
 from sim_worker.synth import run_synth
 
 
@@ -38,8 +38,8 @@ def test_summary_diversity_known_values():
     """16 grasps, one towards each of the 16 Fibonacci directions, fill every delta_t bin; 16 copies
     of one grasp fill one bin of each occupancy; scenes with fewer than two grasps are not counted."""
 
-    from models.diversity import fibonacci_sphere
     from models.hands import get_hand
+    from models.physics.diversity import fibonacci_sphere
 
     h = get_hand("shadow", dtype="float64")
     mid = ((h.lower + h.upper) / 2).numpy()
@@ -55,9 +55,9 @@ def test_summary_diversity_known_values():
 
 
 def test_simulation_filter_comes_from_the_caller(tmp_path):
-    """``models.synth`` never runs a simulator itself: with ``simulate`` it needs a filter, and the
+    """``models.tools.synth`` never runs a simulator itself: with ``simulate`` it needs a filter, and the
     filter it is given sees each scene's object mesh and its penetration-filtered grasps."""
-    from models.synth import run_synth as synthesise  # the core, without the simulator
+    from models.tools.synth import run_synth as synthesise  # the core, without the simulator
 
     cfg = SynthConfig(split="validation", poses_per_object=1, grasps_per_scene=4, steps=10, max_objects=1, procs=1)
     with pytest.raises(ValueError, match="sim_filter"):

@@ -10,9 +10,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from models.rotations_np import matrix_to_quat as mat_to_quat
-from models.rotations_np import quat_to_matrix as quat_to_mat
-from models.rotations_np import slerp
+from models.core.rotations_np import matrix_to_quat as mat_to_quat
+from models.core.rotations_np import quat_to_matrix as quat_to_mat
+from models.core.rotations_np import slerp
 from sim_worker.arrays import GraspArrays
 from sim_worker.backends import get_backend
 from sim_worker.config import SimConfig

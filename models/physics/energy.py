@@ -1,0 +1,158 @@
+"""Differentiable, batched grasp energy terms (DexGraspNet-style synthesis objective).
+
+Every term maps a batch of B hand configurations to a (B,) tensor; all are
+smooth almost everywhere so the optimiser and the test-time refinement can
+use autograd. The object is a point cloud with outward normals (complete or
+partial), optionally with a support plane.
+
+E = w_fc E_fc + w_dis E_dis + w_pen E_pen + w_spen E_spen + w_joints E_joints + w_table E_table
+with DexGraspNet's weights (1, 100, 100, 10, 1) and a table weight of our own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+from ..core.geometry import ObjectCloud, Plane, knn, object_signed_distance
+from ..hands.model import HandModel, LinkFrames
+
+
+@dataclass(frozen=True)
+class EnergyWeights:
+    """Weights of the synthesis energy (dimensionless multipliers of the terms below)."""
+
+    fc: float = 1.0  # force closure residual ||sum n_i||^2 + ||sum x_i x n_i||^2
+    dis: float = 100.0  # sum of |signed distance| of the active contacts to the object (m)
+    pen: float = 100.0  # sum of depths (m) of object points inside the hand
+    spen: float = 10.0  # sum of overlaps (m) of penetration-keypoint spheres on non-adjacent links
+    joints: float = 1.0  # sum of limit and tendon-band violations (rad)
+    table: float = 100.0  # sum of depths (m) of keypoint spheres below the support plane
+    # sum of depths (m) of keypoint spheres inside the object by the cloud's signed distance; a (B,) tensor
+    # weights each grasp (the optimiser: single views only); 0 everywhere: the term is not computed
+    inside: float | Tensor = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def force_closure(contact_points: Tensor, contact_normals: Tensor, center: Tensor | None = None) -> Tensor:
+    """E_fc = || n^T G ||^2 with G = [I; [x_i]x] stacked (Liu et al. 2021), i.e.
+    ||sum_i n_i||^2 + ||sum_i x_i x n_i||^2 for contacts (B, C, 3) with inward/outward normals (B, C, 3).
+
+    Zero when unit contact forces along the normals balance both force and torque.
+    """
+    if center is not None and center.dim() == 2:  # one centre per grasp
+        center = center[:, None, :]
+    x = contact_points if center is None else contact_points - center
+    f = contact_normals.sum(dim=1)
+    tau = torch.cross(x, contact_normals, dim=-1).sum(dim=1)
+    return (f * f).sum(-1) + (tau * tau).sum(-1)
+
+
+def contact_distance(contact_points: Tensor, obj: ObjectCloud, k: int = 8) -> Tensor:
+    """E_dis = sum_i |d(contact_i, object)| (m)."""
+    d = object_signed_distance(contact_points, obj.points, obj.normals, k=k)
+    return d.abs().sum(dim=-1)
+
+
+def contact_normals(contact_points: Tensor, obj: ObjectCloud) -> Tensor:
+    """Outward object normal at the cloud point nearest to each contact (no gradient through the choice)."""
+    b = contact_points.shape[0]
+    pts = obj.points.expand(b, *obj.points.shape) if obj.points.dim() == 2 else obj.points
+    _, idx = knn(contact_points, pts, 1)
+    return (
+        obj.normals[idx[..., 0]]
+        if obj.normals.dim() == 2
+        else torch.gather(obj.normals, 1, idx[..., 0:1].expand(-1, -1, 3))
+    )
+
+
+def object_penetration(hand: HandModel, frames: LinkFrames, obj: ObjectCloud, margin: float = 0.0) -> Tensor:
+    """E_pen = sum over object points of their depth inside the hand's collision primitives (m),
+    the primitives inflated by ``margin`` (m): a cloud samples the surface every few mm, so a
+    finger can sink between samples; a margin of about half the spacing keeps it out."""
+    b = frames.translation.shape[0]
+    pts = obj.points.expand(b, *obj.points.shape) if obj.points.dim() == 2 else obj.points
+    sd = hand.signed_distance(frames, pts)
+    return torch.relu(margin - sd).sum(dim=-1)
+
+
+def hand_inside_object(hand: HandModel, frames: LinkFrames, obj: ObjectCloud) -> Tensor:
+    """E_inside = sum over the hand's penetration-keypoint spheres of their depth inside the object,
+    the object's side of a point told by the oriented cloud (:func:`object_signed_distance`) (m).
+
+    E_pen only sees object points inside the hand, so it is blind where the cloud has no points: the
+    unseen back of a single-view cloud. The cloud's signed distance counts everything behind the
+    observed surface as inside (up to a completed back, when there is one), so this term keeps
+    fingers out of the unobserved part of the object. Its nearest-neighbour search costs about as
+    much as the rest of the energy, so the optimiser turns it on for single views only.
+    """
+    c, r = hand.penetration_keypoints(frames)
+    d = object_signed_distance(c, obj.points, obj.normals)
+    return torch.relu(r - d).sum(dim=-1)
+
+
+def self_penetration(hand: HandModel, frames: LinkFrames) -> Tensor:
+    """E_spen = sum over keypoint sphere pairs on non-adjacent links of relu(r_i + r_j - d_ij) (m)."""
+    c, r = hand.penetration_keypoints(frames)
+    i, j = hand.self_pairs[:, 0], hand.self_pairs[:, 1]
+    d = (c[:, i] - c[:, j]).norm(dim=-1)
+    return torch.relu(r[i] + r[j] - d).sum(dim=-1)
+
+
+def joint_limits(hand: HandModel, joints: Tensor) -> Tensor:
+    """E_joints = sum of limit violations plus tendon-band violations of coupled joints (rad)."""
+    e = torch.relu(joints - hand.upper).sum(-1) + torch.relu(hand.lower - joints).sum(-1)
+    for c in hand.couplings:
+        v = torch.zeros_like(joints[..., 0])
+        for i, k in zip(c.joint_index, c.coef):
+            v = v + joints[..., i] * k
+        scale = abs(c.coef[c.joint_index.index(c.follower)])  # tendon metres -> follower radians
+        e = e + (torch.relu(v - c.hi) + torch.relu(c.lo - v)) / scale
+    return e
+
+
+def table_penetration(hand: HandModel, frames: LinkFrames, plane: Plane) -> Tensor:
+    """E_table = sum over penetration-keypoint spheres of their depth below the plane (m)."""
+    c, r = hand.penetration_keypoints(frames)
+    return torch.relu(r - plane.signed_distance(c)).sum(dim=-1)
+
+
+def grasp_energy(
+    hand: HandModel,
+    root_pos: Tensor,
+    root_rot: Tensor,
+    joints: Tensor,
+    contact_index: Tensor,
+    obj: ObjectCloud,
+    plane: Plane | None = None,
+    weights: EnergyWeights | None = None,
+    pen_margin: float = 0.0,
+) -> dict[str, Tensor]:
+    """All terms and their weighted sum ``total`` for B grasps with active contacts
+    ``contact_index`` (B, C) indexing the hand's contact candidates; ``pen_margin`` (m) inflates
+    the hand for the penetration term (see :func:`object_penetration`)."""
+    w = weights or EnergyWeights()
+    frames = hand.forward_kinematics(root_pos, root_rot, joints)
+    cand = hand.contact_candidates(frames)
+    cp = torch.gather(cand, 1, contact_index[..., None].expand(-1, -1, 3))
+    with torch.no_grad():
+        n = contact_normals(cp, obj)
+    terms = {
+        "fc": force_closure(cp, n, obj.center),
+        "dis": contact_distance(cp, obj),
+        "pen": object_penetration(hand, frames, obj, pen_margin),
+        "spen": self_penetration(hand, frames),
+        "joints": joint_limits(hand, joints),
+    }
+    if plane is not None:
+        terms["table"] = table_penetration(hand, frames, plane)
+    if bool(torch.as_tensor(w.inside).ne(0).any()):
+        terms["inside"] = hand_inside_object(hand, frames, obj)
+    total = sum(getattr(w, k) * v for k, v in terms.items())  # (B,) weights broadcast per grasp
+    assert isinstance(total, Tensor)
+    terms["total"] = total
+    return terms

@@ -1,0 +1,225 @@
+"""Dataset synthesis: table-top scenes, optimised grasps, energy + penetration + simulation filter.
+
+One shard per (object, resting pose): the object is dropped on a table in a stable resting pose
+(``objects.place_on_table``), the ``optimize`` proposer runs on a complete cloud of the object with
+the table plane as a constraint, grasps are filtered (max penetration < 5 mm, table penetration
+< 1 cm, the simulation test) and stored compactly in the OBJECT frame with the resting
+pose beside them, so meshes and clouds are never duplicated: ``load_mesh(object_id)`` rebuilds
+everything. Shards are written atomically and skipped when present, so a killed run resumes.
+
+The simulation test is not this module's: the caller passes a :class:`SimFilter` (``models`` never
+imports the simulator). ``sim_worker.synth`` provides the MuJoCo one and ``run_synth`` wired with it,
+which is what ``dexgrasp synth`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from ..grasp import Grasp
+
+FORMAT = "dexgrasp-synth/1"
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    split: str = "train"
+    poses_per_object: int = 2
+    grasps_per_scene: int = 32
+    steps: int = 200
+    cloud_points: int = 1024
+    max_objects: int | None = None
+    seed: int = 0
+    procs: int = 2  # simulation processes
+    simulate: bool = True
+
+
+class SimFilter(Protocol):
+    """The simulation test of one scene's grasps: ``True`` for each grasp that holds the object.
+
+    ``vertices`` (V, 3) and ``faces`` (F, 3) are the object's mesh in its own frame (metres), the
+    frame the ``grasps`` are in; ``source`` names the object (its catalogue id) in the simulator's
+    records. Verdicts come back in the order of ``grasps``."""
+
+    def __call__(self, vertices: np.ndarray, faces: np.ndarray, grasps: Sequence[Grasp], source: str) -> list[bool]: ...
+
+
+def shard_name(object_id: str, pose: int) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", object_id) + f"__p{pose}.npz"
+
+
+def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: SimFilter | None) -> dict[str, np.ndarray]:
+    """Grasps for one scene; returns the shard's arrays (object frame). ``sim_filter`` is used when
+    ``cfg.simulate`` (and then required)."""
+    from .. import objects
+    from ..core.geometry import ObjectCloud as ObjectSurface
+    from ..core.geometry import Plane as SupportPlane
+    from ..grasp import grasps_to_tensors
+    from ..hands import get_hand
+    from ..physics.quality import grasp_quality
+    from ..proposers import get_proposer
+    from ..proposers.optimize import OptimizeConfig
+
+    mesh = objects.load_mesh(object_id)
+    _, pose, _ = objects.place_on_table(mesh, seed=cfg.seed * 1000 + pose_index)
+    rot, trans = pose[:3, :3], pose[:3, 3]
+    # the table plane z = 0 (world) expressed in the object frame: n_o = R^T e_z, offset = t_z
+    plane = SupportPlane(torch.tensor(rot.T @ np.array([0.0, 0.0, 1.0]), dtype=torch.float32), float(trans[2]))
+    p, n = objects.complete_cloud(mesh, n=cfg.cloud_points, seed=pose_index)
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=cfg.steps))
+    res = prop.propose(torch.tensor(p), torch.tensor(n), cfg.grasps_per_scene, plane=plane,
+                       seed=cfg.seed * 7919 + pose_index, progress=None)
+    hand = get_hand("shadow", dtype="float64")
+    pos, rotm, q = grasps_to_tensors(res.grasps, dtype=torch.float64)
+    dense_p, dense_n = objects.complete_cloud(mesh, n=12000, seed=99)
+    surf = ObjectSurface(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
+    table = (plane.normal.double(), plane.offset)
+    per = grasp_quality(hand, pos, rotm, q, surf, table=table)
+    keep = (per["max_penetration_m"] < 0.005) & (per["table_penetration_m"] < 0.01)
+    sim_ok = np.zeros(len(res.grasps), dtype=bool)
+    if cfg.simulate and bool(keep.any()):
+        if sim_filter is None:
+            raise ValueError("cfg.simulate needs a sim_filter (sim_worker.synth provides one)")
+        idx = torch.nonzero(keep)[:, 0].tolist()
+        verdicts = sim_filter(np.asarray(mesh.vertices), np.asarray(mesh.faces), [res.grasps[i] for i in idx], object_id)
+        for i, ok in zip(idx, verdicts):
+            sim_ok[i] = bool(ok)
+    final = sim_ok if cfg.simulate else keep.numpy()
+    sel = np.nonzero(final)[0]
+    names = hand.joint_names
+
+    def arr(fn: Any, width: int) -> np.ndarray:
+        return np.array([fn(res.grasps[i]) for i in sel], dtype=np.float32).reshape(len(sel), width)
+
+    return {
+        "format": np.array(FORMAT),
+        "object_id": np.array(object_id),
+        "scale": np.array(objects.entry(object_id).scale, dtype=np.float64),
+        "rest_pose": pose.astype(np.float64),
+        "palm_position": arr(lambda g: g.pose.position, 3),
+        "palm_quaternion_wxyz": arr(lambda g: g.pose.quaternion_wxyz, 4),
+        "joints": arr(lambda g: [g.joints[k] for k in names], len(names)),
+        "squeeze": arr(lambda g: [g.squeeze[k] for k in names], len(names)),
+        "pregrasp_position": arr(lambda g: g.pregrasp.pose.position, 3),
+        "q1": per["q1"].numpy()[sel].astype(np.float32),
+        "energy": res.energy["total"].numpy()[sel].astype(np.float32),
+        "stats": np.array([len(res.grasps), int(keep.sum()), len(sel)], dtype=np.int64),
+        "optimizer_s": np.array(res.elapsed_s),
+    }
+
+
+def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_filter: SimFilter | None = None) -> dict[str, Any]:
+    """Synthesise every scene of ``cfg`` not yet in ``out_dir`` and return the summary card.
+    With ``cfg.simulate`` grasps must pass ``sim_filter`` (``sim_worker.synth.run_synth`` supplies
+    the MuJoCo one); without, the penetration filter alone decides."""
+    from .. import objects
+
+    if cfg.simulate and sim_filter is None:
+        raise ValueError("simulate=True needs a sim_filter: use sim_worker.synth.run_synth, or simulate=False")
+
+    out = Path(out_dir)
+    shards = out / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({"format": FORMAT, **asdict(cfg)}, indent=1) + "\n")
+    # round-robin over families so that a partial (killed) run already spans every family
+    by_family: dict[str, list[str]] = {}
+    for e in objects.objects(cfg.split):
+        by_family.setdefault(e.family, []).append(e.id)
+    ids = []
+    while any(by_family.values()):
+        for fam in sorted(by_family):
+            if by_family[fam]:
+                ids.append(by_family[fam].pop(0))
+    if cfg.max_objects is not None:
+        ids = ids[: cfg.max_objects]
+    todo = [(oid, k) for oid in ids for k in range(cfg.poses_per_object) if not (shards / shard_name(oid, k)).exists()]
+    total = len(ids) * cfg.poses_per_object
+    bar = tqdm(total=total, initial=total - len(todo), desc=f"synth {cfg.split}", unit="scene", disable=not progress)
+    kept = 0
+    for oid, k in todo:
+        try:
+            arrays = synth_scene(oid, k, cfg, sim_filter)
+        except (ValueError, RuntimeError) as exc:  # a bad mesh must not stop the run
+            arrays = {"format": np.array(FORMAT), "object_id": np.array(oid), "error": np.array(str(exc)[:500]),
+                      "stats": np.array([0, 0, 0], dtype=np.int64)}
+        tmp = shards / (shard_name(oid, k) + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, shards / shard_name(oid, k))
+        kept += int(arrays["stats"][2])
+        bar.update(1)
+        bar.set_postfix(valid=kept)
+    bar.close()
+    return summarize_dataset(out)
+
+
+def load_dataset(out_dir: str | Path) -> list[dict[str, Any]]:
+    rows = []
+    for f in sorted((Path(out_dir) / "shards").glob("*.npz")):
+        with np.load(f, allow_pickle=False) as z:
+            rows.append({k: z[k] for k in z.files})
+    return rows
+
+
+def scene_diversity(rows: list[dict[str, Any]], hand_name: str = "shadow") -> dict[str, Any]:
+    """DGTR's occupancies (``models.physics.diversity``, 16 bins) per scene with two or more grasps, averaged:
+    delta_t over palm directions from the object's centre (the object frame's origin: meshes are
+    centred), delta_r over the palm's Euler angles, delta_q over the joint ranges."""
+    from ..core.rotations import quat_to_matrix
+    from ..hands import get_hand
+    from ..physics.diversity import joint_occupancy, rotation_occupancy, translation_occupancy
+
+    hand = get_hand(hand_name, dtype="float64")
+    rows = [r for r in rows if len(r.get("joints", ())) >= 2]
+    if not rows:
+        return {"scenes": 0, "delta_t": None, "delta_r": None, "delta_q": None, "grasps_per_scene": None}
+    dt, dr, dq = [], [], []
+    for r in rows:
+        pos = torch.from_numpy(r["palm_position"]).double()
+        dt.append(translation_occupancy(pos, torch.zeros(3, dtype=torch.float64)))
+        dr.append(rotation_occupancy(quat_to_matrix(torch.from_numpy(r["palm_quaternion_wxyz"]).double())))
+        dq.append(joint_occupancy(torch.from_numpy(r["joints"]).double(), hand.lower, hand.upper))
+    return {
+        "scenes": len(rows),
+        "delta_t": round(float(np.mean(dt)), 4),
+        "delta_r": round(float(np.mean(dr)), 4),
+        "delta_q": round(float(np.mean(dq)), 4),
+        "grasps_per_scene": round(float(np.mean([len(r["joints"]) for r in rows])), 2),
+    }
+
+
+def summarize_dataset(out_dir: str | Path) -> dict[str, Any]:
+    rows = load_dataset(out_dir)
+    stats = np.array([r["stats"] for r in rows]) if rows else np.zeros((0, 3), dtype=np.int64)
+    with_grasps = [r for r in rows if "joints" in r and len(r["joints"])]
+    objects_with = {str(r["object_id"]) for r in with_grasps}
+    q1 = np.concatenate([r["q1"] for r in with_grasps]) if with_grasps else np.zeros(0)
+    summary = {
+        "format": FORMAT,
+        "scenes": len(rows),
+        "scenes_failed": sum("error" in r for r in rows),
+        "objects": len({str(r["object_id"]) for r in rows}),
+        "objects_with_grasps": len(objects_with),
+        "grasps_optimised": int(stats[:, 0].sum()),
+        "grasps_passing_penetration": int(stats[:, 1].sum()),
+        "grasps_sim_validated": int(stats[:, 2].sum()),
+        "pass_rate_penetration": round(float(stats[:, 1].sum() / max(1, stats[:, 0].sum())), 4),
+        "pass_rate_sim_of_optimised": round(float(stats[:, 2].sum() / max(1, stats[:, 0].sum())), 4),
+        "mean_q1": round(float(q1.mean()), 4) if len(q1) else None,
+        "diversity": scene_diversity(with_grasps),
+    }
+    Path(out_dir, "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+__all__ = ["SimFilter", "SynthConfig", "load_dataset", "run_synth", "scene_diversity", "shard_name", "summarize_dataset", "synth_scene"]

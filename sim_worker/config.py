@@ -101,7 +101,7 @@ class SimConfig:
         (the project's earlier, more lenient validator; report it only labelled as such)."""
         if name not in PRESETS:
             raise ValueError(f"unknown simulation preset {name!r}; available: {sorted(PRESETS)}")
-        return cls.from_dict(PRESETS[name])
+        return cls.from_dict({"preset": name})
 
     @property
     def protocol(self) -> str:
@@ -112,18 +112,35 @@ class SimConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimConfig:
-        def build(klass: Any, sub: dict[str, Any]) -> Any:
+        """From sections ``physics`` / ``validation`` / ``execution``; ``preset`` (a name of
+        :data:`PRESETS`) gives the values the sections then override."""
+        unknown_sections = set(d) - {"preset", "physics", "validation", "execution"}
+        if unknown_sections:
+            raise ValueError(f"unknown SimConfig sections: {sorted(unknown_sections)}; "
+                             "use preset, physics, validation, execution")
+        base: dict[str, Any] = {}
+        if "preset" in d:
+            name = d["preset"]
+            if name not in PRESETS:
+                raise ValueError(f"unknown simulation preset {name!r}; available: {sorted(PRESETS)}")
+            base = PRESETS[name]
+
+        def build(klass: Any, key: str) -> Any:
+            sub = {**base.get(key, {}), **d.get(key, {})}
             names = {f.name for f in fields(klass)}
             unknown = set(sub) - names
             if unknown:
                 raise ValueError(f"unknown {klass.__name__} fields: {sorted(unknown)}")
             return klass(**{k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()})
 
-        return cls(
-            physics=build(PhysicsConfig, d.get("physics", {})),
-            validation=build(ValidationConfig, d.get("validation", {})),
-            execution=build(ExecutionConfig, d.get("execution", {})),
+        cfg = cls(
+            physics=build(PhysicsConfig, "physics"),
+            validation=build(ValidationConfig, "validation"),
+            execution=build(ExecutionConfig, "execution"),
         )
+        if cfg.validation.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown validation protocol {cfg.validation.protocol!r}; use one of {list(PROTOCOLS)}")
+        return cfg
 
     @classmethod
     def from_file(cls, path: str | Path) -> SimConfig:

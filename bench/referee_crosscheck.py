@@ -1,20 +1,23 @@
 """Cross-check the project's referee against DexGraspBench's fc-mocap test, grasp by grasp.
 
 Run with the project's Python; DexGraspBench runs in its own environment (``--dgb-python``),
-from a checkout given by ``--dgb`` (its Shadow meshes must be in place: see
-``docs``/referee notes). Nothing of DexGraspBench is imported here: grasps are converted with
+from a checkout given by ``--dgb`` (set-up: ``bench/dexgraspbench/run_fc_mocap.py``'s
+docstring). Nothing of DexGraspBench is imported here: grasps are converted with
 ``bench/dexgraspbench/convert.py``, written to a job file with the object's mesh, and
 ``bench/dexgraspbench/run_fc_mocap.py`` runs their evaluation on it.
 
     .venv/bin/python bench/referee_crosscheck.py --dgb ~/DexGraspBench --dgb-python ~/dgb/venv/bin/python \
         --grasps tests/data/sim/box_pinch.json [--object prim/box/0003] [--out verdicts.json]
     .venv/bin/python bench/referee_crosscheck.py --dgb ... --dgb-python ... --check-fk 200
+    .venv/bin/python bench/referee_crosscheck.py --dgb ... --dgb-python ... --examples [--dgb-result F]
 
 The object is a catalog id (``models.objects``; its mesh is exported and split by CoACD at
 threshold 0.05 on their side, as their object pipeline does), or taken from the grasp file:
 its ``primitive`` entry (``{"kind", "size"}`` in MuJoCo size semantics, as the trust grasps in
 ``tests/data/sim`` carry) or its ``object`` field. Grasps are in the object's frame, the object
 at the origin. ``--check-fk`` compares the two hand models' link frames under the conversion.
+``--examples`` runs DexGraspBench's 400 shipped grasps (converted to the project's convention)
+through both referees: the mixed-quality set for the agreement figure.
 """
 
 from __future__ import annotations
@@ -99,9 +102,13 @@ def dgb_verdicts(grasps: list[dict[str, Any]], obj: dict[str, Any], dgb: Path, d
     return verdicts
 
 
-def project_verdicts(grasps: list[dict[str, Any]], doc: dict[str, Any], object_id: str | None) -> list[bool] | None:
+def project_verdicts(grasps: list[dict[str, Any]], obj: dict[str, Any]) -> list[bool] | None:
     """The project's own referee on the same grasps (same object, frame and protocol).
 
+    ``grasps``: project-schema grasp dicts in the object's frame, the object at the origin.
+    ``obj``: the job file's object record: ``pieces`` (convex OBJ files) or ``mesh`` (one OBJ,
+    to be split by CoACD at threshold 0.05), ``scale`` (default 1: vertices are multiplied by
+    it) and ``volume`` (m^3 of the unscaled mesh, when known).
     Hook: returns None until the project's implementation of the fc-mocap protocol exists in
     ``sim_worker``; then it returns one pass/fail per grasp, in order.
     """
@@ -112,6 +119,36 @@ def agreement(dgb: list[bool], ours: list[bool]) -> dict[str, Any]:
     a, b = np.asarray(dgb, bool), np.asarray(ours, bool)
     return {"n": len(a), "agree": float((a == b).mean()), "dgb_pass": int(a.sum()), "project_pass": int(b.sum()),
             "dgb_only": int((a & ~b).sum()), "project_only": int((~a & b).sum())}
+
+
+def run_examples(dgb: Path, dgb_python: Path, every: int, result: Path | None, folder: Path) -> dict[str, Any]:
+    """DexGraspBench's shipped example grasps (mixed quality: about 70 % pass) through both referees.
+
+    Their verdicts come from ``result`` (an earlier ``run_fc_mocap.py --examples`` output) or a
+    fresh run; each grasp is converted back to the project's convention for ``project_verdicts``.
+    """
+    if result is None:
+        result = folder / "examples.json"
+        subprocess.run([str(dgb_python), str(DRIVER), "--dgb", str(dgb), "--examples", "--every", str(every),
+                        "--out", str(result), "--quiet"], check=True)
+    out = json.loads(result.read_text())
+    job, verdicts = out["job"], out["verdicts"]
+    theirs = {v["id"]: bool(v["succ_flag"]) for v in verdicts}
+    report: dict[str, Any] = {"dgb": out["summary"], "example_stats": out.get("example_stats")}
+    pairs: list[tuple[bool, bool]] = []
+    for name, rec in job["objects"].items():
+        members = [g for g in job["grasps"] if g["object"] == name]
+        if any(np.abs(np.asarray(g["obj_pose"]) - [0, 0, 0, 1, 0, 0, 0]).max() > 1e-9 for g in members):
+            raise ValueError(f"{name}: example grasps with a non-identity object pose are not handled")
+        obj = {"pieces": sorted(str(p) for p in (Path(rec["dgb_dir"]) / "urdf" / "meshes").glob("*.obj")),
+               "scale": rec["scale"]}
+        grasps = [convert.grasp_from_dgb(g["pregrasp"], g["grasp"], g["squeeze"]) for g in members]
+        ours = project_verdicts(grasps, obj)
+        if ours is not None:
+            pairs += [(theirs[g["id"]], o) for g, o in zip(members, ours)]
+    if pairs:
+        report["agreement"] = agreement([a for a, _ in pairs], [b for _, b in pairs])
+    return report
 
 
 # --------------------------------------------------------------------------- kinematics
@@ -170,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--object", default=None, help="catalog object id; default: from the grasp file")
     ap.add_argument("--out", type=Path, default=None, help="write the per-grasp verdicts here")
     ap.add_argument("--check-fk", type=int, default=0, metavar="N", help="compare FK on N random configurations")
+    ap.add_argument("--examples", action="store_true", help="DexGraspBench's shipped example grasps")
+    ap.add_argument("--every", type=int, default=1, help="with --examples: every N-th grasp")
+    ap.add_argument("--dgb-result", type=Path, default=None,
+                    help="with --examples: reuse this run_fc_mocap.py --examples output")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     dgb = a.dgb.resolve()
@@ -177,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         if a.check_fk:
             print(json.dumps(check_fk(dgb, a.dgb_python, a.check_fk, a.seed, folder), indent=1))
+        if a.examples:
+            report = run_examples(dgb, a.dgb_python, a.every, a.dgb_result, folder)
+            print(json.dumps(report, indent=1))
+            if a.out:
+                a.out.write_text(json.dumps(report, indent=1))
         if a.grasps is None:
             return 0
         from models.grasp import GraspSet
@@ -186,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             {k: v for k, v in doc.items() if k != "primitive"}).grasps]
         obj = object_entry(doc, a.object, folder)
         theirs = dgb_verdicts(grasps, obj, dgb, a.dgb_python, folder)
-    ours = project_verdicts(grasps, doc, a.object)
+        ours = project_verdicts(grasps, obj)
     for i, v in enumerate(theirs):
         mine = "" if ours is None else f"  project={'PASS' if ours[i] else 'fail'}"
         print(f"grasp {i}: dgb={'PASS' if v['succ_flag'] else 'fail'} delta_pos={1e3 * v['delta_pos']:.1f} mm "

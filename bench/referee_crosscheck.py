@@ -102,17 +102,41 @@ def dgb_verdicts(grasps: list[dict[str, Any]], obj: dict[str, Any], dgb: Path, d
     return verdicts
 
 
-def project_verdicts(grasps: list[dict[str, Any]], obj: dict[str, Any]) -> list[bool] | None:
+def project_verdicts(grasps: list[dict[str, Any]], obj: dict[str, Any],
+                     protocol: str = "fc_mocap") -> list[bool] | None:
     """The project's own referee on the same grasps (same object, frame and protocol).
 
     ``grasps``: project-schema grasp dicts in the object's frame, the object at the origin.
     ``obj``: the job file's object record: ``pieces`` (convex OBJ files) or ``mesh`` (one OBJ,
-    to be split by CoACD at threshold 0.05), ``scale`` (default 1: vertices are multiplied by
-    it) and ``volume`` (m^3 of the unscaled mesh, when known).
-    Hook: returns None until the project's implementation of the fc-mocap protocol exists in
-    ``sim_worker``; then it returns one pass/fail per grasp, in order.
+    split by CoACD at threshold 0.05 as the project's scenes are), ``scale`` (default 1: vertices
+    are multiplied by it). One pass/fail per grasp, in order.
     """
-    return None
+    import trimesh
+
+    from models.grasp import Grasp
+    from sim_worker.arrays import GraspArrays
+    from sim_worker.backends import get_backend
+    from sim_worker.config import SimConfig
+    from sim_worker.scene import ConvexPart, SimObject, object_from_mesh
+
+    scale = float(obj.get("scale", 1.0))
+    if "pieces" in obj:
+        parts = []
+        volume = 0.0
+        for f in obj["pieces"]:
+            m = trimesh.load(f, force="mesh", process=False)
+            v = np.asarray(m.vertices, dtype=np.float64) * scale
+            hull = trimesh.Trimesh(v, np.asarray(m.faces)).convex_hull
+            parts.append(ConvexPart("mesh", (), np.asarray(hull.vertices), np.asarray(hull.faces, dtype=np.int64)))
+            volume += float(hull.volume)
+        sim_obj = SimObject(tuple(parts), volume, source="dexgraspbench")
+    else:
+        m = trimesh.load(obj["mesh"], force="mesh", process=False)
+        sim_obj = object_from_mesh(np.asarray(m.vertices) * scale, np.asarray(m.faces), decomposition="coacd")
+    arrays = [GraspArrays.from_grasp(Grasp.model_validate(g)) for g in grasps]
+    with get_backend("mujoco") as be:
+        results = be.validate(sim_obj, arrays, SimConfig.preset(protocol))
+    return [bool(r["success"]) for r in results]
 
 
 def agreement(dgb: list[bool], ours: list[bool]) -> dict[str, Any]:

@@ -182,8 +182,9 @@ def validate_grasp(
         sq = np.asarray(squeeze, dtype=np.float64)
     if pregrasp is None:
         pregrasp = derive_pregrasp(scene, pos, quat_wxyz, joints, sq)
-    path = HandPath(*(np.asarray(a, dtype=np.float64) for a in pregrasp), np.asarray(pos, dtype=np.float64),
-                    np.asarray(quat_wxyz, dtype=np.float64), joints, sq)
+    f64 = np.float64
+    path = HandPath(np.asarray(pregrasp[0], dtype=f64), np.asarray(pregrasp[1], dtype=f64), np.asarray(pregrasp[2], dtype=f64),
+                    np.asarray(pos, dtype=f64), np.asarray(quat_wxyz, dtype=f64), joints, sq)
     return _validate_fc_mocap(scene, data, path, cfg, oq, should_stop)
 
 

@@ -176,7 +176,7 @@ class DGTRProposer:
             frames = h.forward_kinematics(pos, rot, q)
             pen = object_penetration(h, frames, ObjectCloud(pts, pr.normals.to(dev, torch.float32)))
             scores = [{"energy_pen": float(pen[j])} for j in range(pos.shape[0])]
-            grasps = finish_grasps(h, self.hand_name, pos, rot, q, pts, pr.plane, scores)
+            grasps = finish_grasps(h, self.hand_name, pos, rot, q, ObjectCloud(pts, pr.normals.to(dev, torch.float32)), scores)
             out.append(Proposal(grasps=grasps, energy={"pen": pen}, valid=pen < 0.02, steps_run=1,
                                       elapsed_s=time.perf_counter() - t0))
         if progress is not None:

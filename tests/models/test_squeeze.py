@@ -13,9 +13,11 @@ import torch
 
 from models.grasp import Grasp, grasps_to_tensors
 from models.hands import get_hand, hand_model
-from models.quality import ObjectSurface, contact_wrenches, contacts_and_penetration
-from models.rotations import matrix_to_quat
-from models.squeeze import SqueezeConfig, _balance, _point_jacobians, snap_contacts, solve_squeeze
+from models.core.geometry import ObjectCloud
+from models.physics.grasp_batch import GraspBatch
+from models.physics.quality import contact_wrenches, contacts_and_penetration
+from models.core.rotations import matrix_to_quat
+from models.stages.squeeze import SqueezeConfig, _balance, _point_jacobians, snap_contacts, solve_squeeze
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
 
@@ -25,7 +27,7 @@ def hand():
     return get_hand("shadow", dtype="float64")
 
 
-def _cylinder_surface(r: float = 0.03, half: float = 0.05, n: int = 6000) -> ObjectSurface:
+def _cylinder_surface(r: float = 0.03, half: float = 0.05, n: int = 6000) -> ObjectCloud:
     """Points and outward normals on a closed cylinder along z (the trust case's object)."""
     gen = np.random.default_rng(0)
     side = int(n * 0.7)
@@ -39,7 +41,7 @@ def _cylinder_surface(r: float = 0.03, half: float = 0.05, n: int = 6000) -> Obj
     sign = np.where(np.arange(caps) % 2 == 0, 1.0, -1.0)
     p_cap = np.stack([rr * np.cos(tc), rr * np.sin(tc), sign * half], 1)
     n_cap = np.stack([np.zeros(caps), np.zeros(caps), sign], 1)
-    return ObjectSurface(torch.tensor(np.vstack([p_side, p_cap])), torch.tensor(np.vstack([n_side, n_cap])))
+    return ObjectCloud(torch.tensor(np.vstack([p_side, p_cap])), torch.tensor(np.vstack([n_side, n_cap])))
 
 
 def _trust_grasps():
@@ -96,7 +98,7 @@ def test_squeeze_closes_only_touching_fingers_and_pregrasp_mirrors_it(hand):
     pos, rot, q = _trust_grasps()
     surf = _cylinder_surface()
     cfg = SqueezeConfig()
-    out = solve_squeeze(hand, pos, rot, q, surf, cfg)
+    out = solve_squeeze(GraspBatch(hand, pos, rot, q), surf, cfg)
     delta = out.squeeze - q
     assert delta.abs().max() <= cfg.max_offset_rad + 1e-12
     assert (out.contact_count >= 2).all()
@@ -134,7 +136,7 @@ def test_snap_brings_hovering_fingers_onto_the_surface(hand):
     closing = torch.sign(hand.init_pose - hand.open_pose)
     hovering = hand.project_joints(q - 0.08 * closing)
     before, _ = contacts_and_penetration(hand, hand.forward_kinematics(pos, rot, hovering), surf, threshold=0.008)
-    snapped = snap_contacts(hand, pos, rot, hovering, surf, cfg)
+    snapped = snap_contacts(GraspBatch(hand, pos, rot, hovering), surf, cfg).joints
     after, _ = contacts_and_penetration(hand, hand.forward_kinematics(pos, rot, snapped), surf, threshold=0.008)
     jointed = torch.tensor([hand.joint_of_link[int(li)] >= 0 for li in before.link])
     sel = before.mask & (before.distance > 0.002) & jointed

@@ -34,9 +34,11 @@ import torch
 from scipy.optimize import nnls
 from torch import Tensor
 
-from .hands.model import HandModel
-from .energy import self_penetration
-from .quality import ObjectSurface, contact_wrenches, contacts_and_penetration
+from ..core.geometry import ObjectCloud
+from ..hands.model import HandModel
+from ..physics.energy import self_penetration
+from ..physics.grasp_batch import GraspBatch
+from ..physics.quality import contact_wrenches, contacts_and_penetration
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class SqueezeConfig:
     pregrasp_backoff_m: float = 0.01  # palm distance back along its approach at the pregrasp
     pregrasp_open_scale: float = 1.0  # pregrasp joints = grasp - scale * (squeeze - grasp)
     jacobian_step_rad: float = 1e-4  # finite-difference step of the contact Jacobians
+    snap: bool = True  # move hovering fingers onto the surface before solving the squeeze
     snap_distance_m: float = 0.008  # links nearer than this are moved onto the surface first
     snap_target_m: float = 0.0  # distance the snapped links end at (<0: pressed in)
     snap_iterations: int = 6  # damped Gauss-Newton steps of the snap
@@ -103,15 +106,26 @@ def _point_jacobians(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, link:
     return ((moved - world[:, None]) / step).permute(0, 2, 3, 1)
 
 
-def snap_contacts(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, surface: ObjectSurface,
-                  cfg: SqueezeConfig | None = None) -> Tensor:
-    """Joints (B, J) with the fingers moved onto the object: every link within ``snap_distance_m``
-    of the surface (or inside it) is driven to ``snap_target_m`` by damped Gauss-Newton steps on
-    the joints (the palm stays), within the joint limits and coupling bands."""
-    cfg = cfg or SqueezeConfig()
+def _float64(grasps: GraspBatch, cloud: ObjectCloud) -> tuple[HandModel, Tensor, Tensor, Tensor, ObjectCloud]:
     dt = torch.float64
-    pos, rot, q = pos.to(dt), rot.to(dt), q.to(dt)
-    surf = ObjectSurface(surface.points.to(dt), surface.normals.to(dt))
+    hand = grasps.hand
+    if hand.lower.dtype != dt:
+        from ..hands import get_hand
+
+        hand = get_hand(hand.spec.name, dtype="float64")
+    surf = ObjectCloud(cloud.points.to(dt), cloud.normals.to(dt),
+                       None if cloud.center_point is None else cloud.center_point.to(dt))
+    return hand, grasps.root_pos.to(dt), grasps.root_rot.to(dt), grasps.joints.to(dt), surf
+
+
+def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | None = None) -> GraspBatch:
+    """The grasps with their fingers moved onto the object: every link within ``snap_distance_m``
+    of the surface (or inside it) is driven to ``snap_target_m`` by damped Gauss-Newton steps on
+    the joints (the palm stays), within the joint limits and coupling bands, finger by finger so
+    that no step drives one finger into another. Float64 throughout."""
+    cfg = cfg or SqueezeConfig()
+    hand, pos, rot, q, surf = _float64(grasps, cloud)
+    dt = torch.float64
     for _ in range(cfg.snap_iterations):
         frames = hand.forward_kinematics(pos, rot, q)
         contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=cfg.snap_distance_m)
@@ -135,7 +149,7 @@ def snap_contacts(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, surface:
                 if bool(ok.all()):
                     break
                 part = torch.where(ok[:, None], torch.zeros_like(part), 0.5 * part)
-    return q
+    return GraspBatch(hand, pos, rot, q)
 
 
 def _finger_joint_groups(hand: HandModel) -> list[list[int]]:
@@ -152,24 +166,21 @@ def _finger_joint_groups(hand: HandModel) -> list[list[int]]:
     return [sorted(g) for g in groups.values()]
 
 
-def solve_squeeze(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, surface: ObjectSurface,
-                  cfg: SqueezeConfig | None = None, center: Tensor | None = None) -> SqueezeResult:
-    """Squeeze and pregrasp for B grasps: palm ``pos`` (B, 3), ``rot`` (B, 3, 3), joints ``q`` (B, J),
-    against the object ``surface`` (points and outward normals, object frame). ``center``: the
-    point torques are balanced about (default: the surface points' centroid)."""
+def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | None = None) -> SqueezeResult:
+    """Squeeze and pregrasp for B grasps against the object ``cloud`` (points and outward normals,
+    the grasps' frame); torques are balanced about the cloud's centre. Float64 results."""
     cfg = cfg or SqueezeConfig()
+    hand, pos, rot, q, surf = _float64(grasps, cloud)
     dt = torch.float64
-    pos, rot, q = pos.to(dt), rot.to(dt), q.to(dt)
-    surf = ObjectSurface(surface.points.to(dt), surface.normals.to(dt))
     b, nj = q.shape
     frames = hand.forward_kinematics(pos, rot, q)
     contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=cfg.contact_distance_m)
-    c = surf.points.reshape(-1, 3).mean(0) if center is None else center.to(dt)
+    c = surf.center.expand(b, 3)
     # the hand point of each link nearest the object: the object point moved back along its normal
     gap = contacts.distance.clamp_min(0.0)  # (B, K)
     hand_pt = contacts.position + contacts.normal * gap[..., None]
     jac = _point_jacobians(hand, pos, rot, q, contacts.link, hand_pt, cfg.jacobian_step_rad)  # (B, K, 3, J)
-    edges = contact_wrenches(contacts.position, contacts.normal, c.expand(b, 3), cfg.friction_mu, cfg.cone_edges,
+    edges = contact_wrenches(contacts.position, contacts.normal, c, cfg.friction_mu, cfg.cone_edges,
                              cfg.torque_scale)  # (B, K*E, 6)
     e = cfg.cone_edges
     k = contacts.position.shape[1]
@@ -223,3 +234,12 @@ def _share_coupled(hand: HandModel, offsets: Tensor) -> Tensor:
         out[:, lead] = total / (1.0 + ratio)
         out[:, c.follower] = total * ratio / (1.0 + ratio)
     return out
+
+
+def finish(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | None = None) -> tuple[GraspBatch, SqueezeResult]:
+    """The finishing step every grasp goes through: fingers snapped onto the surface (when
+    ``cfg.snap``), then the squeeze and pregrasp solved for the snapped grasps."""
+    cfg = cfg or SqueezeConfig()
+    if cfg.snap:
+        grasps = snap_contacts(grasps, cloud, cfg)
+    return grasps, solve_squeeze(grasps, cloud, cfg)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .core.rotations import matrix_to_quat
-from .grasp import Grasp, Pose, PreGrasp, joints_dict, make_grasp
+from .grasp import Grasp, Pose, PreGrasp, make_grasp
 from .hands import get_hand
 from .hands.model import HandModel
 from .hands.spec import available_hands

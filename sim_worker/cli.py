@@ -150,13 +150,18 @@ def resolve_object(primitive: str | None, obj: str | None, doc: dict[str, Any]) 
     raise InputError("no object: give --object ID|MESH|CLOUD or --primitive kind:s1,s2,..")
 
 
-def load_config(path: str | None) -> Any:
+def load_config(path: str | None, protocol: str | None = None) -> Any:
+    """The SimConfig of a run: the file's (default: the referee of record), with ``protocol``
+    (a preset name) underneath the file's own values when given."""
     from .config import SimConfig
 
     if path is None:
-        return SimConfig()
+        return SimConfig() if protocol is None else SimConfig.preset(protocol)
     try:
-        return SimConfig.from_file(path)
+        doc = json.loads(Path(path).read_text())
+        if protocol is not None and isinstance(doc, dict):
+            doc = {"preset": protocol, **doc}
+        return SimConfig.from_dict(doc)
     except FileNotFoundError:
         raise InputError(f"config file not found: {path}") from None
     except (json.JSONDecodeError, ValueError, TypeError, OSError) as exc:
@@ -213,7 +218,7 @@ def _run(a: argparse.Namespace) -> int:
     if a.procs < 0:
         raise InputError(f"--procs must be >= 0 (0: automatic), got {a.procs}")
     gs, doc = load_grasp_file(a.grasps)
-    cfg = load_config(a.config)
+    cfg = load_config(a.config, a.protocol)
     obj = resolve_object(a.primitive, a.object, doc)
     grasps = gs.grasps[: a.limit] if a.limit is not None else gs.grasps
     execute = a.sim_action == "execute"
@@ -274,6 +279,7 @@ def _run(a: argparse.Namespace) -> int:
         if render:
             report["render_dir"] = a.render_dir
             report["rendered_files"] = write_renders(results, a.render_dir)
+    report["protocol"] = cfg.protocol
     report["config"] = cfg.to_dict()
     if not a.summary_only:
         report["results"] = results
@@ -296,7 +302,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--primitive", help="MuJoCo primitive kind:s1,s2,.. (box half-extents, sphere r, "
                                        "cylinder/capsule r,half-height, ellipsoid radii), e.g. box:0.02,0.02,0.03")
     p.add_argument("--procs", type=int, default=0, help="worker processes (default 0: automatic, <= CPU cores)")
-    p.add_argument("--config", help="SimConfig JSON (sections physics / validation / execution)")
+    p.add_argument("--config", help="SimConfig JSON (sections preset / physics / validation / execution)")
+    p.add_argument("--protocol", choices=["fc_mocap", "pinned"], default=None,
+                   help="validation protocol: fc_mocap (default: the referee of record, DexGraspBench's test) or "
+                        "pinned (the earlier, lenient validator; report it only labelled)")
     p.add_argument("--out", help="also write the JSON result here")
     p.add_argument("--limit", type=int, default=None, help="only the first N grasps")
     p.add_argument("--backend", default="mujoco", choices=available_backends())

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from ..core.geometry import ObjectCloud, Plane
 from ..grasp import Grasp, make_grasp
-from ..physics.grasp_batch import GraspBatch
 from ..hands.model import HandModel
+from ..physics.grasp_batch import GraspBatch
 from ..stages.squeeze import SqueezeConfig, finish
 
 if TYPE_CHECKING:  # only the types: the intent package and the stages import nothing from here

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from models.core.geometry import ObjectCloud
+from models.core.rotations import matrix_to_quat
 from models.grasp import Grasp, grasps_to_tensors
 from models.hands import get_hand, hand_model
-from models.core.geometry import ObjectCloud
 from models.physics.grasp_batch import GraspBatch
 from models.physics.quality import contact_wrenches, contacts_and_penetration
-from models.core.rotations import matrix_to_quat
 from models.stages.squeeze import SqueezeConfig, _balance, _point_jacobians, snap_contacts, solve_squeeze
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"

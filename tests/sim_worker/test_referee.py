@@ -15,8 +15,8 @@ from sim_worker.backends.base import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.scene import build_scene, object_from_primitive
 from sim_worker.validate import (
-    DIRECTIONS,
     _DIR_VEC,
+    DIRECTIONS,
     _displacement,
     _drive,
     closing_direction,

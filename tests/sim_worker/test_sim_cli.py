@@ -32,10 +32,26 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_validate_known_good_pinch(tmp_path: Path):
-    r = _run("validate", str(DATA / "box_pinch.json"), "--primitive", "box:0.015,0.015,0.015", cwd=tmp_path)
+    """The pinch holds under the earlier protocol, named on the command line and in the report."""
+    r = _run("validate", str(DATA / "box_pinch.json"), "--primitive", "box:0.015,0.015,0.015", "--protocol", "pinned",
+             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["summary"]["n"] == 3 and out["summary"]["success_rate"] == 1.0
+    assert out["protocol"] == "pinned"
+
+
+def test_validate_defaults_to_the_referee(tmp_path: Path, capsys):
+    """Without --protocol the referee of record runs: the pinch is pushed out of the free object's
+    hand, the two robust cylinder power grasps hold."""
+    rc, out, err = _main(capsys, "validate", str(DATA / "box_pinch.json"))
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["protocol"] == "fc_mocap" and doc["summary"]["succeeded"] == 0
+    rc, out, err = _main(capsys, "validate", str(DATA / "cylinder_power.json"))
+    doc = json.loads(out)
+    assert doc["protocol"] == "fc_mocap"
+    assert [r["success"] for r in doc["results"]] == [True, False, True]
 
 
 def test_execute_writes_keyframes(tmp_path: Path):
@@ -65,7 +81,8 @@ def _main(capsys, *args: str) -> tuple[int, str, str]:
 def test_object_from_the_file_limit_and_out(tmp_path: Path, capsys):
     """No --object: the trust file's own ``primitive`` key is used; --limit and --out work."""
     out_file = tmp_path / "r.json"
-    rc, out, err = _main(capsys, "validate", str(DATA / "box_pinch.json"), "--limit", "2", "--out", str(out_file))
+    rc, out, err = _main(capsys, "validate", str(DATA / "box_pinch.json"), "--limit", "2", "--out", str(out_file),
+                         "--protocol", "pinned")
     assert rc == 0, err
     doc = json.loads(out)
     assert doc == json.loads(out_file.read_text())

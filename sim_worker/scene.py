@@ -16,7 +16,7 @@ import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import mujoco
 import numpy as np
@@ -405,3 +405,46 @@ def _actuator_map(m: mujoco.MjModel, prefix: str, names: list[str]) -> tuple[lis
             ctrl_map[a, j] = 1.0
             act_joint.append(j)
     return act_joint, ctrl_map
+
+
+def surface_samples(obj: SimObject, n: int = 4000, seed: int = 0) -> tuple[F64, F64]:
+    """(points (n, 3), outward normals (n, 3)) on the object's surface in its frame: the visual mesh
+    when the object keeps one, else its parts (primitives tessellated)."""
+    import trimesh
+
+    if obj.visual_vertices is not None and obj.visual_faces is not None:
+        meshes = [trimesh.Trimesh(obj.visual_vertices, obj.visual_faces, process=False)]
+    else:
+        meshes = []
+        for part in obj.parts:
+            s = part.size
+            if part.kind == "mesh":
+                assert part.vertices is not None and part.faces is not None
+                m = trimesh.Trimesh(part.vertices, part.faces, process=False)
+            elif part.kind == "box":
+                m = trimesh.creation.box(extents=[2 * s[0], 2 * s[1], 2 * s[2]])
+            elif part.kind == "sphere":
+                m = trimesh.creation.icosphere(subdivisions=3, radius=s[0])
+            elif part.kind == "cylinder":
+                m = trimesh.creation.cylinder(radius=s[0], height=2 * s[1], sections=48)
+            elif part.kind == "capsule":
+                m = trimesh.creation.capsule(radius=s[0], height=2 * s[1], count=[24, 24])
+            elif part.kind == "ellipsoid":
+                m = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+                m.apply_scale(s)
+            else:
+                raise ValueError(f"cannot sample a {part.kind!r} part")
+            meshes.append(m)
+    mesh = meshes[0] if len(meshes) == 1 else trimesh.Trimesh(*_stack(meshes), process=False)
+    pts, face = trimesh.sample.sample_surface(mesh, n, seed=seed)
+    return np.asarray(pts, dtype=np.float64), np.asarray(mesh.face_normals[face], dtype=np.float64)
+
+
+def _stack(meshes: list[Any]) -> tuple[F64, NDArray[np.int64]]:
+    """Vertices and faces of several triangle meshes as one."""
+    verts, faces, off = [], [], 0
+    for m in meshes:
+        verts.append(np.asarray(m.vertices, dtype=np.float64))
+        faces.append(np.asarray(m.faces, dtype=np.int64) + off)
+        off += len(m.vertices)
+    return np.vstack(verts), np.vstack(faces)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from bench.foundation import hardware
 from models import objects
 from models.core.geometry import ObjectCloud, Plane
+from models.stages.squeeze import SqueezeConfig
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
 from models.physics.diversity import diversity
@@ -68,6 +69,10 @@ def main() -> None:
         if k.startswith("weights."):  # an energy weight, e.g. --set weights.inside=100
             w = overrides.get("weights", EnergyWeights())
             overrides["weights"] = replace(w, **{k[8:]: float(v)})
+        elif k.startswith("squeeze."):  # the finishing stage, e.g. --set squeeze.snap_target_m=0.002
+            sq = overrides.get("squeeze", SqueezeConfig())
+            field_type = type(getattr(sq, k[8:]))
+            overrides["squeeze"] = replace(sq, **{k[8:]: (v.lower() in ("1", "true", "yes")) if field_type is bool else field_type(v)})
         else:
             overrides[k] = type(getattr(OptimizeConfig(), k))(v)
     prop = get_proposer("optimize", cfg=OptimizeConfig(steps=a.steps, **overrides))

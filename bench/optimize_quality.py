@@ -1,5 +1,6 @@
-"""Quality of the ``optimize`` proposer on validation objects: simulation success (six-direction
-test), Q1, eta_np, eta_tb, diversity (delta_t), time and valid grasps per minute.
+"""Quality of the ``optimize`` proposer on validation objects: simulation success under the referee of
+record (``fc_mocap``; the earlier ``pinned`` protocol beside it, labelled), six directions;
+Q1, eta_np, eta_tb, diversity (delta_t), time and valid grasps per minute.
 
 Run: ``.venv/bin/python bench/optimize_quality.py [--objects 8] [--grasps 16] [--steps 300] [--partial
 [--completion auto|mirror|off] [--viewpoint]]``.
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from bench.foundation import hardware
 from models import objects
 from models.core.geometry import ObjectCloud, Plane
+from models.stages.squeeze import SqueezeConfig
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
 from models.physics.diversity import diversity
@@ -67,6 +69,10 @@ def main() -> None:
         if k.startswith("weights."):  # an energy weight, e.g. --set weights.inside=100
             w = overrides.get("weights", EnergyWeights())
             overrides["weights"] = replace(w, **{k[8:]: float(v)})
+        elif k.startswith("squeeze."):  # the finishing stage, e.g. --set squeeze.snap_target_m=0.002
+            sq = overrides.get("squeeze", SqueezeConfig())
+            field_type = type(getattr(sq, k[8:]))
+            overrides["squeeze"] = replace(sq, **{k[8:]: (v.lower() in ("1", "true", "yes")) if field_type is bool else field_type(v)})
         else:
             overrides[k] = type(getattr(OptimizeConfig(), k))(v)
     prop = get_proposer("optimize", cfg=OptimizeConfig(steps=a.steps, **overrides))
@@ -74,7 +80,8 @@ def main() -> None:
     rows = []
     t_opt = 0.0
     completed = views = 0
-    with SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool:
+    with SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool, \
+            SimPool("mujoco", procs=a.procs, cfg=SimConfig.preset("pinned")) as pinned_pool:
         for oid in tqdm(pick_objects(a.objects), desc="objects"):
             mesh = objects.load_mesh(oid)
             dense_p, dense_n = objects.complete_cloud(mesh, n=20000, seed=1)
@@ -111,9 +118,11 @@ def main() -> None:
             per = grasp_quality(hand, pos, rot, q, surface)
             summ = summarize(per)
             div = diversity(hand, pos, rot, q, surface.points.mean(0))
-            sim = pool.validate(object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid),
-                                [GraspArrays.from_grasp(g) for g in res.grasps])
+            sim_obj = object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid)
+            arrays = [GraspArrays.from_grasp(g) for g in res.grasps]
+            sim = pool.validate(sim_obj, arrays)  # the referee of record (fc_mocap)
             ok = [r["success"] for r in sim]
+            ok_pinned = [r["success"] for r in pinned_pool.validate(sim_obj, arrays)]  # the earlier protocol, labelled
             # a grasp counts when it holds in simulation AND does not sink > 5 mm into the full mesh
             # (MuJoCo pushes a penetrating hand out and may still hold: not a grasp a robot can reach)
             clean = (per["max_penetration_m"] < MAX_PENETRATION_GATE_M).tolist()
@@ -121,11 +130,16 @@ def main() -> None:
                          "sim_and_np": float(np.mean([a_ and b_ for a_, b_ in zip(ok, clean)])),
                          "energy_valid": float(res.valid.float().mean()), "mean_q1": summ["mean_q1"],
                          "eta_np": summ["eta_np"], "eta_tb": summ["eta_tb"], "delta_t": div["delta_t"],
+                         "sim_success_pinned": float(np.mean(ok_pinned)),
+                         "squeeze_phase_moved": float(np.mean([r["phase_translation_m"].get("squeeze", 0) > 0.05
+                                                               or r["phase_rotation_deg"].get("squeeze", 0) > 15 for r in sim])),
                          "opt_s": round(res.elapsed_s, 2), "sim_ok": int(sum(ok)), **({"single_view": single_view} if a.partial else {})})
-    keys = ["sim_success", "sim_success_top4", "sim_and_np", "energy_valid", "mean_q1", "eta_np", "eta_tb", "delta_t"]
+    keys = ["sim_success", "sim_success_top4", "sim_and_np", "sim_success_pinned", "squeeze_phase_moved", "energy_valid",
+            "mean_q1", "eta_np", "eta_tb", "delta_t"]
     total_ok = sum(r["sim_ok"] for r in rows)
     out = {
-        "hardware": hardware(), "split": "validation", "cloud": "partial" if a.partial else "complete",
+        "hardware": hardware(), "protocol": "fc_mocap (referee of record); sim_success_pinned: the earlier pinned protocol",
+        "split": "validation", "cloud": "partial" if a.partial else "complete",
         "objects": len(rows), "grasps_per_object": a.grasps,
         **({"completion": a.completion, "viewpoint_sent": a.viewpoint, "views_completed": completed, "views_single": views} if a.partial else {}), "steps": a.steps, "overrides": dict(item.split("=", 1) for item in a.set),
         "mean": {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys},

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import Tensor
 
 from .core.rotations import matrix_to_quat, quat_to_matrix
@@ -231,3 +232,59 @@ def make_grasp(
         squeeze=None if squeeze is None else joints_dict(hand, squeeze),
         scores=scores or {},
     )
+
+
+# ---------------------------------------------------------------------- grasp files
+@dataclass(frozen=True)
+class GraspDocument:
+    """A grasp set read from a file or message that may predate pregrasp and squeeze: the grasps
+    (a missing pregrasp is filled with the grasp's own pose and joints as a placeholder), which
+    grasps had no pregrasp / no squeeze (their consumers derive them), and warnings saying so."""
+
+    grasp_set: GraspSet
+    missing_pregrasp: tuple[int, ...]
+    missing_squeeze: tuple[int, ...]
+    warnings: tuple[str, ...]
+
+
+def validation_message(exc: ValidationError, limit: int = 5) -> str:
+    """A pydantic error as ``field.path: what is wrong`` lines (no trace, no input echo)."""
+    lines = []
+    for e in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in e.get("loc", ())) or "(document)"
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}")
+    more = len(exc.errors()) - limit
+    return "; ".join(lines) + (f" (and {more} more)" if more > 0 else "")
+
+
+def read_grasp_document(doc: Any) -> GraspDocument:
+    """Validate a grasp set document, accepting grasps without ``pregrasp`` or ``squeeze``.
+    Raises ``ValueError`` with :func:`validation_message`'s text when it is malformed."""
+    if isinstance(doc, list):
+        doc = {"grasps": doc}
+    if not isinstance(doc, dict) or not isinstance(doc.get("grasps"), list):
+        raise ValueError("grasps: expected a JSON object with a 'grasps' list")
+    grasps = []
+    missing_pre: list[int] = []
+    missing_sq: list[int] = []
+    for i, g in enumerate(doc["grasps"]):
+        if isinstance(g, dict):
+            if "pregrasp" not in g and "pose" in g and "joints" in g:
+                g = {**g, "pregrasp": {"pose": g["pose"], "joints": g["joints"]}}
+                missing_pre.append(i)
+            if g.get("squeeze") is None:
+                missing_sq.append(i)
+        grasps.append(g)
+    try:
+        gs = GraspSet.model_validate({**doc, "grasps": grasps})
+    except ValidationError as exc:
+        raise ValueError(validation_message(exc)) from None
+    warnings = []
+    if missing_pre:
+        warnings.append(f"{len(missing_pre)} grasp(s) carry no pregrasp (indices {missing_pre[:10]}): derived as the "
+                        "mirror of the squeeze, 1 cm back along the approach")
+    if missing_sq:
+        warnings.append(f"{len(missing_sq)} grasp(s) carry no squeeze (indices {missing_sq[:10]}): derived from the "
+                        "grasp's contacts (wrench-balanced)")
+    return GraspDocument(gs, tuple(missing_pre), tuple(missing_sq), tuple(warnings))

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .core.rotations import matrix_to_quat
-from .grasp import Grasp, Pose, PreGrasp, joints_dict
+from .grasp import Grasp, Pose, PreGrasp, make_grasp
 from .hands import get_hand
 from .hands.model import HandModel
 from .hands.spec import available_hands
@@ -39,6 +39,7 @@ from .stages.preprocess import Prepared, PreprocessConfig, preprocess
 from .stages.query import GraspQuery, QueryError
 from .stages.refine import RefineConfig, refine_batch
 from .stages.scoring import RankConfig, grasp_distances, score_batch, select_diverse
+from .stages.squeeze import SqueezeConfig, finish
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class PipelineConfig(PreprocessConfig):
     candidates_per_grasp: float = 2.0  # proposer candidates per returned grasp, for the selection
     refine: RefineConfig = field(default_factory=RefineConfig)  # unless the proposer carries its own
     rank: RankConfig = field(default_factory=RankConfig)  # unless the proposer carries its own
+    squeeze: SqueezeConfig = field(default_factory=SqueezeConfig)  # finishing refined grasps (models/stages/squeeze.py)
 
 
 @dataclass
@@ -187,32 +189,24 @@ class Refined:
     elapsed_ms: float
 
 
-def _moved(g: Grasp, pos: Tensor, rot: Tensor, q: Tensor, hand: HandModel) -> Grasp:
-    """``g`` with a refined palm pose and joints; the pre-grasp keeps its back-off along the new approach."""
-    back = float(torch.tensor(g.pose.position).sub(torch.tensor(g.pregrasp.pose.position)).norm())
-    approach = rot.double() @ hand.approach_direction.double()
-    pre_pos = pos.double() - approach * back
-    squeeze = None
-    if g.squeeze is not None:
-        delta = torch.tensor([g.squeeze[n] - g.joints[n] for n in hand.joint_names], dtype=q.dtype)
-        squeeze = joints_dict(g.hand, hand.project_joints((q + delta)[None])[0])
-    return g.model_copy(update={
-        "pose": Pose.from_rt(rot, pos),
-        "joints": joints_dict(g.hand, q),
-        "pregrasp": PreGrasp(pose=Pose.from_rt(rot, pre_pos), joints=g.pregrasp.joints),
-        "squeeze": squeeze,
-    })
-
-
-def refine(cands: Candidates, prep: Prepared, cfg: RefineConfig | None) -> Refined:
-    """Refine the candidates on the query's cloud and table (``cfg`` None: leave them as proposed)."""
+def refine(cands: Candidates, prep: Prepared, cfg: RefineConfig | None, squeeze: SqueezeConfig | None = None) -> Refined:
+    """Refine the candidates on the query's cloud and table (``cfg`` None: leave them as proposed),
+    then finish the moved grasps again (:func:`models.stages.squeeze.finish`: contacts onto the surface,
+    the squeeze and the pregrasp solved for where the grasps now are)."""
     t = time.perf_counter()
     if cfg is None:
         return Refined(cands, {}, (time.perf_counter() - t) * 1e3)
     b = cands.batch
-    ref = refine_batch(b, prep.cloud(), prep.plane, cfg)
-    grasps = [_moved(g, ref.root_pos[i], ref.root_rot[i], ref.joints[i], b.hand) for i, g in enumerate(cands.grasps)]
-    moved = Candidates(grasps, GraspBatch(b.hand, ref.root_pos, ref.root_rot, ref.joints))
+    cloud = prep.cloud()
+    ref = refine_batch(b, cloud, prep.plane, cfg)
+    done, sol = finish(GraspBatch(b.hand, ref.root_pos, ref.root_rot, ref.joints), cloud, squeeze)
+    grasps = []
+    for i, g in enumerate(cands.grasps):
+        sc = {**g.scores, "squeeze_residual_n": float(sol.residual_n[i]), "squeeze_contacts": float(sol.contact_count[i])}
+        grasps.append(make_grasp(g.hand, done.root_rot[i], done.root_pos[i], done.joints[i], done.root_rot[i],
+                                 sol.pre_position[i], sol.pre_joints[i], sc, sol.squeeze[i]))
+    dt = b.root_pos.dtype
+    moved = Candidates(grasps, GraspBatch(b.hand, done.root_pos.to(dt), done.root_rot.to(dt), done.joints.to(dt)))
     info = {"refine_pen_before": ref.before["pen"], "refine_pen_after": ref.after["pen"]}
     return Refined(moved, info, (time.perf_counter() - t) * 1e3)
 
@@ -420,7 +414,7 @@ class GraspPipeline:
         for p, proposal, it in zip(preps, proposed.proposals, intents):
             cands = Candidates(proposal.grasps, GraspBatch.from_grasps(hand, proposal.grasps, device=self.device))
             do_refine = p.query.refine if p.query.refine is not None else prop.capabilities.refined_by_default
-            refined = refine(cands, p, (prop.refine_config or self.cfg.refine) if do_refine else None)
+            refined = refine(cands, p, (prop.refine_config or self.cfg.refine) if do_refine else None, self.cfg.squeeze)
             cands = refined.candidates
             scored = score(cands, p, rank_cfg)
             intent = apply_intent(it, cands, p, scored.scores["quality"], rank_cfg)

@@ -64,7 +64,7 @@ from .arrays import GraspArrays
 from .config import SimConfig
 from .policies import Goal, Observation, Policy, get_policy
 from .scene import Scene
-from .validate import closing_direction, failure_reason_key, mean_or_none, set_hand, squeeze_targets
+from .validate import closing_direction, failure_reason_key, mean_or_none, set_hand
 
 F64 = NDArray[np.float64]
 
@@ -367,10 +367,9 @@ def execute_grasp(
     if g.squeeze is not None:
         squeeze = np.asarray(g.squeeze, dtype=np.float64)
     else:
-        # actuated joints: the validation's squeeze targets; coupled J0s get the same push (they follow anyway)
+        # the validation's blanket fallback: every joint pushed towards closing, within its limits
         lo, hi = _joint_ranges(scene)
         squeeze = np.clip(joints + cfg.validation.squeeze_rad * closing_direction(scene), lo, hi)
-        squeeze[scene.actuator_joint] = squeeze_targets(scene, joints, cfg.validation.squeeze_rad)
 
     # 1. put the object down: rotation as asked, lowest point on the table
     oq = np.array([1.0, 0.0, 0.0, 0.0]) if object_pose is None else np.asarray(object_pose[1], dtype=np.float64)
@@ -461,7 +460,7 @@ def execute_grasp(
     camera = _Camera(m, com0 + np.array([0.0, 0.0, 0.6 * e.lift_height_m])) if render or render_gif else None
     frames: list[NDArray[np.uint8]] = []
     gif_every = max(1, round(GIF_FRAME_S / dt))
-    ctrl_lo, ctrl_hi = m.actuator_ctrlrange[:, 0], m.actuator_ctrlrange[:, 1]
+    ctrl_lo, ctrl_hi = scene.ctrl_limits()
     ctrl_every = max(1, round(pol.control_dt_s / dt)) if pol.control_dt_s > 0 else 1
     try:
         # 3. the policy acts
@@ -491,7 +490,7 @@ def execute_grasp(
                     break
                 data.mocap_pos[scene.mocap] = action.root_pos
                 data.mocap_quat[scene.mocap] = action.root_quat_wxyz
-                data.ctrl[:] = np.clip(np.asarray(action.joint_targets)[scene.actuator_joint], ctrl_lo, ctrl_hi)
+                data.ctrl[:] = np.clip(scene.ctrl(np.asarray(action.joint_targets)), ctrl_lo, ctrl_hi)
             mujoco.mj_step(m, data)
             k += 1
             if not lifting and not res.table_contact:

@@ -16,7 +16,7 @@ import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import mujoco
 import numpy as np
@@ -193,7 +193,9 @@ class Scene:
     spec: HandSpec
     joint_qpos: NDArray[np.int64]  # qpos address of each spec joint, spec order
     joint_dof: NDArray[np.int64]
-    actuator_joint: NDArray[np.int64]  # for each actuator, index into spec joints
+    actuator_joint: NDArray[np.int64]  # for each actuator, the spec joint it drives (a sum tendon: its first joint)
+    joint_range: F64  # (J, 2) joint limits, spec order
+    ctrl_map: F64  # (nu, J): actuator targets = ctrl_map @ joints (spec order); one-hot rows for joint actuators
     palm_body: int
     object_body: int
     object_qpos: int  # address of the object's free joint (pos + quat)
@@ -205,6 +207,17 @@ class Scene:
     table_geom: int | None
     object_mass: float
     extras: dict[str, float] = field(default_factory=dict)
+
+    def ctrl(self, joints: F64) -> F64:
+        """Actuator targets that hold the hand at ``joints`` (spec order)."""
+        out: F64 = self.ctrl_map @ np.asarray(joints, dtype=np.float64)
+        return out
+
+    def ctrl_limits(self) -> tuple[F64, F64]:
+        """(low, high) actuator target limits; +-inf where an actuator has none."""
+        lo = np.where(self.model.actuator_ctrllimited > 0, self.model.actuator_ctrlrange[:, 0], -np.inf)
+        hi = np.where(self.model.actuator_ctrllimited > 0, self.model.actuator_ctrlrange[:, 1], np.inf)
+        return lo.astype(np.float64), hi.astype(np.float64)
 
 
 def build_scene(
@@ -218,24 +231,18 @@ def build_scene(
     """Hand (free root welded to a mocap body), object (free joint) at the origin, optional table plane."""
     spec = load_spec(hand)
     root = ET.fromstring(hand_mjcf_xml(spec, root="free", with_visual=with_visual))
-    option = ET.Element(
-        "option",
-        {
-            "timestep": str(physics.timestep_s),
-            "cone": physics.cone,
-            "impratio": str(physics.impratio),
-            "noslip_iterations": str(physics.noslip_iterations),
-            "iterations": str(physics.solver_iterations),
-            "gravity": _fmt(gravity),
-        },
-    )
-    root.insert(1, option)
-    # finger actuators: gains from the config, force ranges scaled
-    for act in root.iter("position"):
-        act.set("kp", str(physics.finger_kp))
-        if "forcerange" in act.attrib:
-            lo, hi = (float(x) for x in act.attrib["forcerange"].split())
-            act.set("forcerange", _fmt([lo * physics.finger_force_scale, hi * physics.finger_force_scale]))
+    opt_attrs = {
+        "timestep": str(physics.timestep_s),
+        "cone": physics.cone,
+        "impratio": str(physics.impratio),
+        "noslip_iterations": str(physics.noslip_iterations),
+        "iterations": str(physics.solver_iterations),
+        "gravity": _fmt(gravity),
+    }
+    if physics.integrator != "Euler":  # MuJoCo's default; left out so the earlier scenes compile unchanged
+        opt_attrs["integrator"] = physics.integrator
+    root.insert(1, ET.Element("option", opt_attrs))
+    _apply_hand_physics(root, spec, physics)
     asset = root.find("asset")
     if asset is None:
         asset = ET.SubElement(root, "asset")
@@ -255,11 +262,12 @@ def build_scene(
             "name": f"object_{i}",
             "friction": fr,
             "condim": str(physics.condim),
-            "priority": "1",  # the object's friction/condim govern hand-object contacts
             "rgba": "0.25 0.5 0.85 1",
             "density": "1000",
             "group": "2",
         }
+        if physics.object_priority:
+            attrs["priority"] = "1"  # the object's friction/condim alone govern hand-object contacts
         if part.kind == "mesh":
             assert part.vertices is not None and part.faces is not None
             mname = f"object_mesh_{i}"
@@ -275,7 +283,10 @@ def build_scene(
              "rgba": "0.8 0.8 0.78 1", "condim": "3"},
         )
     eq = ET.SubElement(root, "equality")
-    ET.SubElement(eq, "weld", {"body1": "hand_target", "body2": palm_name, "solref": _fmt(physics.weld_solref)})
+    weld = {"body1": "hand_target", "body2": palm_name, "solref": _fmt(physics.weld_solref)}
+    if physics.weld_solimp is not None:
+        weld["solimp"] = _fmt(physics.weld_solimp)
+    ET.SubElement(eq, "weld", weld)
     xml = ET.tostring(root, encoding="unicode")
     m = mujoco.MjModel.from_xml_string(xml)
     # scale the object's inertia to the requested mass (parts were compiled with a uniform density)
@@ -286,10 +297,7 @@ def build_scene(
     prefix = spec.mjcf.name_prefix
     jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, prefix + j) for j in spec.joints]
     names = list(spec.joints)
-    act_joint = []
-    for a in range(m.nu):
-        jn = m.joint(int(m.actuator_trnid[a, 0])).name.removeprefix(prefix)
-        act_joint.append(names.index(jn))
+    act_joint, ctrl_map = _actuator_map(m, prefix, names)
     palm = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, palm_name)
     hand_root = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "root")
     obj_root = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "object_root")
@@ -303,6 +311,8 @@ def build_scene(
         joint_qpos=np.array([m.jnt_qposadr[j] for j in jids], dtype=np.int64),
         joint_dof=np.array([m.jnt_dofadr[j] for j in jids], dtype=np.int64),
         actuator_joint=np.array(act_joint, dtype=np.int64),
+        joint_range=np.array([m.jnt_range[j] for j in jids], dtype=np.float64),
+        ctrl_map=ctrl_map,
         palm_body=palm,
         object_body=ob_id,
         object_qpos=int(m.jnt_qposadr[obj_root]),
@@ -315,3 +325,126 @@ def build_scene(
         object_mass=mass,
     )
 
+
+def _apply_hand_physics(root: ET.Element, spec: HandSpec, physics: PhysicsConfig) -> None:
+    """Finger actuators, joints and hand geoms as the physics config asks (None keeps the MJCF's)."""
+    prefix = spec.mjcf.name_prefix
+    if physics.distal_drive == "sum_tendon":
+        _sum_tendon_drive(root, prefix)
+    elif physics.distal_drive != "coupling_band":
+        raise ValueError(f"unknown distal_drive {physics.distal_drive!r}; use 'sum_tendon' or 'coupling_band'")
+    for act in root.iter("position"):
+        act.set("kp", str(physics.finger_kp))
+        if physics.finger_force_limit is not None:
+            act.set("forcelimited", "true")
+            act.set("forcerange", _fmt([-physics.finger_force_limit, physics.finger_force_limit]))
+        elif "forcerange" in act.attrib:
+            lo, hi = (float(x) for x in act.attrib["forcerange"].split())
+            act.set("forcerange", _fmt([lo * physics.finger_force_scale, hi * physics.finger_force_scale]))
+    joint_attrs = {"damping": physics.joint_damping, "armature": physics.joint_armature,
+                   "frictionloss": physics.joint_frictionloss}
+    fr = _fmt([physics.friction_sliding, physics.friction_torsional, physics.friction_rolling])
+    wb = root.find("worldbody")
+    assert wb is not None
+    for j in wb.iter("joint"):
+        for k, v in joint_attrs.items():
+            if v is not None:
+                j.set(k, str(v))
+    for g in wb.iter("geom"):
+        if physics.hand_solref is not None:
+            g.set("solref", _fmt(physics.hand_solref))
+        if physics.hand_solimp is not None:
+            g.set("solimp", _fmt(physics.hand_solimp))
+        if physics.hand_margin_m is not None:
+            g.set("margin", str(physics.hand_margin_m))
+        if not physics.object_priority:  # every geom carries the test friction (contacts take the max)
+            g.set("friction", fr)
+            g.set("condim", str(physics.condim))
+
+
+def _sum_tendon_drive(root: ET.Element, prefix: str) -> None:
+    """DexGraspBench's drive of the two distal joints of FF/MF/RF/LF: the MJCF's coupling band
+    (``T_xFJ1c``) removed, and the J1 actuator replaced by one on a fixed tendon J1 + J0."""
+    tendon = root.find("tendon")
+    actuator = root.find("actuator")
+    if tendon is None or actuator is None:
+        return
+    for finger in ("FF", "MF", "RF", "LF"):
+        j1, j0 = f"{prefix}{finger}J1", f"{prefix}{finger}J0"
+        band = tendon.find(f"fixed[@name='{prefix}T_{finger}J1c']")
+        act = actuator.find(f"position[@joint='{j1}']")
+        if band is None or act is None:
+            continue
+        tendon.remove(band)
+        name = f"{prefix}T_{finger}J1sum"
+        fixed = ET.SubElement(tendon, "fixed", {"name": name})
+        ET.SubElement(fixed, "joint", {"joint": j1, "coef": "1"})
+        ET.SubElement(fixed, "joint", {"joint": j0, "coef": "1"})
+        del act.attrib["joint"]
+        act.set("tendon", name)
+        act.set("ctrllimited", "false")
+        act.attrib.pop("ctrlrange", None)
+
+
+def _actuator_map(m: mujoco.MjModel, prefix: str, names: list[str]) -> tuple[list[int], F64]:
+    """For each actuator the spec joint it drives and the (nu, J) map from joints to its target."""
+    act_joint: list[int] = []
+    ctrl_map = np.zeros((m.nu, len(names)), dtype=np.float64)
+    for a in range(m.nu):
+        trn = int(m.actuator_trnid[a, 0])
+        if int(m.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_TENDON):
+            adr, num = int(m.tendon_adr[trn]), int(m.tendon_num[trn])
+            first = -1
+            for w in range(adr, adr + num):
+                j = names.index(m.joint(int(m.wrap_objid[w])).name.removeprefix(prefix))
+                ctrl_map[a, j] = float(m.wrap_prm[w])
+                first = j if first < 0 else first
+            act_joint.append(first)
+        else:
+            j = names.index(m.joint(trn).name.removeprefix(prefix))
+            ctrl_map[a, j] = 1.0
+            act_joint.append(j)
+    return act_joint, ctrl_map
+
+
+def surface_samples(obj: SimObject, n: int = 4000, seed: int = 0) -> tuple[F64, F64]:
+    """(points (n, 3), outward normals (n, 3)) on the object's surface in its frame: the visual mesh
+    when the object keeps one, else its parts (primitives tessellated)."""
+    import trimesh
+
+    if obj.visual_vertices is not None and obj.visual_faces is not None:
+        meshes = [trimesh.Trimesh(obj.visual_vertices, obj.visual_faces, process=False)]
+    else:
+        meshes = []
+        for part in obj.parts:
+            s = part.size
+            if part.kind == "mesh":
+                assert part.vertices is not None and part.faces is not None
+                m = trimesh.Trimesh(part.vertices, part.faces, process=False)
+            elif part.kind == "box":
+                m = trimesh.creation.box(extents=[2 * s[0], 2 * s[1], 2 * s[2]])
+            elif part.kind == "sphere":
+                m = trimesh.creation.icosphere(subdivisions=3, radius=s[0])
+            elif part.kind == "cylinder":
+                m = trimesh.creation.cylinder(radius=s[0], height=2 * s[1], sections=48)
+            elif part.kind == "capsule":
+                m = trimesh.creation.capsule(radius=s[0], height=2 * s[1], count=[24, 24])
+            elif part.kind == "ellipsoid":
+                m = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+                m.apply_scale(s)
+            else:
+                raise ValueError(f"cannot sample a {part.kind!r} part")
+            meshes.append(m)
+    mesh = meshes[0] if len(meshes) == 1 else trimesh.Trimesh(*_stack(meshes), process=False)
+    pts, face = trimesh.sample.sample_surface(mesh, n, seed=seed)
+    return np.asarray(pts, dtype=np.float64), np.asarray(mesh.face_normals[face], dtype=np.float64)
+
+
+def _stack(meshes: list[Any]) -> tuple[F64, NDArray[np.int64]]:
+    """Vertices and faces of several triangle meshes as one."""
+    verts, faces, off = [], [], 0
+    for m in meshes:
+        verts.append(np.asarray(m.vertices, dtype=np.float64))
+        faces.append(np.asarray(m.faces, dtype=np.int64) + off)
+        off += len(m.vertices)
+    return np.vstack(verts), np.vstack(faces)

@@ -4,7 +4,7 @@ This module owns the contract between the pipeline and every proposer: the :clas
 proposer is given (one object in the canonical frame), the :class:`Proposal` it returns, the
 :class:`Capabilities` that tell the pipeline how to treat its output (refined by default, fed the
 completed cloud, chosen by ``method=auto``), the :class:`Proposer` protocol itself, and
-:func:`finish_grasps`, the step every proposer ends with (squeeze target and pre-grasp).
+:func:`finish_grasps`, the step every proposer ends with (contacts, squeeze and pregrasp).
 Proposers register by name in :mod:`models.proposers`; the pipeline names none of them.
 """
 
@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import torch
 from torch import Tensor
 
-from ..core.geometry import Plane
+from ..core.geometry import ObjectCloud, Plane
 from ..grasp import Grasp, make_grasp
 from ..hands.model import HandModel
+from ..physics.grasp_batch import GraspBatch
+from ..stages.squeeze import SqueezeConfig, finish
 
 if TYPE_CHECKING:  # only the types: the intent package and the stages import nothing from here
     from ..stages.intent.priors import Priors
@@ -104,31 +106,21 @@ def closing_direction(hand: HandModel) -> Tensor:
 
 
 def finish_grasps(
-    h: HandModel, hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, points: Tensor, plane: Plane | None,
-    scores: list[dict[str, float]], squeeze_rad: float = 0.2, pregrasp_back_m: float = 0.08,
+    h: HandModel, hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, cloud: ObjectCloud,
+    scores: list[dict[str, float]], squeeze: SqueezeConfig | None = None,
 ) -> list[Grasp]:
-    """Grasps in the shared schema from palm poses and joints (any proposer): the squeeze target
-    (joints pushed ``squeeze_rad`` along each closing direction) and the pre-grasp (open hand,
-    backed off along the approach until it clears the object by 1 cm and the table).
-    ``points``: the object cloud (N, 3), or one per grasp (B, N, 3)."""
-    squeeze = h.project_joints(q + squeeze_rad * closing_direction(h))
-    approach = (rot @ h.approach_direction)  # (B, 3) palm normal towards the object
-    open_q = h.open_pose.expand_as(q)
-    back = torch.full((pos.shape[0],), pregrasp_back_m, device=pos.device, dtype=pos.dtype)
-    pts = points if points.dim() == 3 else points.expand(pos.shape[0], -1, -1)
-    # grow the back-off until the open hand clears the object by 1 cm (and the table)
-    for _ in range(6):
-        pre_pos = pos - approach * back[:, None]
-        frames = h.forward_kinematics(pre_pos, rot, open_q)
-        clear = h.signed_distance(frames, pts).min(dim=1).values > 0.01
-        if plane is not None:
-            c, r = h.penetration_keypoints(frames)
-            clear &= (plane.signed_distance(c) - r).min(dim=1).values > 0.0
-        if bool(clear.all()):
-            break
-        back = torch.where(clear, back, back + 0.03)
-    return [make_grasp(hand_name, rot[i], pos[i], q[i], rot[i], pre_pos[i], open_q[i], scores[i], squeeze[i])
-            for i in range(pos.shape[0])]
+    """Grasps in the shared schema from palm poses and joints (any proposer), through
+    :func:`models.stages.squeeze.finish`: fingers snapped onto the surface, the wrench-balanced squeeze
+    and the mirrored pregrasp. ``cloud``: the object cloud, (N, 3) or one per grasp (B, N, 3).
+    Each grasp's scores gain ``squeeze_residual_n`` (the net force the contacts cannot balance)
+    and ``squeeze_contacts``."""
+    batch, sol = finish(GraspBatch(h, pos, rot, q), cloud, squeeze)
+    out = []
+    for i in range(pos.shape[0]):
+        sc = {**scores[i], "squeeze_residual_n": float(sol.residual_n[i]), "squeeze_contacts": float(sol.contact_count[i])}
+        out.append(make_grasp(hand_name, batch.root_rot[i], batch.root_pos[i], batch.joints[i], batch.root_rot[i],
+                              sol.pre_position[i], sol.pre_joints[i], sc, sol.squeeze[i]))
+    return out
 
 
 __all__ = ["Capabilities", "Problem", "Progress", "Proposal", "Proposer", "closing_direction", "finish_grasps"]

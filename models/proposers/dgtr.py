@@ -26,6 +26,7 @@ from ..core.geometry import ObjectCloud
 from ..core.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from ..hands import get_hand
 from ..physics.energy import object_penetration
+from ..stages.squeeze import SqueezeConfig
 from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
 
 WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"  # models/weights
@@ -74,10 +75,12 @@ class DGTRProposer:
     def serves_by_default(cls, hand: str) -> bool:
         return serves_by_default(hand)
 
-    def __init__(self, hand: str = "shadow", device: str = "cpu", weights: str | Path | None = None, runtime: str = "auto") -> None:
+    def __init__(self, hand: str = "shadow", device: str = "cpu", weights: str | Path | None = None, runtime: str = "auto",
+                 squeeze: SqueezeConfig | None = None) -> None:
         from ..device import resolve
         from ..learned.dgtr.export import OnnxRunner, TorchRunner
 
+        self.squeeze = squeeze  # the finishing stage's settings (None: its defaults)
         d = Path(weights) if weights is not None else weights_dir(hand)
         if not (d / "model.json").is_file():
             raise ValueError(
@@ -176,7 +179,7 @@ class DGTRProposer:
             frames = h.forward_kinematics(pos, rot, q)
             pen = object_penetration(h, frames, ObjectCloud(pts, pr.normals.to(dev, torch.float32)))
             scores = [{"energy_pen": float(pen[j])} for j in range(pos.shape[0])]
-            grasps = finish_grasps(h, self.hand_name, pos, rot, q, pts, pr.plane, scores)
+            grasps = finish_grasps(h, self.hand_name, pos, rot, q, ObjectCloud(pts, pr.normals.to(dev, torch.float32)), scores, self.squeeze)
             out.append(Proposal(grasps=grasps, energy={"pen": pen}, valid=pen < 0.02, steps_run=1,
                                       elapsed_s=time.perf_counter() - t0))
         if progress is not None:

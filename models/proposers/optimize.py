@@ -30,6 +30,7 @@ from ..hands.model import HandModel
 from ..physics.energy import EnergyWeights, grasp_energy
 from ..physics.init_poses import palm_placements
 from ..stages.completion import CompletionConfig, partial_score
+from ..stages.squeeze import SqueezeConfig
 from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
 
 if TYPE_CHECKING:  # the intent package imports nothing from here; only the type is needed
@@ -55,8 +56,7 @@ class OptimizeConfig:
     cone_deg: float = 30.0  # jitter of the approach direction
     joint_jitter: float = 0.1  # truncated-normal std of initial joints, as a share of each range
     min_elevation_deg: float = -20.0  # with a table: palm directions no lower than this above the table
-    squeeze_rad: float = 0.25  # squeeze target = joints + this in each closing direction (0.08: 38%, 0.15: 58%, 0.25: 68% sim success; 0.2 -> 0.25 with the two below: 56.9 -> 61.3%)
-    pregrasp_back_m: float = 0.08  # pre-grasp palm backed off along the approach (grown until clear)
+    squeeze: SqueezeConfig = field(default_factory=SqueezeConfig)  # contacts, squeeze and pregrasp (models/stages/squeeze.py)
     oversample: float = 1.5  # optimise ceil(oversample * num_grasps) candidates, return the best num_grasps (non-penetrating first)
     polish_steps: int = 0  # stage 2: gradient steps on the best states, contacts fixed, penetration weighted up
     polish_pen_factor: float = 10.0  # E_pen weight multiplier during the polish
@@ -121,7 +121,7 @@ class OptimizeProposer:
     """``optimize``: the annealed synthesis energy (the slow oracle and data engine)."""
 
     name: ClassVar[str] = "optimize"
-    version = "0.4.0"
+    version = "0.5.0"
     # takes an instruction's priors; grasps the completed cloud (validation, partial views: sim
     # success 29.4 -> 35.6 %, eta_np 57.5 -> 63.1 %); never picked by method=auto
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -351,8 +351,7 @@ class OptimizeProposer:
         pos, rot, q = x[:, :3], rot6d_to_matrix(x[:, 3:9]), self.hand.project_joints(x[:, 9:])
         scores = [{**{f"energy_{k}": float(v[i]) for k, v in terms.items() if k != "total"}, "energy": float(terms["total"][i])}
                   for i in range(x.shape[0])]
-        return finish_grasps(self.hand, self.hand_name, pos, rot, q, obj.points, plane, scores,
-                             self.cfg.squeeze_rad, self.cfg.pregrasp_back_m)
+        return finish_grasps(self.hand, self.hand_name, pos, rot, q, obj, scores, self.cfg.squeeze)
 
 
 def _is_single_view(pr: Problem) -> bool:

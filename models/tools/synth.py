@@ -112,6 +112,7 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
         "joints": arr(lambda g: [g.joints[k] for k in names], len(names)),
         "squeeze": arr(lambda g: [g.squeeze[k] for k in names], len(names)),
         "pregrasp_position": arr(lambda g: g.pregrasp.pose.position, 3),
+        "pregrasp_joints": arr(lambda g: [g.pregrasp.joints[k] for k in names], len(names)),
         "q1": per["q1"].numpy()[sel].astype(np.float32),
         "energy": res.energy["total"].numpy()[sel].astype(np.float32),
         "stats": np.array([len(res.grasps), int(keep.sum()), len(sel)], dtype=np.int64),

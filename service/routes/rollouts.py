@@ -78,7 +78,7 @@ class RolloutRequest(BaseModel):
     priority: Literal["high", "normal", "low"] = "normal"
     seed: int = Field(0, ge=0, lt=2**31)
     max_attempts: int = Field(3, ge=1, le=20)
-    sim: dict[str, Any] | None = Field(None, description="SimConfig overrides {physics|validation|execution: {...}}")
+    sim: dict[str, Any] | None = Field(None, description="SimConfig overrides {preset: fc_mocap|pinned, physics|validation|execution: {...}}; default: the referee of record (fc_mocap)")
 
 
 class RolloutAccepted(BaseModel):

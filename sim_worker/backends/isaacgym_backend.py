@@ -85,8 +85,12 @@ PHYSX_DEFAULTS: dict[str, Any] = {
 }
 TENDON_LIMIT_STIFFNESS = 30.0  # IsaacGymEnvs' values for the ShadowHand's coupling tendons
 TENDON_DAMPING = 0.1
-# PhysicsConfig fields with no PhysX counterpart (documented in docs/simulation.md)
-UNMAPPED_PHYSICS = ("cone", "impratio", "noslip_iterations", "condim")
+# PhysicsConfig fields with no PhysX counterpart (documented in docs/simulation.md), and the referee
+# scene's fields: this backend implements only the ``pinned`` preset, whose values for them are None
+# or MuJoCo's defaults
+UNMAPPED_PHYSICS = ("cone", "impratio", "noslip_iterations", "condim", "integrator", "object_priority",
+                    "finger_force_limit", "distal_drive", "joint_damping", "joint_armature", "joint_frictionloss",
+                    "hand_solref", "hand_solimp", "hand_margin_m", "weld_solimp")
 
 
 class IsaacGymUnavailable(ImportError, RuntimeError):
@@ -135,7 +139,7 @@ def shape_friction(physics: PhysicsConfig) -> dict[str, float]:
     }
 
 
-def weld_gains(solref: tuple[float, float]) -> tuple[float, float]:
+def weld_gains(solref: tuple[float, ...]) -> tuple[float, float]:
     """(stiffness 1/s^2, damping 1/s) per unit mass of MuJoCo's weld ``solref = (timeconst, dampratio)``:
     b = 2 / timeconst, k = 1 / (timeconst * dampratio)^2 (MuJoCo's reference acceleration, impedance 1)."""
     tc, zeta = float(solref[0]), float(solref[1])
@@ -377,10 +381,10 @@ def grasp_batches(n_grasps: int, object_index: int, num_envs: int, n_objects: in
 
 
 def disturbance_forces(mass: float, v: ValidationConfig, object_quat_wxyz: F64 | None = None) -> F64:
-    """(6, 3) world forces, in ``DIRECTIONS`` order: ``force_g * m * 9.81`` along the object's axes."""
+    """(6, 3) world forces, in ``DIRECTIONS`` order: ``force_per_kg_n * m`` along the object's axes."""
     q = np.array([1.0, 0, 0, 0]) if object_quat_wxyz is None else np.asarray(object_quat_wxyz, dtype=np.float64)
     rot = quat_to_matrix(q)
-    force = v.force_g * mass * 9.81
+    force = v.force_per_kg_n * mass
     return np.stack([rot @ d * force for d in _DIR_VEC])
 
 
@@ -407,7 +411,7 @@ def validation_result(
 ) -> ValidationResult:
     """``validate_grasp``'s result from the per-direction outcomes (``DIRECTIONS`` order; only the
     directions that ran). ``outcomes`` is ignored when the initial penetration fails the grasp."""
-    res = ValidationResult(success=False, initial_penetration_m=penetration)
+    res = ValidationResult(success=False, initial_penetration_m=penetration, protocol=v.protocol)
     if penetration > v.max_initial_penetration_m:
         res.reason = f"initial penetration {penetration * 100:.1f} cm > {v.max_initial_penetration_m * 100:.1f} cm"
         return res
@@ -708,6 +712,11 @@ class IsaacGymBackend:
         self, obj: SimObject, grasps: Sequence[GraspArrays], cfg: SimConfig, hand: str = "shadow",
         progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
     ) -> list[dict[str, Any]]:
+        if cfg.validation.protocol != "pinned":
+            raise NotImplementedError(
+                f"the Isaac Gym backend implements only the 'pinned' validation protocol, not "
+                f"{cfg.validation.protocol!r} (the referee of record): run validation on the 'mujoco' backend, or "
+                "send sim={'preset': 'pinned'} to use Isaac Gym with the earlier, lenient protocol")
         b, oi = self._ensure(obj, cfg, hand, "validate")
         sc = b.scenes[oi]
         kin = mujoco.MjData(sc.model)

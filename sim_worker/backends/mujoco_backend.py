@@ -45,7 +45,10 @@ class MujocoBackend:
         for i, g in enumerate(grasps):
             if should_stop is not None and should_stop():
                 break
-            r = validate_grasp(sc, data, g.position, g.quaternion_wxyz, g.joints, g.squeeze, cfg, should_stop=should_stop)
+            pre = None if g.pre_position is None or g.pre_quaternion_wxyz is None or g.pre_joints is None else (
+                g.pre_position, g.pre_quaternion_wxyz, g.pre_joints)
+            r = validate_grasp(sc, data, g.position, g.quaternion_wxyz, g.joints, g.squeeze, cfg,
+                               should_stop=should_stop, pregrasp=pre)
             out.append(r.to_dict())
             if progress is not None:
                 progress(i + 1, len(grasps))

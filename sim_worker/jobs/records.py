@@ -144,7 +144,7 @@ class JobRequest(BaseModel):
     priority: Annotated[Priority, Field(description="high | normal | low, or an integer (>0 high, 0 normal, <0 low)")] = "normal"
     seed: int = Field(0, ge=0, lt=2**31, description="execute: grasp i runs with seed + i")
     max_attempts: int = Field(3, ge=1, le=20)
-    sim: dict[str, Any] | None = Field(None, description="SimConfig overrides: {physics|validation|execution: {field: value}}")
+    sim: dict[str, Any] | None = Field(None, description="SimConfig overrides: {preset: fc_mocap|pinned, physics|validation|execution: {field: value}}; default: the referee of record (fc_mocap)")
     sleep_s: float = Field(0.0, ge=0.0, le=3600.0, description="noop only: how long the job 'runs'")
 
     _coerce_priority = field_validator("priority", mode="before")(_priority)

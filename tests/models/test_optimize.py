@@ -75,11 +75,20 @@ def test_output_schema_pregrasp_and_squeeze(proposer):
     assert len(res.grasps) == 6 and res.energy["total"].shape == (6,)
     for g in res.grasps:
         assert g.squeeze is not None and "energy" in g.scores
-        assert g.pregrasp.joints == dict(zip(h.joint_names, h.open_pose.tolist()))
-    # the pre-grasp hand is clear of the object by at least 1 cm
-    pos, rot, _ = grasps_to_tensors([g.model_copy(update={"pose": g.pregrasp.pose}) for g in res.grasps])
-    frames = h.forward_kinematics(pos, rot, h.open_pose.expand(6, -1))
-    assert h.signed_distance(frames, p.expand(6, -1, -1)).min() > 0.0099
+    # the pregrasp (models/stages/squeeze.py): the squeeze's closing mirrored, the palm 1 cm back
+    pos, rot, q = grasps_to_tensors(res.grasps)
+    sq = torch.tensor([[g.squeeze[k] for k in h.joint_names] for g in res.grasps])
+    pre_q = torch.tensor([[g.pregrasp.joints[k] for k in h.joint_names] for g in res.grasps])
+    closing = torch.sign(h.init_pose - h.open_pose)
+    mirrored = torch.maximum(torch.minimum(q - ((sq - q) * closing).clamp_min(0) * closing, h.upper), h.lower)
+    assert torch.allclose(pre_q, mirrored, atol=1e-5)
+    pre_pos, pre_rot, _ = grasps_to_tensors([g.model_copy(update={"pose": g.pregrasp.pose}) for g in res.grasps])
+    assert torch.allclose(pre_rot, rot, atol=1e-5)
+    back = ((pos - pre_pos) * (rot @ h.approach_direction)).sum(-1)
+    assert torch.allclose(back, torch.full_like(back, 0.01), atol=1e-5)
+    # the referee fails a pregrasp that penetrates the object by more than 1 cm
+    frames = h.forward_kinematics(pre_pos, pre_rot, pre_q)
+    assert h.signed_distance(frames, p.expand(6, -1, -1)).min() > -0.01
 
 
 def test_oversample_returns_the_requested_count_ranked():

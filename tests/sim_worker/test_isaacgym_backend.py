@@ -13,7 +13,7 @@ import pytest
 
 from sim_worker.backends import available_backends, get_backend
 from sim_worker.backends import isaacgym_backend as ig
-from sim_worker.config import PhysicsConfig, SimConfig, ValidationConfig
+from sim_worker.config import SimConfig
 from sim_worker.scene import build_scene, object_from_primitive
 from sim_worker.validate import DIRECTIONS, validate_grasp
 
@@ -37,7 +37,7 @@ def test_constructing_without_isaacgym_names_the_install_step() -> None:
 
 
 def test_sim_params_map_every_physics_field() -> None:
-    p = PhysicsConfig()
+    p = SimConfig.preset("pinned").physics
     d = ig.sim_params_dict(p, (0.0, 0.0, -9.81))
     assert d["dt"] == p.timestep_s and d["physx"]["num_position_iterations"] == p.solver_iterations
     assert d["gravity"] == (0.0, 0.0, -9.81) and d["up_axis"] == "z"
@@ -51,7 +51,7 @@ def test_sim_params_map_every_physics_field() -> None:
 
 def test_scene_description_matches_the_mujoco_scene() -> None:
     obj, _ = trust_case("cylinder_power")
-    phys = PhysicsConfig()
+    phys = SimConfig.preset("pinned").physics
     sc = build_scene(obj, phys)
     d = ig.describe_scene(obj, phys, sc=sc)
     m = sc.model
@@ -89,11 +89,11 @@ def test_scene_description_matches_the_mujoco_scene() -> None:
 def test_object_urdf_parts(tmp_path) -> None:
     for kind, size, n in [("box", (0.02, 0.03, 0.04), 1), ("capsule", (0.02, 0.05), 3), ("ellipsoid", (0.02, 0.03, 0.04), 1)]:
         obj = object_from_primitive(kind, size)  # type: ignore[arg-type]
-        d = ig.describe_scene(obj, PhysicsConfig())
+        d = ig.describe_scene(obj, SimConfig.preset("pinned").physics)
         hand_file, urdf_file = ig.write_assets(d, str(tmp_path / kind))
         root = ET.parse(tmp_path / kind / urdf_file).getroot()
         assert len(root.findall("./link/collision")) == n
-        assert float(root.find("./link/inertial/mass").attrib["value"]) == pytest.approx(obj.mass(PhysicsConfig()))
+        assert float(root.find("./link/inertial/mass").attrib["value"]) == pytest.approx(obj.mass(SimConfig.preset("pinned").physics))
         assert (tmp_path / kind / hand_file).is_file()
     box = ig.object_parts(object_from_primitive("box", (0.02, 0.03, 0.04)))[0]
     assert box.size == pytest.approx((0.04, 0.06, 0.08))
@@ -107,7 +107,7 @@ def test_env_assignment_and_batches() -> None:
 
 
 def test_disturbance_forces_are_the_mujoco_ones() -> None:
-    v = ValidationConfig()
+    v = SimConfig.preset("pinned").validation
     q = np.array([0.9, 0.1, -0.3, 0.2])
     q /= np.linalg.norm(q)
     f = ig.disturbance_forces(0.1, v, q)
@@ -116,7 +116,7 @@ def test_disturbance_forces_are_the_mujoco_ones() -> None:
     for i, name in enumerate(DIRECTIONS):
         axis = "xyz".index(name[1])
         sign = 1.0 if name[0] == "+" else -1.0
-        assert np.allclose(f[i], sign * rot.reshape(3, 3)[:, axis] * v.force_g * 0.1 * 9.81)
+        assert np.allclose(f[i], sign * rot.reshape(3, 3)[:, axis] * v.force_per_kg_n * 0.1)
 
 
 def test_quaternion_conventions_round_trip() -> None:
@@ -151,7 +151,8 @@ def test_verdict_from_trajectories_equals_validate_grasp(case, back, monkeypatch
     exactly, with fail-fast on and off."""
     obj, grasps = trust_case(case)
     g = grasps[0] if back == 0 else backed_off(grasps[0], back)
-    full = SimConfig(validation=replace(ValidationConfig(), fail_fast=False))
+    pinned = SimConfig.preset("pinned")
+    full = replace(pinned, validation=replace(pinned.validation, fail_fast=False))
     sc = build_scene(obj, full.physics)
     ref_full, rec = _recorded_validation(sc, g, full, monkeypatch)
     n = max(1, round(full.validation.disturb_s / sc.model.opt.timestep))
@@ -160,7 +161,7 @@ def test_verdict_from_trajectories_equals_validate_grasp(case, back, monkeypatch
     pos = np.array([p for p, _ in rec]).reshape(6, n, 3)
     quat = np.array([q for _, q in rec]).reshape(6, n, 4)
     p0, q0 = np.zeros(3), np.array([1.0, 0, 0, 0])
-    for cfg in (full, SimConfig()):
+    for cfg in (full, SimConfig.preset("pinned")):
         data = mujoco.MjData(sc.model)
         ref = ref_full if cfg is full else validate_grasp(sc, data, g.position, g.quaternion_wxyz, g.joints, g.squeeze, cfg)
         outcomes = [ig.direction_outcome(pos[d], quat[d], p0, q0, cfg.validation) for d in range(6)]
@@ -171,7 +172,7 @@ def test_verdict_from_trajectories_equals_validate_grasp(case, back, monkeypatch
 def test_initial_penetration_verdict_equals_validate_grasp() -> None:
     obj, grasps = trust_case("box_pinch")
     g = backed_off(grasps[0], -0.03)
-    cfg = SimConfig()
+    cfg = SimConfig.preset("pinned")
     sc = build_scene(obj, cfg.physics)
     ref = validate_grasp(sc, mujoco.MjData(sc.model), g.position, g.quaternion_wxyz, g.joints, g.squeeze, cfg)
     assert not ref.success and "penetration" in ref.reason
@@ -180,7 +181,7 @@ def test_initial_penetration_verdict_equals_validate_grasp() -> None:
 
 def test_settle_targets_and_ramp_are_validate_grasps() -> None:
     obj, grasps = trust_case("cylinder_power")
-    cfg = SimConfig()
+    cfg = SimConfig.preset("pinned")
     sc = build_scene(obj, cfg.physics)
     g = grasps[0]
     start, end, n = ig.settle_targets(sc, g.joints, None, cfg.validation)
@@ -212,5 +213,5 @@ def test_backend_runs_on_isaacgym() -> None:
     pytest.importorskip("isaacgym", reason="needs NVIDIA Isaac Gym (Python <= 3.8); see docs/simulation.md")
     obj, grasps = trust_case("box_pinch")
     with get_backend("isaacgym", envs_per_object=4) as be:
-        out = be.validate(obj, grasps[:2], SimConfig())
+        out = be.validate(obj, grasps[:2], SimConfig.preset("pinned"))
     assert len(out) == 2 and all(r["success"] for r in out)

@@ -32,10 +32,26 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_validate_known_good_pinch(tmp_path: Path):
-    r = _run("validate", str(DATA / "box_pinch.json"), "--primitive", "box:0.015,0.015,0.015", cwd=tmp_path)
+    """The pinch holds under the earlier protocol, named on the command line and in the report."""
+    r = _run("validate", str(DATA / "box_pinch.json"), "--primitive", "box:0.015,0.015,0.015", "--protocol", "pinned",
+             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["summary"]["n"] == 3 and out["summary"]["success_rate"] == 1.0
+    assert out["protocol"] == "pinned"
+
+
+def test_validate_defaults_to_the_referee(tmp_path: Path, capsys):
+    """Without --protocol the referee of record runs: the pinch is pushed out of the free object's
+    hand, the first cylinder power grasp holds."""
+    rc, out, err = _main(capsys, "validate", str(DATA / "box_pinch.json"))
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["protocol"] == "fc_mocap" and doc["summary"]["succeeded"] == 0
+    rc, out, err = _main(capsys, "validate", str(DATA / "cylinder_power.json"))
+    doc = json.loads(out)
+    assert doc["protocol"] == "fc_mocap"
+    assert doc["results"][0]["success"] and "warnings" in doc  # the file carries no squeeze: derived
 
 
 def test_execute_writes_keyframes(tmp_path: Path):
@@ -65,7 +81,8 @@ def _main(capsys, *args: str) -> tuple[int, str, str]:
 def test_object_from_the_file_limit_and_out(tmp_path: Path, capsys):
     """No --object: the trust file's own ``primitive`` key is used; --limit and --out work."""
     out_file = tmp_path / "r.json"
-    rc, out, err = _main(capsys, "validate", str(DATA / "box_pinch.json"), "--limit", "2", "--out", str(out_file))
+    rc, out, err = _main(capsys, "validate", str(DATA / "box_pinch.json"), "--limit", "2", "--out", str(out_file),
+                         "--protocol", "pinned")
     assert rc == 0, err
     doc = json.loads(out)
     assert doc == json.loads(out_file.read_text())
@@ -92,3 +109,28 @@ def test_bad_inputs_exit_2_naming_the_problem(tmp_path: Path, capsys):
         rc, out, err = _main(capsys, *args)
         assert rc == 2, (args, err)
         assert needle in err and out == "", (args, err)
+
+
+def test_grasps_without_pregrasp_or_squeeze_are_accepted_with_a_warning(tmp_path: Path, capsys):
+    doc = json.loads((DATA / "cylinder_power.json").read_text())
+    for g in doc["grasps"]:
+        del g["pregrasp"]
+        g.pop("squeeze", None)
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(doc))
+    rc, out, err = _main(capsys, "validate", str(bare))
+    assert rc == 0, err
+    report = json.loads(out)
+    assert report["summary"]["n"] == 3 and report["protocol"] == "fc_mocap"
+    assert "no pregrasp" in err and "no squeeze" in err and len(report["warnings"]) == 2
+
+
+def test_malformed_grasp_names_the_field_without_a_trace(tmp_path: Path, capsys):
+    doc = json.loads((DATA / "cylinder_power.json").read_text())
+    doc["grasps"][1]["joints"].pop("FFJ0")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    rc, out, err = _main(capsys, "validate", str(bad))
+    assert rc == 2
+    assert "grasps.1" in err and "FFJ0" in err
+    assert "errors.pydantic.dev" not in err and "validation error" not in err.lower()

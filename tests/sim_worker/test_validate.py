@@ -1,5 +1,6 @@
-"""Trust checks for the MuJoCo referee: known-good grasps pass, broken ones fail, results are
-deterministic and do not depend on how the whole scene is oriented."""
+"""Trust checks for the ``pinned`` protocol (the earlier validator, kept as a named option): known-good
+grasps pass, broken ones fail, results are deterministic and do not depend on how the whole scene is
+oriented. The referee of record (``fc_mocap``) has its own checks in ``test_referee.py``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sim_worker.scene import build_scene, object_from_mesh, object_from_primitiv
 from sim_worker.validate import validate_grasp
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
-CFG = SimConfig()
+CFG = SimConfig.preset("pinned")
 
 
 def _case(name: str):

@@ -113,16 +113,18 @@ def test_validate_job_matches_the_simulator_run_directly(q: JobQueue, worker: Wo
     from .helpers import trust_case
 
     doc = trust_doc()
-    st = q.wait(q.enqueue({"mode": "validate", "grasps": doc["grasps"], "object_hash": put_trust_object(q, doc)}).id)
+    # the pinch holds under the earlier protocol, asked for by name in the job
+    st = q.wait(q.enqueue({"mode": "validate", "grasps": doc["grasps"], "object_hash": put_trust_object(q, doc),
+                           "sim": {"preset": "pinned"}}).id)
     assert st.status == "succeeded" and st.attempts == 1 and st.progress == 1.0, st.error
     assert st.result is not None and st.result["summary"]["n"] == 3 and st.result["completed"] == 3
     obj, grasps = trust_case("box_pinch")
-    with SimPool("mujoco", procs=1, cfg=SimConfig()) as pool:
+    with SimPool("mujoco", procs=1, cfg=SimConfig.preset("pinned")) as pool:
         ref = pool.validate(obj, grasps)
     got = st.result["grasps"]
     assert [g["index"] for g in got] == [0, 1, 2]
     assert [{k: v for k, v in g.items() if k != "index"} for g in got] == ref  # same numbers as a direct run
-    assert all(g["success"] for g in got)
+    assert all(g["success"] and g["protocol"] == "pinned" for g in got)
 
 
 def test_execute_job_stores_png_keyframes(q: JobQueue, worker: Worker) -> None:
@@ -221,12 +223,13 @@ def test_points_and_mesh_objects_are_built_once_per_worker(q: JobQueue, worker: 
     cube.export(buf, file_type="obj")
     cloud = np.asarray(cube.sample(400, seed=0), dtype=np.float32)
     hashes = [q.put_object(MeshObject(format="obj", data=buf.getvalue())), q.put_object(PointsObject.from_array(cloud))]
-    jobs = [q.enqueue({"mode": "validate", "grasps": doc["grasps"][:1], "object_hash": h}).id for h in hashes * 2]
+    jobs = [q.enqueue({"mode": "validate", "grasps": doc["grasps"][:1], "object_hash": h, "sim": {"preset": "pinned"}}).id
+            for h in hashes * 2]
     sts: list[JobStatus] = [q.wait(j, 60) for j in jobs]
     assert [s.status for s in sts] == ["succeeded"] * 4, [s.error for s in sts]
     assert all(h in worker._objects for h in hashes)
     assert worker._objects[hashes[1]].source.startswith("object:")
-    # the same 1.5 cm cube three ways: the pinch holds on each
+    # the same 1.5 cm cube three ways: the pinch holds on each (pinned protocol)
     assert [s.result["grasps"][0]["success"] for s in sts] == [True] * 4  # type: ignore[index]
 
 

@@ -1,0 +1,245 @@
+"""The squeeze and pregrasp of a grasp, from its contacts: the stage that makes a grasp hold.
+
+Under the referee of record (``docs/simulation.md``) the object is free from the start and the
+hand is driven pregrasp -> grasp -> squeeze by position actuators (gain ``kp``). The squeeze is the
+only thing that makes grip force, and a squeeze that pushes harder on one side than the other
+flicks the object away before any disturbance. So the squeeze is solved per grasp:
+
+1. **Contacts.** Per hand link with collision geometry, the nearest object surface point and its
+   outward normal (``quality.contacts_and_penetration``); links within ``contact_distance_m`` push.
+2. **Wrench balance.** Forces ``f_i`` in linearised friction cones (``friction_mu``, below the
+   simulation's 0.6 to leave room) with total normal force ``total_normal_force_n``, chosen to make
+   the net wrench on the object as close to zero as possible (non-negative least squares over the
+   cone edges, with a small ridge that spreads the force over the contacts). The residual is the
+   grasp's ``squeeze_residual`` (N): near zero when the contacts can balance.
+3. **Joint targets.** The actuator torques that apply those forces, ``tau = sum_i J_i^T f_i``
+   (``J_i`` the Jacobian of the hand point at contact ``i``), become target offsets through the
+   gain, ``tau / kp``; a finger that hovers ``d`` off the surface also gets the joint motion that
+   closes the gap (``J_i^+ (-n_i d)``). Coupled pairs (J1/J0, driven in the referee by one actuator
+   on their sum) share their offset in the ratio of the hand's coupling band. Joints of links with
+   no contact do not move.
+4. **Pregrasp.** The mirror of the squeeze about the grasp (the fingers opened by as much as the
+   squeeze closes them) with the palm ``pregrasp_backoff_m`` back along its approach direction, as
+   the grasps the referee's authors publish do.
+
+Inputs are batched torch tensors in the object frame; nothing here runs simulation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+from torch import Tensor
+
+from ..core.geometry import ObjectCloud
+from ..hands.model import HandModel
+from ..physics.energy import self_penetration
+from ..physics.grasp_batch import GraspBatch
+from ..physics.quality import contact_wrenches, contacts_and_penetration
+
+
+@dataclass(frozen=True)
+class SqueezeConfig:
+    """How the squeeze is solved. Units: m, N, rad, N m / rad."""
+
+    contact_distance_m: float = 0.005  # a link nearer the object surface than this pushes
+    friction_mu: float = 0.3  # friction assumed by the balance (the referee simulates 0.6)
+    cone_edges: int = 6  # linearised friction cone
+    total_normal_force_n: float = 40.0  # sum of the normal forces asked of the contacts (train-split sweep: 10 N 11 %, 20 N 16-20 %, 40 N 25 % hold)
+    ridge: float = 1e-3  # spreads the force over the contacts (relative to a unit wrench)
+    torque_scale: float = 10.0  # 1/m: torques count like forces at 10 cm
+    kp: float = 5.0  # finger actuator gain of the referee scene (sim_worker PhysicsConfig.finger_kp)
+    close_gap: bool = True  # drive hovering fingers onto the surface
+    max_offset_rad: float = 0.35  # per-joint cap of squeeze - grasp
+    pregrasp_backoff_m: float = 0.01  # palm distance back along its approach at the pregrasp
+    pregrasp_open_scale: float = 1.0  # pregrasp joints = grasp - scale * (squeeze - grasp)
+    jacobian_step_rad: float = 1e-4  # finite-difference step of the contact Jacobians
+    snap: bool = True  # move hovering fingers onto the surface before solving the squeeze
+    snap_distance_m: float = 0.008  # links nearer than this are moved onto the surface first
+    snap_target_m: float = 0.0  # distance the snapped links end at (<0: pressed in)
+    snap_iterations: int = 6  # damped Gauss-Newton steps of the snap
+    snap_damping: float = 1e-4  # Levenberg-Marquardt damping (m^2)
+    snap_max_step_rad: float = 0.1  # per joint and iteration
+    snap_self_tolerance_m: float = 1e-4  # a snap step may not add more finger-finger overlap than this
+
+
+@dataclass(frozen=True)
+class SqueezeResult:
+    """Per grasp: squeeze joints (B, J), pregrasp palm position (B, 3) (same orientation) and
+    joints (B, J), the balance residual (B,) in N, and the number of pushing contacts (B,)."""
+
+    squeeze: Tensor
+    pre_position: Tensor
+    pre_joints: Tensor
+    residual_n: Tensor
+    contact_count: Tensor
+
+
+def _balance(wrench_edges: np.ndarray, total_normal: float, ridge: float) -> tuple[np.ndarray, float]:
+    """Edge weights (K*E,) >= 0 with sum = total_normal (every edge has a unit normal component)
+    minimising |W a|^2 + ridge * |a|^2; and the residual wrench norm."""
+    n = wrench_edges.shape[0]
+    w = wrench_edges.T  # (6, n)
+    big = 100.0
+    a_mat = np.vstack([w, big * np.ones((1, n)), np.sqrt(ridge) * np.eye(n)])
+    b_vec = np.concatenate([np.zeros(6), [big * total_normal], np.zeros(n)])
+    a, _ = nnls(a_mat, b_vec, maxiter=50 * n)
+    return a, float(np.linalg.norm(w @ a))
+
+
+def _point_jacobians(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, link: Tensor, world: Tensor,
+                     step: float) -> Tensor:
+    """(B, K, 3, J) Jacobians of points ``world`` (B, K, 3) rigidly attached to links ``link`` (K,)."""
+    b, j = q.shape
+    frames = hand.forward_kinematics(pos, rot, q)
+    r = frames.rotation[:, link]  # (B, K, 3, 3)
+    t = frames.translation[:, link]
+    local = (r.transpose(-1, -2) @ (world - t)[..., None]).squeeze(-1)  # (B, K, 3)
+    dq = torch.eye(j, dtype=q.dtype, device=q.device) * step  # (J, J)
+    qs = (q[:, None, :] + dq[None]).reshape(b * j, j)
+    fr = hand.forward_kinematics(pos.repeat_interleave(j, 0), rot.repeat_interleave(j, 0), qs)
+    moved = (fr.rotation[:, link] @ local.repeat_interleave(j, 0)[..., None]).squeeze(-1) + fr.translation[:, link]
+    moved = moved.reshape(b, j, -1, 3)  # (B, J, K, 3)
+    return ((moved - world[:, None]) / step).permute(0, 2, 3, 1)
+
+
+def _float64(grasps: GraspBatch, cloud: ObjectCloud) -> tuple[HandModel, Tensor, Tensor, Tensor, ObjectCloud]:
+    dt = torch.float64
+    hand = grasps.hand
+    if hand.lower.dtype != dt:
+        from ..hands import get_hand
+
+        hand = get_hand(hand.spec.name, dtype="float64")
+    surf = ObjectCloud(cloud.points.to(dt), cloud.normals.to(dt),
+                       None if cloud.center_point is None else cloud.center_point.to(dt))
+    return hand, grasps.root_pos.to(dt), grasps.root_rot.to(dt), grasps.joints.to(dt), surf
+
+
+def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | None = None) -> GraspBatch:
+    """The grasps with their fingers moved onto the object: every link within ``snap_distance_m``
+    of the surface (or inside it) is driven to ``snap_target_m`` by damped Gauss-Newton steps on
+    the joints (the palm stays), within the joint limits and coupling bands, finger by finger so
+    that no step drives one finger into another. Float64 throughout."""
+    cfg = cfg or SqueezeConfig()
+    hand, pos, rot, q, surf = _float64(grasps, cloud)
+    dt = torch.float64
+    for _ in range(cfg.snap_iterations):
+        frames = hand.forward_kinematics(pos, rot, q)
+        contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=cfg.snap_distance_m)
+        hand_pt = contacts.position + contacts.normal * contacts.distance[..., None]
+        jac = _point_jacobians(hand, pos, rot, q, contacts.link, hand_pt, cfg.jacobian_step_rad)  # (B, K, 3, J)
+        rows = torch.einsum("bkc,bkcj->bkj", contacts.normal, jac)  # d(distance)/dq
+        resid = (contacts.distance - cfg.snap_target_m) * contacts.mask
+        rows = rows * contacts.mask[..., None]
+        gram = rows @ rows.transpose(1, 2) + cfg.snap_damping * torch.eye(rows.shape[1], dtype=dt)
+        step = -(rows.transpose(1, 2) @ torch.linalg.solve(gram, resid[..., None])).squeeze(-1)
+        step = step.clamp(-cfg.snap_max_step_rad, cfg.snap_max_step_rad)
+        # finger by finger: a finger's step that drives it into another is halved, then dropped
+        for group in _finger_joint_groups(hand):
+            part = torch.zeros_like(step)
+            part[:, group] = step[:, group]
+            for _ in range(2):
+                spen0 = self_penetration(hand, hand.forward_kinematics(pos, rot, q))
+                cand = hand.project_joints(q + part)
+                ok = self_penetration(hand, hand.forward_kinematics(pos, rot, cand)) <= spen0 + cfg.snap_self_tolerance_m
+                q = torch.where(ok[:, None], cand, q)
+                if bool(ok.all()):
+                    break
+                part = torch.where(ok[:, None], torch.zeros_like(part), 0.5 * part)
+    return GraspBatch(hand, pos, rot, q)
+
+
+def _finger_joint_groups(hand: HandModel) -> list[list[int]]:
+    """Joint indices grouped by finger: the chain below each child link of the palm."""
+    groups: dict[int, list[int]] = {}
+    for li in range(1, hand.num_links):
+        qi = hand.joint_of_link[li]
+        if qi < 0:
+            continue
+        top = li
+        while hand.parent[top] > 0:
+            top = hand.parent[top]
+        groups.setdefault(top, []).append(qi)
+    return [sorted(g) for g in groups.values()]
+
+
+def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | None = None) -> SqueezeResult:
+    """Squeeze and pregrasp for B grasps against the object ``cloud`` (points and outward normals,
+    the grasps' frame); torques are balanced about the cloud's centre. Float64 results."""
+    cfg = cfg or SqueezeConfig()
+    hand, pos, rot, q, surf = _float64(grasps, cloud)
+    dt = torch.float64
+    b, nj = q.shape
+    frames = hand.forward_kinematics(pos, rot, q)
+    contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=cfg.contact_distance_m)
+    c = surf.center.expand(b, 3)
+    # the hand point of each link nearest the object: the object point moved back along its normal
+    gap = contacts.distance.clamp_min(0.0)  # (B, K)
+    hand_pt = contacts.position + contacts.normal * gap[..., None]
+    jac = _point_jacobians(hand, pos, rot, q, contacts.link, hand_pt, cfg.jacobian_step_rad)  # (B, K, 3, J)
+    edges = contact_wrenches(contacts.position, contacts.normal, c, cfg.friction_mu, cfg.cone_edges,
+                             cfg.torque_scale)  # (B, K*E, 6)
+    e = cfg.cone_edges
+    k = contacts.position.shape[1]
+    force_dir = edges[..., :3].reshape(b, k, e, 3)
+    offsets = torch.zeros(b, nj, dtype=dt)
+    residual = torch.zeros(b, dtype=dt)
+    count = contacts.mask.sum(1)
+    for i in range(b):
+        active = torch.nonzero(contacts.mask[i]).flatten()
+        if active.numel() < 2:
+            residual[i] = cfg.total_normal_force_n  # nothing to balance against
+            continue
+        cols = (active[:, None] * e + torch.arange(e)).flatten()
+        a, res = _balance(edges[i, cols].numpy(), cfg.total_normal_force_n, cfg.ridge)
+        residual[i] = res
+        alpha = torch.as_tensor(a, dtype=dt).reshape(-1, e)  # (A, E)
+        f = (alpha[..., None] * force_dir[i, active]).sum(1)  # (A, 3) hand-on-object forces
+        tau = torch.einsum("akj,ak->j", jac[i, active], f)
+        delta = tau / cfg.kp
+        if cfg.close_gap:  # hovering contacts: the damped joint motion that moves them onto the surface
+            g = gap[i, active]
+            rows = torch.einsum("ac,acj->aj", contacts.normal[i, active], jac[i, active])
+            gram = rows @ rows.T + cfg.snap_damping * torch.eye(len(active), dtype=dt)
+            delta = delta - rows.T @ torch.linalg.solve(gram, g)
+        offsets[i] = delta
+    offsets = _share_coupled(hand, offsets).clamp(-cfg.max_offset_rad, cfg.max_offset_rad)
+    squeeze = torch.maximum(torch.minimum(q + offsets, hand.upper.to(dt)), hand.lower.to(dt))
+    # open only what the squeeze closes: sideways (abduction) offsets are not mirrored, as spreading
+    # the fingers the other way can drive them into each other
+    closing = torch.sign(hand.init_pose.to(dt) - hand.open_pose.to(dt))
+    pre_q = q - cfg.pregrasp_open_scale * (squeeze - q).mul(closing).clamp_min(0.0) * closing
+    pre_q = torch.maximum(torch.minimum(pre_q, hand.upper.to(dt)), hand.lower.to(dt))
+    approach = rot @ hand.approach_direction.to(dt)
+    pre_pos = pos - cfg.pregrasp_backoff_m * approach
+    return SqueezeResult(squeeze, pre_pos, pre_q, residual, count)
+
+
+def _share_coupled(hand: HandModel, offsets: Tensor) -> Tensor:
+    """Coupled pairs: one actuator drives their sum, so the pair's total offset is what counts; it
+    is split in the ratio of the coupling band so the squeeze stays inside the band."""
+    out = offsets.clone()
+    for c in hand.couplings:
+        if len(c.joint_index) != 2:
+            continue
+        lead = next(i for i in c.joint_index if i != c.follower)
+        k_lead = abs(c.coef[c.joint_index.index(lead)])
+        k_fol = abs(c.coef[c.joint_index.index(c.follower)])
+        ratio = k_lead / k_fol  # follower moves ratio x the leader inside the band
+        # the shared actuator's force acts on both joints: its offset is the mean desired torque's
+        total = 0.5 * (offsets[:, lead] + offsets[:, c.follower])
+        out[:, lead] = total / (1.0 + ratio)
+        out[:, c.follower] = total * ratio / (1.0 + ratio)
+    return out
+
+
+def finish(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | None = None) -> tuple[GraspBatch, SqueezeResult]:
+    """The finishing step every grasp goes through: fingers snapped onto the surface (when
+    ``cfg.snap``), then the squeeze and pregrasp solved for the snapped grasps."""
+    cfg = cfg or SqueezeConfig()
+    if cfg.snap:
+        grasps = snap_contacts(grasps, cloud, cfg)
+    return grasps, solve_squeeze(grasps, cloud, cfg)

@@ -1,0 +1,1 @@
+"""Tests of bench helpers that run without external checkouts."""

@@ -1,0 +1,147 @@
+"""The squeeze / pregrasp stage: contact Jacobians against MuJoCo's own (mj_jac), the wrench
+balance against the equilibrium it promises, the snap onto the surface, the pregrasp mirror."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+from models.core.geometry import ObjectCloud
+from models.core.rotations import matrix_to_quat
+from models.grasp import Grasp, grasps_to_tensors
+from models.hands import get_hand, hand_model
+from models.physics.grasp_batch import GraspBatch
+from models.physics.quality import contact_wrenches, contacts_and_penetration
+from models.stages.squeeze import SqueezeConfig, _balance, _point_jacobians, snap_contacts, solve_squeeze
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return get_hand("shadow", dtype="float64")
+
+
+def _cylinder_surface(r: float = 0.03, half: float = 0.05, n: int = 6000) -> ObjectCloud:
+    """Points and outward normals on a closed cylinder along z (the trust case's object)."""
+    gen = np.random.default_rng(0)
+    side = int(n * 0.7)
+    th = gen.uniform(0, 2 * np.pi, side)
+    z = gen.uniform(-half, half, side)
+    p_side = np.stack([r * np.cos(th), r * np.sin(th), z], 1)
+    n_side = np.stack([np.cos(th), np.sin(th), np.zeros(side)], 1)
+    caps = n - side
+    rr = r * np.sqrt(gen.uniform(0, 1, caps))
+    tc = gen.uniform(0, 2 * np.pi, caps)
+    sign = np.where(np.arange(caps) % 2 == 0, 1.0, -1.0)
+    p_cap = np.stack([rr * np.cos(tc), rr * np.sin(tc), sign * half], 1)
+    n_cap = np.stack([np.zeros(caps), np.zeros(caps), sign], 1)
+    return ObjectCloud(torch.tensor(np.vstack([p_side, p_cap])), torch.tensor(np.vstack([n_side, n_cap])))
+
+
+def _trust_grasps():
+    doc = json.loads((DATA / "cylinder_power.json").read_text())
+    grasps = [Grasp.model_validate(g) for g in doc["grasps"]]
+    return grasps_to_tensors(grasps, dtype=torch.float64)
+
+
+def test_contact_jacobians_match_mujoco(hand):
+    """Finite-difference Jacobians of points fixed to links equal mj_jac on the same MJCF."""
+    pos, rot, q = _trust_grasps()
+    m = hand_model(hand.spec, root="fixed", with_visual=False)
+    d = mujoco.MjData(m)
+    links = torch.tensor([3, 5, 9, 23 if hand.num_links > 23 else hand.num_links - 1])
+    frames = hand.forward_kinematics(pos[:1], rot[:1], q[:1])
+    offset = torch.tensor([0.003, -0.006, 0.01], dtype=torch.float64)
+    world = frames.translation[:, links] + (frames.rotation[:, links] @ offset[:, None]).squeeze(-1)
+    jac = _point_jacobians(hand, pos[:1], rot[:1], q[:1], links, world, 1e-6)[0].numpy()  # (K, 3, J)
+    palm = hand.body_ids[0]
+    m.body_pos[palm] = pos[0].numpy()
+    m.body_quat[palm] = matrix_to_quat(rot[0]).numpy()
+    for qi, j in enumerate(hand.mj_joint_ids):
+        d.qpos[m.jnt_qposadr[j]] = float(q[0, qi])
+    mujoco.mj_kinematics(m, d)
+    mujoco.mj_comPos(m, d)
+    for k, li in enumerate(links.tolist()):
+        jacp = np.zeros((3, m.nv))
+        mujoco.mj_jac(m, d, jacp, None, world[0, k].numpy(), hand.body_ids[li])
+        ref = np.stack([jacp[:, m.jnt_dofadr[j]] for j in hand.mj_joint_ids], 1)
+        assert np.abs(jac[k] - ref).max() < 1e-5
+
+
+def test_balance_cancels_opposing_contacts():
+    """Two opposite contacts on a sphere: equal forces, zero net wrench, total as asked."""
+    pos = torch.tensor([[[0.03, 0.0, 0.0], [-0.03, 0.0, 0.0]]], dtype=torch.float64)
+    nrm = torch.tensor([[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]], dtype=torch.float64)
+    w = contact_wrenches(pos, nrm, torch.zeros(1, 3, dtype=torch.float64), 0.3, 6, 10.0)[0].numpy()
+    a, res = _balance(w, 8.0, 1e-3)
+    assert res < 1e-6
+    assert abs(a.sum() - 8.0) < 1e-3
+    assert abs(a[:6].sum() - a[6:].sum()) < 1e-3  # the load is shared equally
+
+
+def test_balance_reports_what_cannot_balance():
+    """Both contacts on one side: nothing can cancel the push; the residual says so."""
+    pos = torch.tensor([[[0.03, 0.0, 0.0], [0.03, 0.01, 0.0]]], dtype=torch.float64)
+    nrm = torch.tensor([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]], dtype=torch.float64)
+    w = contact_wrenches(pos, nrm, torch.zeros(1, 3, dtype=torch.float64), 0.3, 6, 10.0)[0].numpy()
+    _, res = _balance(w, 8.0, 1e-3)
+    assert res > 7.0
+
+
+def test_squeeze_closes_only_touching_fingers_and_pregrasp_mirrors_it(hand):
+    pos, rot, q = _trust_grasps()
+    surf = _cylinder_surface()
+    cfg = SqueezeConfig()
+    out = solve_squeeze(GraspBatch(hand, pos, rot, q), surf, cfg)
+    delta = out.squeeze - q
+    assert delta.abs().max() <= cfg.max_offset_rad + 1e-12
+    assert (out.contact_count >= 2).all()
+    frames = hand.forward_kinematics(pos, rot, q)
+    contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=cfg.contact_distance_m)
+    # a joint none of whose descendant links touches the object does not move
+    touching = {int(contacts.link[k]) for k in range(len(contacts.link)) if bool(contacts.mask[0, k])}
+    for ji in range(hand.num_joints):
+        moved_links = {li for li in range(hand.num_links) if _joint_moves_link(hand, ji, li)}
+        if not (moved_links & touching):
+            assert abs(float(delta[0, ji])) < 1e-9
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    opened = (q - out.pre_joints) * closing
+    assert (opened >= -1e-9).all()  # the pregrasp never closes a joint
+    flex = (delta * closing).clamp_min(0) * closing
+    assert torch.allclose(out.pre_joints, torch.maximum(torch.minimum(q - flex, hand.upper), hand.lower))
+    back = ((pos - out.pre_position) * (rot @ hand.approach_direction)).sum(-1)
+    assert torch.allclose(back, torch.full_like(back, cfg.pregrasp_backoff_m))
+
+
+def _joint_moves_link(hand, joint: int, link: int) -> bool:
+    li = link
+    while li > 0:
+        if hand.joint_of_link[li] == joint:
+            return True
+        li = hand.parent[li]
+    return False
+
+
+def test_snap_brings_hovering_fingers_onto_the_surface(hand):
+    pos, rot, q = _trust_grasps()
+    surf = _cylinder_surface()
+    cfg = SqueezeConfig()
+    # open every flexion joint a little: the fingers now hover
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    hovering = hand.project_joints(q - 0.08 * closing)
+    before, _ = contacts_and_penetration(hand, hand.forward_kinematics(pos, rot, hovering), surf, threshold=0.008)
+    snapped = snap_contacts(GraspBatch(hand, pos, rot, hovering), surf, cfg).joints
+    after, _ = contacts_and_penetration(hand, hand.forward_kinematics(pos, rot, snapped), surf, threshold=0.008)
+    jointed = torch.tensor([hand.joint_of_link[int(li)] >= 0 for li in before.link])
+    sel = before.mask & (before.distance > 0.002) & jointed
+    assert int(sel.sum()) >= 6
+    # many hovering links end on the surface (some are held back by a neighbouring finger)
+    assert (after.distance[sel].abs() < 0.0015).double().mean() > 0.4
+    assert after.distance[sel].abs().mean() < 0.5 * before.distance[sel].mean()
+    assert (snapped <= hand.upper + 1e-9).all() and (snapped >= hand.lower - 1e-9).all()

@@ -28,7 +28,6 @@ from tqdm import tqdm
 from bench.foundation import hardware
 from models import objects
 from models.core.geometry import ObjectCloud, Plane
-from models.stages.squeeze import SqueezeConfig
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
 from models.physics.diversity import diversity
@@ -37,6 +36,7 @@ from models.physics.quality import MAX_PENETRATION_GATE_M, grasp_quality, summar
 from models.pipeline import GraspQuery, PipelineConfig, preprocess
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
+from models.stages.squeeze import SqueezeConfig
 from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool

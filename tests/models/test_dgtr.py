@@ -191,7 +191,6 @@ def _mug_problem(n: int, seed: int = 0):
 
 def test_proposer_passes_batching_and_runtimes_agree(tiny_weights):
     from models.proposers.dgtr import DGTRProposer
-
     from models.stages.squeeze import SqueezeConfig
 
     # the network's outputs are compared: the snap onto the surface (a discrete choice of contacts)

@@ -130,7 +130,7 @@ def test_malformed_grasp_names_the_field_without_a_trace(tmp_path: Path, capsys)
     doc["grasps"][1]["joints"].pop("FFJ0")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
-    rc, out, err = _main(capsys, "validate", str(bad))
+    rc, _out, err = _main(capsys, "validate", str(bad))
     assert rc == 2
     assert "grasps.1" in err and "FFJ0" in err
     assert "errors.pydantic.dev" not in err and "validation error" not in err.lower()

@@ -158,3 +158,23 @@ def test_redis_outage_gives_503_and_recovers(rserver, system):
     status, out, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps[:1], "object": obj})
     assert status == 202, out
     assert _wait(rserver, out["id"])["status"] == "succeeded"  # the worker reconnected by itself
+
+
+def test_readiness_says_rollouts_are_not_ready_without_a_live_worker():
+    from service.app import create_app
+    from service.settings import Settings
+    from sim_worker.embedded import EmbeddedRedis
+
+    with EmbeddedRedis() as redis:
+        settings = Settings(api_keys=[API_KEY], redis_url=redis.url, warmup=False)
+        with LiveServer(create_app(settings), free_port()) as live:
+            status, ready, _ = raw(live.url + "/readyz", key=None)
+    assert status == 200 and ready["checks"]["redis"] == "ok"  # proposals still work
+    assert ready["status"] == "degraded"
+    assert ready["checks"]["workers"] == "none alive"
+    assert ready["checks"]["rollouts"].startswith("not ready") and "no rollout worker" in ready["checks"]["rollouts"]
+
+
+def test_readiness_with_a_live_worker_says_rollouts_are_ready(rserver):
+    status, ready, _ = raw(rserver.url + "/readyz", key=None)
+    assert status == 200 and ready["status"] == "ready" and ready["checks"]["rollouts"] == "ready"

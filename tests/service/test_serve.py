@@ -204,8 +204,7 @@ def test_a_killed_redis_comes_back_with_its_queue_and_every_job_finishes_once(se
         assert all(int(r.hget(f"dexgrasp:job:{j}", "attempts") or 0) <= 2 for j in ids)
     finally:
         r.close()
-    ready = served.ready()
-    assert ready["checks"]["rollouts"] == "ready"
+    wait_for(lambda: served.ready()["checks"]["rollouts"] == "ready", 60, "readiness for rollouts again")
 
 
 def test_the_embedded_redis_needs_a_password_that_no_command_line_or_log_shows(served: Served) -> None:

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     max_queue: int = 64  # queued proposal requests beyond this get 503 + Retry-After
     warmup: bool = True
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "DEXGRASP_REDIS_URL"))
-    embedded_workers: int = 1  # in-process simulation workers when REDIS_URL is unset
+    embedded_workers: int = 1  # supervised simulation worker processes when REDIS_URL is unset
+    embedded_data_dir: str | None = None  # the embedded Redis's append-only file; unset: a temporary directory
     rollout_ttl_s: int = 86_400
     log_level: str = "info"
 

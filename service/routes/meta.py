@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
@@ -34,6 +36,16 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _live_workers(q: Any) -> int | None:
+    """Workers with a live heartbeat (None when Redis could not say)."""
+    from sim_worker.jobs import QueueUnavailable
+
+    try:
+        return len(q.workers())
+    except QueueUnavailable:
+        return None
+
+
 @probes.get("/readyz", response_model=ReadyState, responses={503: {"model": ReadyState}}, summary="Readiness")
 def readyz(state: StateDep) -> JSONResponse:
     checks = {"models": "ready" if state.ready else ("failed: " + state.warmup_error if state.warmup_error else "warming")}
@@ -41,8 +53,18 @@ def readyz(state: StateDep) -> JSONResponse:
     if state.rollouts is not None:
         ok = state.rollouts.ping()
         checks["redis"] = "ok" if ok else "unreachable"
-        if state.ready and not ok:
-            status = "degraded"  # proposals work; rollouts answer 503 until Redis is back
+        workers = _live_workers(state.rollouts) if ok else None
+        if workers is not None:
+            checks["workers"] = f"{workers} alive" if workers else "none alive"
+        if not ok:
+            checks["rollouts"] = "not ready: the rollout queue (Redis) is unreachable"
+        elif not workers:
+            checks["rollouts"] = ("not ready: no rollout worker is alive (no heartbeat); jobs would stay queued "
+                                  "until one starts")
+        else:
+            checks["rollouts"] = "ready"
+        if state.ready and checks["rollouts"] != "ready":
+            status = "degraded"  # proposals work; rollouts answer 503 or wait in the queue
     body = ReadyState.model_validate({"ready": state.ready, "status": status, "checks": checks})
     return JSONResponse(body.model_dump(), status_code=200 if state.ready else 503)
 

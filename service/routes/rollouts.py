@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +29,7 @@ from ..schemas import EncodedArray, ErrorResponse
 router = APIRouter()
 
 _ID = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="job id")]
+_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")  # a Redis stream id, as sent in the SSE "id:" lines
 
 
 class PrimitiveSpec(BaseModel):
@@ -203,42 +205,69 @@ def keyframe(job_id: _ID, grasp_index: Annotated[int, Path(ge=0, le=10_000)], fr
     return Response(png, media_type="image/png")
 
 
-@router.get("/rollouts/{job_id}/events", responses={**_ERRS, 200: {"content": {"text/event-stream": {}}}},
-            response_class=StreamingResponse, summary="Server-sent events: progress and the final status")
+@router.get("/rollouts/{job_id}/events", responses={**_ERRS, 400: {"model": ErrorResponse, "description": "malformed Last-Event-ID"}, 200: {"content": {"text/event-stream": {}}}},
+            response_class=StreamingResponse, summary="Server-sent events: progress and the final status",
+            description="The stream ends after the job's final status event (also at once, with that event, when "
+                        "the job had ended before `Last-Event-ID`/`after`); clients should close on it.")
 async def rollout_events(
     job_id: _ID, request: Request, state: StateDep,
     after: Annotated[str, Query(pattern=r"^\d+-\d+$")] = "0-0",
 ) -> StreamingResponse:
     q = _queue(state)
-    last = request.headers.get("last-event-id") or after
+    resume = request.headers.get("last-event-id")
+    if resume is not None and not _EVENT_ID.match(resume):
+        raise HTTPException(400, f"Last-Event-ID must be an event id of this job's stream (digits-digits, as sent "
+                                 f"in the 'id:' lines), got {resume[:64]!r}; leave it out to start from the beginning")
+    last = resume or after
     # fail before the stream starts when the job is unknown or Redis is down
     if _call(q.get, job_id, with_result=False) is None:
         raise NotFound(f"job {job_id} not found (never existed or expired)")
 
+    def frame(ev: jobs.JobEvent) -> bytes:
+        payload = ev.model_dump(mode="json")
+        if ev.terminal:
+            st = q.get(job_id)
+            payload["job"] = None if st is None else st.model_dump(mode="json")
+        return f"id: {ev.id}\nevent: {ev.type}\ndata: {json.dumps(payload)}\n\n".encode()
+
+    def final() -> bytes | None:
+        """The final event of a job that ended before ``last`` (nothing more will come), else None."""
+        st = q.get(job_id, with_result=False)
+        if st is None or not st.terminal:
+            return None
+        ev = q.last_event(job_id)
+        if ev is None or not ev.terminal:  # events expired first: the job's own state stands in
+            ev = jobs.JobEvent(id=last, job_id=job_id, type="status", status=st.status, progress=st.progress,
+                               t=st.finished_at or 0.0, error=st.error, worker=st.worker)
+        return frame(ev)
+
     async def stream() -> AsyncIterator[bytes]:
         nonlocal last
         yield b"retry: 2000\n\n"
+        idle_s = 0.0  # the first pass only looks at what is there: a finished job's stream ends at once
         while True:
             terminal = False
             try:
-                async for ev in q.aevents(job_id, after=last, idle_timeout_s=15.0):
+                async for ev in q.aevents(job_id, after=last, idle_timeout_s=idle_s, block_s=5.0 if idle_s else 0.001):
                     last = ev.id
-                    payload = ev.model_dump(mode="json")
-                    if ev.terminal:
-                        st = q.get(job_id)
-                        payload["job"] = None if st is None else st.model_dump(mode="json")
-                    yield f"id: {ev.id}\nevent: {ev.type}\ndata: {json.dumps(payload)}\n\n".encode()
+                    yield frame(ev)
                     if ev.terminal:
                         terminal = True
                         break
+                end = None if terminal else final()
             except jobs.QueueUnavailable:
                 yield b"event: error\ndata: {\"message\": \"rollout queue unreachable; reconnect later\"}\n\n"
                 return
             except jobs.JobNotFound:
                 yield b"event: error\ndata: {\"message\": \"job expired\"}\n\n"
                 return
+            if end is not None:
+                yield end
+                return
             if terminal or await request.is_disconnected():
                 return
-            yield b": keep-alive\n\n"
+            if idle_s:
+                yield b": keep-alive\n\n"
+            idle_s = 15.0
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -230,6 +230,12 @@ class JobQueue:
             out += [_event(job_id, eid, fields) for eid, fields in entries]
         return out
 
+    def last_event(self, job_id: str) -> JobEvent | None:
+        """The job's newest event (a terminal job's final status), or None when it has none left."""
+        check_job_id(job_id)
+        resp: Any = guard(lambda: self.redis.xrevrange(self.keys.events(job_id), count=1))
+        return _event(job_id, resp[0][0], resp[0][1]) if resp else None
+
     def events(self, job_id: str, after: str = "0-0", idle_timeout_s: float | None = None,
                block_s: float = 5.0) -> Iterator[JobEvent]:
         """Yield the job's events (status changes and progress) from ``after`` on, blocking for new

@@ -158,3 +158,67 @@ def test_redis_outage_gives_503_and_recovers(rserver, system):
     status, out, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps[:1], "object": obj})
     assert status == 202, out
     assert _wait(rserver, out["id"])["status"] == "succeeded"  # the worker reconnected by itself
+
+
+def _sse(url: str, headers: dict[str, str], deadline_s: float = 90.0) -> tuple[list[dict], bool]:
+    """Read an event stream: its events, and whether it ended by itself before ``deadline_s``."""
+    req = urllib.request.Request(url, headers={"X-API-Key": API_KEY, "Accept": "text/event-stream", **headers})
+    events: list[dict] = []
+    end = time.monotonic() + deadline_s
+    with urllib.request.urlopen(req, timeout=60) as r:
+        block: dict[str, str] = {}
+        for line in r:
+            if time.monotonic() > end:
+                return events, False
+            text = line.decode().rstrip("\n")
+            if not text:
+                if "data" in block:
+                    events.append({"event": block.get("event"), "id": block.get("id"), **json.loads(block["data"])})
+                block = {}
+            elif not text.startswith(":"):
+                key, _, value = text.partition(": ")
+                block[key] = value
+    return events, True
+
+
+def test_a_malformed_last_event_id_is_refused_with_a_message(rserver):
+    obj, grasps = _case("box_pinch")
+    _, out, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps[:1], "object": obj})
+    status, body, _ = raw(out["events_url"], headers={"Last-Event-ID": "bogus"})
+    assert status == 400, body
+    assert "Last-Event-ID" in body["error"]["message"]
+
+
+def test_the_stream_of_a_finished_job_ends_with_its_final_status(rserver):
+    obj, grasps = _case("box_pinch")
+    _, out, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps[:1], "object": obj})
+    assert _wait(rserver, out["id"])["status"] == "succeeded"
+    events, ended = _sse(out["events_url"], {"Last-Event-ID": "99999999999999-0"})
+    assert ended, f"the stream kept going after the job had finished: {events}"
+    assert [(e["event"], e["status"]) for e in events] == [("status", "succeeded")]
+    assert events[0]["job"]["status"] == "succeeded" and events[0]["id"]
+    final_id = events[0]["id"]
+    # from the start, the same stream replays the job's history and ends on the same final event
+    events, ended = _sse(out["events_url"], {})
+    assert ended and events[0]["status"] == "queued" and events[-1]["status"] == "succeeded"
+    assert events[-1]["id"] == final_id
+
+
+def test_readiness_says_rollouts_are_not_ready_without_a_live_worker():
+    from service.app import create_app
+    from service.settings import Settings
+    from sim_worker.embedded import EmbeddedRedis
+
+    with EmbeddedRedis() as redis:
+        settings = Settings(api_keys=[API_KEY], redis_url=redis.url, warmup=False)
+        with LiveServer(create_app(settings), free_port()) as live:
+            status, ready, _ = raw(live.url + "/readyz", key=None)
+    assert status == 200 and ready["checks"]["redis"] == "ok"  # proposals still work
+    assert ready["status"] == "degraded"
+    assert ready["checks"]["workers"] == "none alive"
+    assert ready["checks"]["rollouts"].startswith("not ready") and "no rollout worker" in ready["checks"]["rollouts"]
+
+
+def test_readiness_with_a_live_worker_says_rollouts_are_ready(rserver):
+    status, ready, _ = raw(rserver.url + "/readyz", key=None)
+    assert status == 200 and ready["status"] == "ready" and ready["checks"]["rollouts"] == "ready"

@@ -4,11 +4,13 @@ a degraded readiness, and everything recovers when it is back."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import API_KEY, LiveServer, free_port
@@ -138,6 +140,26 @@ def test_cancel_unknown_and_bad_requests(rserver):
         status, out, _ = _post(rserver, "/v1/rollouts", body)
         assert status == code, (body, out)
         assert msg.lower() in out["error"]["message"].lower(), out
+
+
+def _refused(server, path: str, body: dict, code: int, message: str) -> None:
+    status, out, _ = _post(server, path, body)
+    assert status == code, (body, out)
+    assert message.lower() in out["error"]["message"].lower(), out
+
+
+def test_simulation_config_is_validated_at_submit(rserver):
+    obj, grasps = _case("box_pinch")
+    for sim, message in [
+        ({"physics": {"timestep_s": -0.01}}, "physics.timestep_s must be finite and in"),
+        ({"physics": {"timestep_s": 0}}, "physics.timestep_s"),
+        ({"validation": {"disturb_s": 1e9, "waypoints": -1}}, "validation.waypoints"),
+        ({"execution": {"gravity": [0, 0]}}, "execution.gravity must be a list of 3 numbers"),
+        ({"physics": {"timestep": 0.002}}, "unknown PhysicsConfig fields: ['timestep']"),
+        ({"physic": {}}, "unknown SimConfig sections: ['physic']"),
+        ({"physics": 0.002}, "physics must be an object"),
+    ]:
+        _refused(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps, "object": obj, "sim": sim}, 422, message)
 
 
 def test_redis_outage_gives_503_and_recovers(rserver, system):

@@ -13,7 +13,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,13 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.grasp import Grasp
 from sim_worker import jobs
 
+from ..codecs import DecodeError, decode_array
 from ..deps import ServiceState, StateDep
 from ..errors import NotFound, ServiceUnavailable
 from ..schemas import EncodedArray, ErrorResponse
 
 router = APIRouter()
 
-_ID = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="job id")]
+_ID = Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN, description="job id")]
 
 
 class PrimitiveSpec(BaseModel):
@@ -35,7 +35,7 @@ class PrimitiveSpec(BaseModel):
     kind: Literal["primitive"] = "primitive"
     shape: Literal["box", "sphere", "cylinder", "capsule", "ellipsoid"]
     size: list[float] = Field(..., min_length=1, max_length=3, description="MuJoCo size semantics, metres")
-    mass_kg: float | None = Field(None, gt=0)
+    mass_kg: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class MeshSpec(BaseModel):
@@ -43,7 +43,7 @@ class MeshSpec(BaseModel):
     kind: Literal["mesh"] = "mesh"
     format: Literal["obj", "stl", "ply", "off", "glb", "gltf"]
     data_b64: str = Field(..., description="the mesh file, base64")
-    mass_kg: float | None = Field(None, gt=0)
+    mass_kg: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class PointsSpec(BaseModel):
@@ -52,7 +52,7 @@ class PointsSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["points"] = "points"
     points: list[list[float]] | EncodedArray
-    mass_kg: float | None = Field(None, gt=0)
+    mass_kg: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class HashSpec(BaseModel):
@@ -110,8 +110,6 @@ def _b64(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
-        from ..codecs import DecodeError
-
         raise DecodeError(f"{what} is not valid base64: {e}") from e
 
 
@@ -120,16 +118,7 @@ def _object_spec(obj: PrimitiveSpec | MeshSpec | PointsSpec) -> jobs.MeshObject 
         return jobs.PrimitiveObject(shape=obj.shape, size=tuple(obj.size), mass_kg=obj.mass_kg)
     if isinstance(obj, MeshSpec):
         return jobs.MeshObject(format=obj.format, data=_b64(obj.data_b64, "object.data_b64"), mass_kg=obj.mass_kg)
-    if isinstance(obj.points, list):
-        pts = np.asarray(obj.points, dtype=np.float32)
-    else:
-        raw = _b64(obj.points.b64, "object.points.b64")
-        dtype = np.dtype("<f8" if obj.points.dtype in ("float64", "<f8") else "<f4")
-        if len(raw) != int(np.prod(obj.points.shape)) * dtype.itemsize:
-            from ..codecs import DecodeError
-
-            raise DecodeError(f"object.points: {len(raw)} bytes do not match shape {obj.points.shape}")
-        pts = np.frombuffer(raw, dtype=dtype).reshape(obj.points.shape).astype(np.float32)
+    pts = decode_array(obj.points, "object.points")
     return jobs.PointsObject.from_array(pts, mass_kg=obj.mass_kg)
 
 

@@ -56,6 +56,7 @@ from .keys import (
 )
 from .producer import JobQueue
 from .records import (
+    JOB_ID_PATTERN,
     KNOWN_BACKENDS,
     MAX_ERROR_CHARS,
     MAX_GRASPS_PER_JOB,
@@ -80,7 +81,7 @@ from .records import (
 )
 
 __all__ = [
-    "DEAD_MAXLEN", "DEFAULT_TTL_S", "EVENTS_MAXLEN", "GROUP", "HEARTBEAT_S", "HEARTBEAT_TTL_S", "KNOWN_BACKENDS",
+    "DEAD_MAXLEN", "DEFAULT_TTL_S", "EVENTS_MAXLEN", "GROUP", "HEARTBEAT_S", "HEARTBEAT_TTL_S", "JOB_ID_PATTERN", "KNOWN_BACKENDS",
     "MAX_ERROR_CHARS", "MAX_GRASPS_PER_JOB", "MAX_OBJECT_BYTES", "MODES", "PRIORITIES", "PROTOCOL_VERSION",
     "RECLAIM_IDLE_S", "STATES", "TERMINAL",
     "Delivery", "JobConsumer", "JobEvent", "JobNotFound", "JobQueue", "JobRequest", "JobStatus", "Keys",

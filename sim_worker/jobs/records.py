@@ -22,7 +22,8 @@ KNOWN_BACKENDS: tuple[str, ...] = ("mujoco", "isaacgym")
 MAX_GRASPS_PER_JOB = 4096
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
 MAX_ERROR_CHARS = 4000
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # the one definition: the API's path parameter uses it too
+JOB_ID_RE = re.compile(JOB_ID_PATTERN)
 OBJECT_HASH_RE = re.compile(r"^[0-9a-f]{64}$")  # sha256, lowercase hex
 
 Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -33,7 +34,7 @@ Priority = Literal["high", "normal", "low"]
 # ---------------------------------------------------------------------------------------- objects
 class _ObjectBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mass_kg: float | None = Field(None, gt=0, description="object mass; None: from the simulation config")
+    mass_kg: float | None = Field(None, gt=0, allow_inf_nan=False, description="object mass; None: from the simulation config")
 
 
 class MeshObject(_ObjectBase):
@@ -240,7 +241,7 @@ def trim_error(text: str) -> str:
 
 
 __all__ = [
-    "KNOWN_BACKENDS", "MAX_ERROR_CHARS", "MAX_GRASPS_PER_JOB", "MAX_OBJECT_BYTES", "MODES", "OBJECT_HASH_RE", "STATES",
+    "JOB_ID_PATTERN", "KNOWN_BACKENDS", "MAX_ERROR_CHARS", "MAX_GRASPS_PER_JOB", "MAX_OBJECT_BYTES", "MODES", "OBJECT_HASH_RE", "STATES",
     "TERMINAL", "JobEvent", "JobRequest", "JobStatus", "MeshObject", "Mode", "ObjectSpec", "PointsObject",
     "PrimitiveObject", "Priority", "Status", "as_object_spec", "check_job_id", "decode_object", "encode_object", "encoded_object_hash",
     "object_hash", "trim_error",

@@ -148,6 +148,29 @@ def _refused(server, path: str, body: dict, code: int, message: str) -> None:
     assert message.lower() in out["error"]["message"].lower(), out
 
 
+def test_object_points_that_do_not_fit_get_a_4xx(rserver):
+    _, grasps = _case("box_pinch")
+    eight = base64.b64encode(np.zeros(8, dtype="<f4").tobytes()).decode()
+    for points, code, message in [
+        ([], 422, "N >= 4"),
+        ([[0.0, 0.0, 0.0], [0.1, 0.1]], 400, "list of [x, y, z]"),
+        ({"b64": eight, "shape": [4, 2]}, 400, "shape (N, 3)"),
+        ({"b64": eight, "shape": [3, 3]}, 400, "expected 36"),
+    ]:
+        obj = {"kind": "points", "points": points}
+        _refused(rserver, "/v1/objects", obj, code, message)
+        _refused(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps, "object": obj}, code, message)
+
+
+def test_job_ids_the_queue_refuses_are_refused_by_the_route(rserver):
+    for job_id in ["a.b", "x:events", "a" * 65]:
+        for path in [job_id, job_id + "/events", job_id + "/keyframes/0/0.png"]:
+            status, out, _ = raw(f"{rserver.url}/v1/rollouts/{path}")
+            assert status == 422 and "job_id" in out["error"]["message"], (path, out)
+        assert raw(f"{rserver.url}/v1/rollouts/{job_id}", "DELETE")[0] == 422
+    assert raw(f"{rserver.url}/v1/rollouts/{'a' * 64}")[0] == 404
+
+
 def test_simulation_config_is_validated_at_submit(rserver):
     obj, grasps = _case("box_pinch")
     for sim, message in [

@@ -185,6 +185,16 @@ def test_simulation_config_is_validated_at_submit(rserver):
         _refused(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps, "object": obj, "sim": sim}, 422, message)
 
 
+def test_absurd_grasp_values_are_refused_at_submit(rserver):
+    obj, grasps = _case("box_pinch")
+    far = json.loads(json.dumps(grasps[0]))
+    far["pose"] = {"position": [1e30, 0.0, 0.0], "quaternion_wxyz": far["pose"]["quaternion_wxyz"]}
+    bent = json.loads(json.dumps(grasps[0]))
+    bent["joints"]["FFJ3"] = 1e30
+    for g, message in [(far, "grasps[0].pose.position is 1e+30 m"), (bent, "grasps[0].joints: angles of ['FFJ3']")]:
+        _refused(rserver, "/v1/rollouts", {"mode": "validate", "grasps": [g], "object": obj}, 422, message)
+
+
 def test_redis_outage_gives_503_and_recovers(rserver, system):
     _, _, redis = system
     obj, grasps = _case("box_pinch")

@@ -22,7 +22,7 @@ from sim_worker import jobs
 
 from ..codecs import DecodeError, decode_array
 from ..deps import ServiceState, StateDep
-from ..errors import NotFound, ServiceUnavailable
+from ..errors import NotFound, ServiceUnavailable, Unprocessable
 from ..schemas import EncodedArray, ErrorResponse
 
 router = APIRouter()
@@ -73,7 +73,7 @@ class RolloutRequest(BaseModel):
                                                                    "execute: approach, close, lift from a table")
     grasps: list[Grasp] = Field(..., min_length=1, max_length=256, description="in the object's frame")
     object: ObjectIn
-    backend: str = Field("mujoco", description="mujoco (CPU) or isaacgym where installed")
+    backend: str = Field("mujoco", description="mujoco (CPU) or isaacgym where installed; refused (422) without a live worker")
     render: bool = Field(False, description="execute only: PNG keyframes (pre-grasp, grasp, lifted)")
     priority: Literal["high", "normal", "low"] = "normal"
     seed: int = Field(0, ge=0, lt=2**31)
@@ -129,6 +129,8 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise ServiceUnavailable(f"the rollout queue is unreachable ({e}); proposals still work, retry later") from e
     except (jobs.JobNotFound, jobs.ObjectNotFound) as e:
         raise NotFound(str(e).strip("'\"")) from e
+    except jobs.BackendUnavailable as e:
+        raise Unprocessable(str(e)) from e
 
 
 def _with_links(request: Request, st: jobs.JobStatus) -> dict[str, Any]:
@@ -152,16 +154,21 @@ def put_object(body: Annotated[PrimitiveSpec | MeshSpec | PointsSpec, Field(disc
              summary="Enqueue simulated validation or execution of grasps")
 def create_rollout(body: RolloutRequest, request: Request, response: Response, state: StateDep) -> RolloutAccepted:
     q = _queue(state)
+    # everything that can be checked without Redis first, so a bad request never stores anything
     if isinstance(body.object, HashSpec):
-        if not _call(q.has_object, body.object.hash):
-            raise NotFound(f"object {body.object.hash} is not stored (expired or never uploaded); POST /v1/objects first")
-        digest = body.object.hash
+        spec, digest = None, body.object.hash
     else:
-        digest = _call(q.put_object, _object_spec(body.object))
+        spec = _object_spec(body.object)
+        digest = jobs.object_hash(spec)
     req = jobs.JobRequest(
         mode=body.mode, grasps=body.grasps, object_hash=digest, backend=body.backend, render=body.render,
         priority=body.priority, seed=body.seed, max_attempts=body.max_attempts, sim=body.sim,
     )
+    _call(q.check_backend, body.backend)
+    if spec is not None:
+        _call(q.put_object, spec)
+    elif not _call(q.has_object, digest):
+        raise NotFound(f"object {digest} is not stored (expired or never uploaded); POST /v1/objects first")
     st: jobs.JobStatus = _call(q.enqueue, req)
     state.metrics.rollouts.labels(body.mode).inc()
     url = str(request.url_for("get_rollout", job_id=st.id))

@@ -171,6 +171,14 @@ def test_job_ids_the_queue_refuses_are_refused_by_the_route(rserver):
     assert raw(f"{rserver.url}/v1/rollouts/{'a' * 64}")[0] == 404
 
 
+def test_backend_without_a_live_worker_is_refused_at_submit(rserver):
+    obj, grasps = _case("box_pinch")
+    for backend, message in [("bullet", "unknown backend 'bullet'"), ("isaacgym", "no live worker serves backend 'isaacgym'")]:
+        status, out, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps, "object": obj, "backend": backend})
+        assert status == 422, out
+        assert message in out["error"]["message"] and "with live workers: mujoco" in out["error"]["message"], out
+
+
 def test_simulation_config_is_validated_at_submit(rserver):
     obj, grasps = _case("box_pinch")
     for sim, message in [

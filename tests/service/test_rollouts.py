@@ -203,6 +203,17 @@ def test_absurd_grasp_values_are_refused_at_submit(rserver):
         _refused(rserver, "/v1/rollouts", {"mode": "validate", "grasps": [g], "object": obj}, 422, message)
 
 
+def test_a_diverging_simulation_fails_the_job_with_a_message(rserver):
+    # a force MuJoCo cannot integrate: its auto-reset used to leave a finite state and a "slipped" verdict
+    obj, grasps = _case("box_pinch")
+    status, out, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps[:1], "object": obj, "max_attempts": 1,
+                                                      "sim": {"validation": {"force_per_kg_n": 1e12}}})
+    assert status == 202, out
+    job = _wait(rserver, out["id"])
+    assert job["status"] == "failed" and job["result"] is None, job
+    assert "simulation failed on grasp 0: SimulationDiverged" in job["error"] and "+x disturbance" in job["error"], job
+
+
 def test_redis_outage_gives_503_and_recovers(rserver, system):
     _, _, redis = system
     obj, grasps = _case("box_pinch")

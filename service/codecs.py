@@ -11,6 +11,7 @@ import base64
 import binascii
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import msgpack
 import numpy as np
 from pydantic import ValidationError
 
-from .schemas import GraspParams, GraspRequest
+from .schemas import EncodedArray, GraspParams, GraspRequest
 
 JSON_TYPES = ("application/json",)
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
@@ -58,7 +59,7 @@ def _from_b64(obj: dict[str, Any], name: str) -> np.ndarray:
     shape = tuple(int(s) for s in obj["shape"])
     if any(s < 0 for s in shape):
         raise DecodeError(f"{name}.shape must be non-negative, got {list(shape)}")
-    need = int(np.prod(shape)) * dtype.itemsize
+    need = math.prod(shape) * dtype.itemsize
     if len(raw) != need:
         raise DecodeError(f"{name}: {len(raw)} bytes for shape {list(shape)} of {dtype.name}; expected {need}")
     return _check_array(np.frombuffer(raw, dtype=dtype).reshape(shape), name)
@@ -74,18 +75,23 @@ def _from_lists(rows: Any, name: str) -> np.ndarray:
     return _check_array(a, name)
 
 
+def decode_array(value: list[list[float]] | EncodedArray, name: str) -> np.ndarray:
+    """An (N, 3) array from a request field (nested lists or base64); DecodeError says what is wrong."""
+    return _from_lists(value, name) if isinstance(value, list) else _from_b64(value.model_dump(), name)
+
+
 def decode_json(body: bytes) -> DecodedRequest:
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DecodeError(f"body is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise DecodeError("body is nested too deeply to be a request; points are [[x, y, z], ...]") from e
     if not isinstance(data, dict):
         raise DecodeError("body must be a JSON object with at least 'points'")
     req = GraspRequest.model_validate(data)  # ValidationError -> 422 with field paths
-    pts = _from_b64(req.points.model_dump(), "points") if not isinstance(req.points, list) else _from_lists(req.points, "points")
-    nrm = None
-    if req.normals is not None:
-        nrm = _from_b64(req.normals.model_dump(), "normals") if not isinstance(req.normals, list) else _from_lists(req.normals, "normals")
+    pts = decode_array(req.points, "points")
+    nrm = None if req.normals is None else decode_array(req.normals, "normals")
     params = GraspParams.model_validate(req.model_dump(exclude={"points", "normals"}))
     return DecodedRequest(params, pts, nrm)
 
@@ -111,10 +117,17 @@ def _msgpack_hook(obj: dict[Any, Any]) -> Any:
         raise DecodeError("msgpack array needs bytes 'data' and a 'shape'")
     if not nd:
         return np.frombuffer(data, dtype=dtype)[0] if len(data) == dtype.itemsize else None
-    need = int(np.prod(shape)) * dtype.itemsize
+    need = math.prod(shape) * dtype.itemsize
     if len(data) != need:
         raise DecodeError(f"msgpack array: {len(data)} bytes for shape {list(shape)} of {dtype}; expected {need}")
     return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _utf8(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as e:
+        raise DecodeError(f"msgpack field {name} is not UTF-8 text ({e.reason} at byte {e.start}); send a str") from e
 
 
 def decode_msgpack(body: bytes) -> DecodedRequest:
@@ -126,8 +139,8 @@ def decode_msgpack(body: bytes) -> DecodedRequest:
         raise DecodeError(f"body is not valid msgpack: {type(e).__name__}: {e}") from e
     if not isinstance(data, dict):
         raise DecodeError("msgpack body must be a map with at least 'points'")
-    data = {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
-    data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
+    data = {_utf8(k, "a map key") if isinstance(k, bytes) else k: v for k, v in data.items()}
+    data = {k: _utf8(v, repr(k)) if isinstance(v, bytes) else v for k, v in data.items()}
     if "points" not in data:
         raise DecodeError("msgpack body has no 'points' (an (N, 3) float32 array)")
     pts, nrm = data.pop("points"), data.pop("normals", None)
@@ -204,6 +217,7 @@ __all__ = [
     "DecodedRequest",
     "UnsupportedMediaType",
     "ValidationError",
+    "decode_array",
     "decode_file",
     "decode_json",
     "decode_msgpack",

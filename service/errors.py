@@ -42,6 +42,10 @@ class Conflict(Exception):
     pass
 
 
+class Unprocessable(Exception):
+    """A well-formed request the system cannot serve as asked; the message says what to change (422)."""
+
+
 def error_response(status: int, code: str, message: str, request: Request | None, headers: dict[str, str] | None = None) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) if request is not None else None
     metrics = getattr(request.app.state, "metrics", None) if request is not None else None
@@ -74,6 +78,7 @@ def install_error_handlers(app: FastAPI) -> None:
         Overloaded: (503, "overloaded", {"Retry-After": "1"}),
         NotFound: (404, "not_found", None),
         Conflict: (409, "conflict", None),
+        Unprocessable: (422, "invalid_request", None),
     }
     for cls, (status, code, headers) in simple.items():
 

@@ -9,6 +9,7 @@ protocol is silent; ``docs/simulation.md`` explains each choice.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -126,12 +127,19 @@ class SimConfig:
             base = PRESETS[name]
 
         def build(klass: Any, key: str) -> Any:
-            sub = {**base.get(key, {}), **d.get(key, {})}
+            given = d.get(key, {})
+            if not isinstance(given, dict):
+                raise ValueError(f"{key} must be an object of {klass.__name__} fields, got {type(given).__name__}")
+            sub = {**base.get(key, {}), **given}
             names = {f.name for f in fields(klass)}
             unknown = set(sub) - names
             if unknown:
                 raise ValueError(f"unknown {klass.__name__} fields: {sorted(unknown)}")
-            return klass(**{k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()})
+            section = klass(**{k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()})
+            problems = _check_section(key, section)
+            if problems:
+                raise ValueError("; ".join(problems))
+            return section
 
         cfg = cls(
             physics=build(PhysicsConfig, "physics"),
@@ -145,6 +153,57 @@ class SimConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> SimConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# What from_dict accepts: every number finite and of its field's type, and inside these ranges
+# (lo, hi, lo excluded?). Not listed: "*_s" durations in (0, 60] s, any other number >= 0.
+_POSITIVE = (0.0, math.inf, True)
+_SIGNED = (-math.inf, math.inf, False)
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "timestep_s": (1e-4, 0.05, False),  # larger steps blow up hand contacts; smaller ones never finish
+    "noslip_iterations": (0, 1000, False), "solver_iterations": (1, 1000, False), "waypoints": (1, 1000, False),
+    "impratio": _POSITIVE, "object_density_kg_m3": _POSITIVE, "object_mass_kg": _POSITIVE,
+    "finger_force_limit": _POSITIVE, "finger_force_scale": _POSITIVE, "max_translation_m": _POSITIVE,
+    "max_rotation_deg": _POSITIVE, "success_radius_m": _POSITIVE,
+    "squeeze_rad": _SIGNED, "table_z": _SIGNED, "gravity": _SIGNED, "hand_solref": _SIGNED, "weld_solref": _SIGNED,
+}
+_DURATION = (0.0, 60.0, True)
+_LENGTHS: dict[str, tuple[int, ...]] = {
+    "gravity": (3,), "hand_solref": (2,), "weld_solref": (2,), "hand_solimp": (3, 5), "weld_solimp": (3, 5),
+}
+# MuJoCo's own option names (integrator, cone) are left to MuJoCo, which names the bad value
+_CHOICES: dict[str, tuple[Any, ...]] = {"distal_drive": ("sum_tendon", "coupling_band"), "condim": (1, 3, 4, 6)}
+
+
+def _check_section(section: str, cfg: Any) -> list[str]:
+    """What is wrong with one section's values (empty: nothing), each naming ``section.field``."""
+    out = []
+    for f in fields(cfg):
+        v, name, typ = getattr(cfg, f.name), f"{section}.{f.name}", str(f.type)
+        if v is None and "None" in typ:
+            continue
+        if f.name in _CHOICES:
+            if v not in _CHOICES[f.name] or isinstance(v, bool):
+                out.append(f"{name} must be one of {list(_CHOICES[f.name])}, got {v!r}")
+            continue
+        if typ.startswith(("str", "bool")):
+            if not isinstance(v, str if typ.startswith("str") else bool):
+                out.append(f"{name} must be a {typ.split()[0]}, got {v!r}")
+            continue
+        values = v if isinstance(v, tuple) else (v,)
+        if isinstance(v, tuple) != typ.startswith("tuple") or (f.name in _LENGTHS and len(values) not in _LENGTHS[f.name]):
+            size = " or ".join(str(n) for n in _LENGTHS.get(f.name, ())) or "1"
+            out.append(f"{name} must be {'a list of ' + size + ' numbers' if typ.startswith('tuple') else 'a number'}, got {v!r}")
+            continue
+        lo, hi, open_lo = _RANGES.get(f.name, _DURATION if f.name.endswith("_s") else (0.0, math.inf, False))
+        for x in values:
+            if isinstance(x, bool) or not isinstance(x, int | float) or (typ.startswith("int") and not isinstance(x, int)):
+                out.append(f"{name} must be {'an integer' if typ.startswith('int') else 'a number'}, got {x!r}")
+            elif not math.isfinite(x) or x < lo or x > hi or (open_lo and x == lo):
+                bounds = f"{'(' if open_lo else '['}{lo:g}, {hi:g}{']' if math.isfinite(hi) else ')'}"
+                out.append(f"{name} must be finite and in {bounds}, got {x!r}")
+                break
+    return out
 
 
 # The earlier validator, field by field (docs/simulation.md, "pinned").

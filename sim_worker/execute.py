@@ -64,7 +64,7 @@ from .arrays import GraspArrays
 from .config import SimConfig
 from .policies import Goal, Observation, Policy, get_policy
 from .scene import Scene
-from .validate import closing_direction, failure_reason_key, mean_or_none, set_hand
+from .validate import check_stable, closing_direction, failure_reason_key, mean_or_none, set_hand
 
 F64 = NDArray[np.float64]
 
@@ -512,12 +512,8 @@ def execute_grasp(
         if camera is not None:
             camera.close()
     miss = float(np.linalg.norm(com1 - target))
-    unstable = int(data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number) > 0
-    if res.reason == "canceled":
-        pass
-    elif unstable or not np.isfinite(com1).all():
-        res.reason = "simulation became unstable"
-    else:
+    if res.reason != "canceled":
+        check_stable(data, "during execution")
         res.success = miss <= e.success_radius_m
         if not res.success:
             why = f"object centre {miss * 100:.1f} cm from the target (> {e.success_radius_m * 100:.0f} cm)"

@@ -227,8 +227,10 @@ def _validate_fc_mocap(
         return res
     p0 = data.qpos[scene.object_qpos : scene.object_qpos + 3].copy()
     _drive(scene, data, g.pre_pos, g.pre_quat_wxyz, g.pre_joints, g.pos, g.quat_wxyz, g.joints, v.approach_s, v.waypoints)
+    check_stable(data, "during the approach")
     res.phase_translation_m["approach"], res.phase_rotation_deg["approach"] = _displacement(scene, data, p0, oq)
     _drive(scene, data, g.pos, g.quat_wxyz, g.joints, g.pos, g.quat_wxyz, g.squeeze, v.squeeze_s, v.waypoints)
+    check_stable(data, "during the squeeze")
     res.phase_translation_m["squeeze"], res.phase_rotation_deg["squeeze"] = _displacement(scene, data, p0, oq)
     _, res.contact_count = hand_object_penetration(scene, data)
     return _disturb(scene, data, res, cfg, p0, oq, should_stop)
@@ -261,8 +263,7 @@ def _disturb(
             # once the object is past the thresholds at a check, the direction has failed
             if v.fail_fast and (k + 1) % check_every == 0 and not _holds(scene, data, p0, oq, v):
                 break
-        if not np.isfinite(data.qpos).all():
-            raise SimulationDiverged(f"the simulation became non-finite under {name}")
+        check_stable(data, f"under the {name} disturbance")
         moved, turned = _displacement(scene, data, p0, oq)
         ok = moved < v.max_translation_m and turned < v.max_rotation_deg
         res.passed[name] = ok
@@ -281,6 +282,25 @@ def _disturb(
 
 class SimulationDiverged(RuntimeError):
     """The physics produced non-finite state: an error, not a verdict."""
+
+
+# MuJoCo zeroes bad controls and resets bad states (auto-reset): afterwards the state looks finite
+# and a grasp would get a verdict on a simulation that never happened; its warning counters remember
+_UNSTABLE = {
+    mujoco.mjtWarning.mjWARN_BADQPOS: "non-finite or huge positions",
+    mujoco.mjtWarning.mjWARN_BADQVEL: "non-finite or huge velocities",
+    mujoco.mjtWarning.mjWARN_BADQACC: "non-finite or huge accelerations",
+    mujoco.mjtWarning.mjWARN_BADCTRL: "non-finite or huge controls",
+}
+
+
+def check_stable(data: mujoco.MjData, where: str) -> None:
+    """Raise :class:`SimulationDiverged` if the state is non-finite or MuJoCo has reset it since the
+    last ``mj_resetData``."""
+    bad = [what for w, what in _UNSTABLE.items() if int(data.warning[w].number) > 0]
+    if not np.isfinite(data.qpos).all() or bad:
+        raise SimulationDiverged(f"the simulation became non-finite {where} ({', '.join(bad) or 'NaN state'}); "
+                                 "check the grasp's pose and joints and the simulation config")
 
 
 def _validate_pinned(
@@ -318,6 +338,7 @@ def _validate_pinned(
             data.qvel[od : od + 6] = 0.0
     if v.pin_object_while_settling:
         mujoco.mj_forward(m, data)
+    check_stable(data, "while the fingers settled")
     _, res.contact_count = hand_object_penetration(scene, data)
     return _disturb(scene, data, res, cfg, np.zeros(3), oq, should_stop)
 

@@ -7,6 +7,7 @@ from torch import Tensor
 
 MIN_POINTS = 50
 MAX_EXTENT_M = 0.5  # a graspable object for this hand spans well under half a metre
+MIN_EXTENT_M = 0.005  # below this the cloud is a point (e.g. one point sent many times), not an object
 MIN_THICKNESS_RATIO = 1e-3  # smallest/largest principal std: below this the cloud is a plane
 
 
@@ -27,7 +28,12 @@ def check_object_cloud(points: Tensor) -> None:
             f"object cloud spans {extent:.2f} m; at most {MAX_EXTENT_M} m is graspable by this hand "
             "(is the table or background still in the cloud, or are the units millimetres?)"
         )
+    if extent < MIN_EXTENT_M:
+        raise ValueError(
+            f"object cloud spans {extent * 1e3:.2f} mm; at least {MIN_EXTENT_M * 1e3:g} mm is needed "
+            "(are all points the same point, or are the units not metres?)"
+        )
     c = p - p.mean(0)
     std = torch.linalg.svdvals(c / max(n - 1, 1) ** 0.5)
-    if float(std[-1]) < MIN_THICKNESS_RATIO * float(std[0]):
+    if float(std[-1]) <= MIN_THICKNESS_RATIO * float(std[0]):
         raise ValueError("object cloud is flat (all points on one plane); remove the table plane or send the object")

@@ -14,7 +14,6 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,13 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.grasp import Grasp
 from sim_worker import jobs
 
+from ..codecs import DecodeError, decode_array
 from ..deps import ServiceState, StateDep
-from ..errors import NotFound, ServiceUnavailable
+from ..errors import NotFound, ServiceUnavailable, Unprocessable
 from ..schemas import EncodedArray, ErrorResponse
 
 router = APIRouter()
 
-_ID = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="job id")]
+_ID = Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN, description="job id")]
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")  # a Redis stream id, as sent in the SSE "id:" lines
 
 
@@ -37,7 +37,7 @@ class PrimitiveSpec(BaseModel):
     kind: Literal["primitive"] = "primitive"
     shape: Literal["box", "sphere", "cylinder", "capsule", "ellipsoid"]
     size: list[float] = Field(..., min_length=1, max_length=3, description="MuJoCo size semantics, metres")
-    mass_kg: float | None = Field(None, gt=0)
+    mass_kg: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class MeshSpec(BaseModel):
@@ -45,7 +45,7 @@ class MeshSpec(BaseModel):
     kind: Literal["mesh"] = "mesh"
     format: Literal["obj", "stl", "ply", "off", "glb", "gltf"]
     data_b64: str = Field(..., description="the mesh file, base64")
-    mass_kg: float | None = Field(None, gt=0)
+    mass_kg: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class PointsSpec(BaseModel):
@@ -54,7 +54,7 @@ class PointsSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["points"] = "points"
     points: list[list[float]] | EncodedArray
-    mass_kg: float | None = Field(None, gt=0)
+    mass_kg: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class HashSpec(BaseModel):
@@ -75,7 +75,7 @@ class RolloutRequest(BaseModel):
                                                                    "execute: approach, close, lift from a table")
     grasps: list[Grasp] = Field(..., min_length=1, max_length=256, description="in the object's frame")
     object: ObjectIn
-    backend: str = Field("mujoco", description="mujoco (CPU) or isaacgym where installed")
+    backend: str = Field("mujoco", description="mujoco (CPU) or isaacgym where installed; refused (422) without a live worker")
     render: bool = Field(False, description="execute only: PNG keyframes (pre-grasp, grasp, lifted)")
     priority: Literal["high", "normal", "low"] = "normal"
     seed: int = Field(0, ge=0, lt=2**31)
@@ -112,8 +112,6 @@ def _b64(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
-        from ..codecs import DecodeError
-
         raise DecodeError(f"{what} is not valid base64: {e}") from e
 
 
@@ -122,16 +120,7 @@ def _object_spec(obj: PrimitiveSpec | MeshSpec | PointsSpec) -> jobs.MeshObject 
         return jobs.PrimitiveObject(shape=obj.shape, size=tuple(obj.size), mass_kg=obj.mass_kg)
     if isinstance(obj, MeshSpec):
         return jobs.MeshObject(format=obj.format, data=_b64(obj.data_b64, "object.data_b64"), mass_kg=obj.mass_kg)
-    if isinstance(obj.points, list):
-        pts = np.asarray(obj.points, dtype=np.float32)
-    else:
-        raw = _b64(obj.points.b64, "object.points.b64")
-        dtype = np.dtype("<f8" if obj.points.dtype in ("float64", "<f8") else "<f4")
-        if len(raw) != int(np.prod(obj.points.shape)) * dtype.itemsize:
-            from ..codecs import DecodeError
-
-            raise DecodeError(f"object.points: {len(raw)} bytes do not match shape {obj.points.shape}")
-        pts = np.frombuffer(raw, dtype=dtype).reshape(obj.points.shape).astype(np.float32)
+    pts = decode_array(obj.points, "object.points")
     return jobs.PointsObject.from_array(pts, mass_kg=obj.mass_kg)
 
 
@@ -142,6 +131,8 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise ServiceUnavailable(f"the rollout queue is unreachable ({e}); proposals still work, retry later") from e
     except (jobs.JobNotFound, jobs.ObjectNotFound) as e:
         raise NotFound(str(e).strip("'\"")) from e
+    except jobs.BackendUnavailable as e:
+        raise Unprocessable(str(e)) from e
 
 
 def _with_links(request: Request, st: jobs.JobStatus) -> dict[str, Any]:
@@ -165,16 +156,21 @@ def put_object(body: Annotated[PrimitiveSpec | MeshSpec | PointsSpec, Field(disc
              summary="Enqueue simulated validation or execution of grasps")
 def create_rollout(body: RolloutRequest, request: Request, response: Response, state: StateDep) -> RolloutAccepted:
     q = _queue(state)
+    # everything that can be checked without Redis first, so a bad request never stores anything
     if isinstance(body.object, HashSpec):
-        if not _call(q.has_object, body.object.hash):
-            raise NotFound(f"object {body.object.hash} is not stored (expired or never uploaded); POST /v1/objects first")
-        digest = body.object.hash
+        spec, digest = None, body.object.hash
     else:
-        digest = _call(q.put_object, _object_spec(body.object))
+        spec = _object_spec(body.object)
+        digest = jobs.object_hash(spec)
     req = jobs.JobRequest(
         mode=body.mode, grasps=body.grasps, object_hash=digest, backend=body.backend, render=body.render,
         priority=body.priority, seed=body.seed, max_attempts=body.max_attempts, sim=body.sim,
     )
+    _call(q.check_backend, body.backend)
+    if spec is not None:
+        _call(q.put_object, spec)
+    elif not _call(q.has_object, digest):
+        raise NotFound(f"object {digest} is not stored (expired or never uploaded); POST /v1/objects first")
     st: jobs.JobStatus = _call(q.enqueue, req)
     state.metrics.rollouts.labels(body.mode).inc()
     url = str(request.url_for("get_rollout", job_id=st.id))

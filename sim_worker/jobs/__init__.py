@@ -25,6 +25,8 @@ state change):
 ``ns:object:{sha256}``            msgpack of an :data:`ObjectSpec`, by content hash, uploaded once.
 ``ns:dead``                       dead-letter stream: jobs that failed ``max_attempts`` times.
 ``ns:worker:{name}:hb``           heartbeat (JSON, expires after ``heartbeat_ttl_s``).
+``ns:backend:{backend}:live``     refreshed by every heartbeat of that backend's workers (same TTL): the
+                                  producer refuses jobs for a backend without it (no live worker).
 ``ns:worker:{name}:metrics``      the worker's counters (hash).
 
 States follow ROS 2 actions: ``queued -> running -> succeeded | failed | canceled``. A running job
@@ -41,7 +43,7 @@ entries idle longer than ``reclaim_idle_s`` *only* when the owner's heartbeat ke
 """
 
 from .consumer import Delivery, JobConsumer, StartOutcome, default_worker_name
-from .errors import JobNotFound, ObjectNotFound, QueueError, QueueUnavailable
+from .errors import BackendUnavailable, JobNotFound, ObjectNotFound, QueueError, QueueUnavailable
 from .keys import (
     DEAD_MAXLEN,
     DEFAULT_TTL_S,
@@ -56,6 +58,7 @@ from .keys import (
 )
 from .producer import JobQueue
 from .records import (
+    JOB_ID_PATTERN,
     KNOWN_BACKENDS,
     MAX_ERROR_CHARS,
     MAX_GRASPS_PER_JOB,
@@ -80,10 +83,10 @@ from .records import (
 )
 
 __all__ = [
-    "DEAD_MAXLEN", "DEFAULT_TTL_S", "EVENTS_MAXLEN", "GROUP", "HEARTBEAT_S", "HEARTBEAT_TTL_S", "KNOWN_BACKENDS",
+    "DEAD_MAXLEN", "DEFAULT_TTL_S", "EVENTS_MAXLEN", "GROUP", "HEARTBEAT_S", "HEARTBEAT_TTL_S", "JOB_ID_PATTERN", "KNOWN_BACKENDS",
     "MAX_ERROR_CHARS", "MAX_GRASPS_PER_JOB", "MAX_OBJECT_BYTES", "MODES", "PRIORITIES", "PROTOCOL_VERSION",
     "RECLAIM_IDLE_S", "STATES", "TERMINAL",
-    "Delivery", "JobConsumer", "JobEvent", "JobNotFound", "JobQueue", "JobRequest", "JobStatus", "Keys",
+    "BackendUnavailable", "Delivery", "JobConsumer", "JobEvent", "JobNotFound", "JobQueue", "JobRequest", "JobStatus", "Keys",
     "MeshObject", "Mode", "ObjectNotFound", "ObjectSpec", "PointsObject", "PrimitiveObject", "Priority", "QueueError",
     "QueueUnavailable", "StartOutcome", "Status", "as_object_spec", "decode_object", "default_worker_name",
     "encode_object", "object_hash",

@@ -279,7 +279,7 @@ class JobConsumer:
         many entries it holds."""
         hb = {"name": self.name, "backend": self.backend, "t": time.time(), **info}
         return int(guard(lambda: self._heartbeat(
-            keys=[self.keys.heartbeat(self.name), *self.streams],
+            keys=[self.keys.heartbeat(self.name), self.keys.live(self.backend), *self.streams],
             args=[GROUP, self.name, int(self.heartbeat_ttl_s * 1000), json.dumps(hb)],
         )))
 

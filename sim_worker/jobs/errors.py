@@ -18,6 +18,11 @@ class ObjectNotFound(QueueError, KeyError):
         return str(self.args[0]) if self.args else "object not found"
 
 
+class BackendUnavailable(QueueError):
+    """No live worker serves the job's backend (unknown name, not installed, or no worker running):
+    a job for it would wait for ever. The message names the backends that have live workers."""
+
+
 class JobNotFound(QueueError, KeyError):
     """No such job (never existed, or its TTL expired)."""
 
@@ -25,4 +30,4 @@ class JobNotFound(QueueError, KeyError):
         return str(self.args[0]) if self.args else "job not found"
 
 
-__all__ = ["JobNotFound", "ObjectNotFound", "QueueError", "QueueUnavailable"]
+__all__ = ["BackendUnavailable", "JobNotFound", "ObjectNotFound", "QueueError", "QueueUnavailable"]

@@ -60,6 +60,10 @@ class Keys:
     def heartbeat(self, worker: str) -> str:
         return f"{self.ns}:worker:{worker}:hb"
 
+    def live(self, backend: str) -> str:
+        """Set by every heartbeat of a worker of ``backend``; expires with the last one."""
+        return f"{self.ns}:backend:{backend}:live"
+
     def metrics(self, worker: str) -> str:
         return f"{self.ns}:worker:{worker}:metrics"
 

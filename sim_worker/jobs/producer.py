@@ -13,9 +13,10 @@ from typing import Any
 import redis
 
 from .connection import as_float, as_str, connect, guard
-from .errors import JobNotFound, ObjectNotFound, QueueUnavailable
+from .errors import BackendUnavailable, JobNotFound, ObjectNotFound, QueueUnavailable
 from .keys import DEFAULT_TTL_S, GROUP, PRIORITIES, PROTOCOL_VERSION, Keys
 from .records import (
+    KNOWN_BACKENDS,
     OBJECT_HASH_RE,
     JobEvent,
     JobRequest,
@@ -109,6 +110,23 @@ class JobQueue:
             return bool(self.redis.ping())
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ResponseError):
             return False
+
+    def live_backends(self) -> list[str]:
+        """The known backends that have at least one live worker (a heartbeat within its TTL)."""
+        live = guard(lambda: [bool(self.redis.exists(self.keys.live(b))) for b in KNOWN_BACKENDS])
+        return [b for b, ok in zip(KNOWN_BACKENDS, live) if ok]
+
+    def check_backend(self, backend: str) -> None:
+        """Raise :class:`BackendUnavailable` unless a live worker serves ``backend``: a job for it would
+        stay queued for ever. (:meth:`enqueue` does not check: jobs may be queued before workers start.)"""
+        live = self.live_backends()
+        if backend in live:
+            return
+        what = "unknown backend" if backend not in KNOWN_BACKENDS else "no live worker serves backend"
+        raise BackendUnavailable(
+            f"{what} {backend!r}; backends: {', '.join(KNOWN_BACKENDS)}; with live workers: "
+            f"{', '.join(live) or 'none'} (start one with `dexgrasp worker --backend NAME` where it is installed)"
+        )
 
     # ---------------------------------------------------------------- objects
     def put_object(self, spec: MeshObject | PrimitiveObject | PointsObject | dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ events (pydantic, JSON), with the protocol's states, modes and limits."""
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,10 @@ KNOWN_BACKENDS: tuple[str, ...] = ("mujoco", "isaacgym")
 MAX_GRASPS_PER_JOB = 4096
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
 MAX_ERROR_CHARS = 4000
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_GRASP_DISTANCE_M = 2.0  # |palm position| in the object frame: farther is not a grasp of this object
+MAX_JOINT_ANGLE_RAD = 2 * math.pi  # beyond a full turn a joint angle is a unit or data error
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # the one definition: the API's path parameter uses it too
+JOB_ID_RE = re.compile(JOB_ID_PATTERN)
 OBJECT_HASH_RE = re.compile(r"^[0-9a-f]{64}$")  # sha256, lowercase hex
 
 Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -33,7 +37,7 @@ Priority = Literal["high", "normal", "low"]
 # ---------------------------------------------------------------------------------------- objects
 class _ObjectBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mass_kg: float | None = Field(None, gt=0, description="object mass; None: from the simulation config")
+    mass_kg: float | None = Field(None, gt=0, allow_inf_nan=False, description="object mass; None: from the simulation config")
 
 
 class MeshObject(_ObjectBase):
@@ -129,6 +133,20 @@ def _priority(v: Any) -> Any:
     return v
 
 
+def _check_grasp_values(i: int, g: Grasp) -> None:
+    """Refuse values no simulation can run (the schema already refuses non-finite ones)."""
+    for what, pose in (("pose", g.pose), ("pregrasp.pose", g.pregrasp.pose)):
+        d = math.hypot(*pose.position)
+        if d > MAX_GRASP_DISTANCE_M:
+            raise ValueError(f"grasps[{i}].{what}.position is {d:.3g} m from the object origin; at most "
+                             f"{MAX_GRASP_DISTANCE_M} m (grasps are in the object's frame, in metres)")
+    for what, joints in (("joints", g.joints), ("pregrasp.joints", g.pregrasp.joints), ("squeeze", g.squeeze or {})):
+        bad = sorted(k for k, v in joints.items() if abs(v) > MAX_JOINT_ANGLE_RAD)
+        if bad:
+            raise ValueError(f"grasps[{i}].{what}: angles of {bad} exceed {MAX_JOINT_ANGLE_RAD:.3f} rad in magnitude "
+                             "(joint angles are in radians)")
+
+
 class JobRequest(BaseModel):
     """What a client asks for. Grasps are in the object's frame (the shared grasp schema)."""
 
@@ -164,6 +182,8 @@ class JobRequest(BaseModel):
             raise ValueError("render is only available for execute jobs")
         if self.sleep_s and self.mode != "noop":
             raise ValueError("sleep_s is only for noop jobs")
+        for i, g in enumerate(self.grasps):
+            _check_grasp_values(i, g)
         hands = {g.hand for g in self.grasps}
         if len(hands) > 1:
             raise ValueError(f"all grasps of a job must be for one hand, got {sorted(hands)}")
@@ -240,7 +260,7 @@ def trim_error(text: str) -> str:
 
 
 __all__ = [
-    "KNOWN_BACKENDS", "MAX_ERROR_CHARS", "MAX_GRASPS_PER_JOB", "MAX_OBJECT_BYTES", "MODES", "OBJECT_HASH_RE", "STATES",
+    "JOB_ID_PATTERN", "KNOWN_BACKENDS", "MAX_ERROR_CHARS", "MAX_GRASPS_PER_JOB", "MAX_OBJECT_BYTES", "MODES", "OBJECT_HASH_RE", "STATES",
     "TERMINAL", "JobEvent", "JobRequest", "JobStatus", "MeshObject", "Mode", "ObjectSpec", "PointsObject",
     "PrimitiveObject", "Priority", "Status", "as_object_spec", "check_job_id", "decode_object", "encode_object", "encoded_object_hash",
     "object_hash", "trim_error",

@@ -179,6 +179,10 @@ BAD_CASES = [
     ("short-viewpoint", _json(GOOD_LIST, viewpoint=[0, 0]), "application/json", 422, "viewpoint"),
     ("bad-completion", _json(GOOD_LIST, completion="always"), "application/json", 422, "completion"),
     ("media-type", b"x y z", "text/plain", 415, "application/json"),
+    ("deep-points", b'{"points": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json", 400, "nested too deeply"),
+    ("deep-text", _json(GOOD_LIST)[:-1] + b', "text": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json", 400, "nested too deeply"),
+    ("msgpack-text-not-utf8", _mp({"points": GOOD_LIST, "text": b"\xff\xfe top"}), "application/msgpack", 400, "'text' is not UTF-8"),
+    ("one-point-300-times", _json([[0.01, 0.02, 0.05]] * 300), "application/json", 422, "spans 0.00 mm"),
 ]
 
 

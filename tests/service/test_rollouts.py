@@ -4,11 +4,13 @@ a degraded readiness, and everything recovers when it is back."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import API_KEY, LiveServer, free_port
@@ -138,6 +140,78 @@ def test_cancel_unknown_and_bad_requests(rserver):
         status, out, _ = _post(rserver, "/v1/rollouts", body)
         assert status == code, (body, out)
         assert msg.lower() in out["error"]["message"].lower(), out
+
+
+def _refused(server, path: str, body: dict, code: int, message: str) -> None:
+    status, out, _ = _post(server, path, body)
+    assert status == code, (body, out)
+    assert message.lower() in out["error"]["message"].lower(), out
+
+
+def test_object_points_that_do_not_fit_get_a_4xx(rserver):
+    _, grasps = _case("box_pinch")
+    eight = base64.b64encode(np.zeros(8, dtype="<f4").tobytes()).decode()
+    for points, code, message in [
+        ([], 422, "N >= 4"),
+        ([[0.0, 0.0, 0.0], [0.1, 0.1]], 400, "list of [x, y, z]"),
+        ({"b64": eight, "shape": [4, 2]}, 400, "shape (N, 3)"),
+        ({"b64": eight, "shape": [3, 3]}, 400, "expected 36"),
+    ]:
+        obj = {"kind": "points", "points": points}
+        _refused(rserver, "/v1/objects", obj, code, message)
+        _refused(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps, "object": obj}, code, message)
+
+
+def test_job_ids_the_queue_refuses_are_refused_by_the_route(rserver):
+    for job_id in ["a.b", "x:events", "a" * 65]:
+        for path in [job_id, job_id + "/events", job_id + "/keyframes/0/0.png"]:
+            status, out, _ = raw(f"{rserver.url}/v1/rollouts/{path}")
+            assert status == 422 and "job_id" in out["error"]["message"], (path, out)
+        assert raw(f"{rserver.url}/v1/rollouts/{job_id}", "DELETE")[0] == 422
+    assert raw(f"{rserver.url}/v1/rollouts/{'a' * 64}")[0] == 404
+
+
+def test_backend_without_a_live_worker_is_refused_at_submit(rserver):
+    obj, grasps = _case("box_pinch")
+    for backend, message in [("bullet", "unknown backend 'bullet'"), ("isaacgym", "no live worker serves backend 'isaacgym'")]:
+        status, out, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps, "object": obj, "backend": backend})
+        assert status == 422, out
+        assert message in out["error"]["message"] and "with live workers: mujoco" in out["error"]["message"], out
+
+
+def test_simulation_config_is_validated_at_submit(rserver):
+    obj, grasps = _case("box_pinch")
+    for sim, message in [
+        ({"physics": {"timestep_s": -0.01}}, "physics.timestep_s must be finite and in"),
+        ({"physics": {"timestep_s": 0}}, "physics.timestep_s"),
+        ({"validation": {"disturb_s": 1e9, "waypoints": -1}}, "validation.waypoints"),
+        ({"execution": {"gravity": [0, 0]}}, "execution.gravity must be a list of 3 numbers"),
+        ({"physics": {"timestep": 0.002}}, "unknown PhysicsConfig fields: ['timestep']"),
+        ({"physic": {}}, "unknown SimConfig sections: ['physic']"),
+        ({"physics": 0.002}, "physics must be an object"),
+    ]:
+        _refused(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps, "object": obj, "sim": sim}, 422, message)
+
+
+def test_absurd_grasp_values_are_refused_at_submit(rserver):
+    obj, grasps = _case("box_pinch")
+    far = json.loads(json.dumps(grasps[0]))
+    far["pose"] = {"position": [1e30, 0.0, 0.0], "quaternion_wxyz": far["pose"]["quaternion_wxyz"]}
+    bent = json.loads(json.dumps(grasps[0]))
+    bent["joints"]["FFJ3"] = 1e30
+    for g, message in [(far, "grasps[0].pose.position is 1e+30 m"), (bent, "grasps[0].joints: angles of ['FFJ3']")]:
+        _refused(rserver, "/v1/rollouts", {"mode": "validate", "grasps": [g], "object": obj}, 422, message)
+
+
+def test_a_diverging_simulation_fails_the_job_with_a_message(rserver):
+    # a force MuJoCo cannot integrate: its auto-reset used to leave a finite state and a "slipped" verdict
+    obj, grasps = _case("box_pinch")
+    status, out, _ = _post(rserver, "/v1/rollouts", {"mode": "validate", "grasps": grasps[:1], "object": obj, "max_attempts": 1,
+                                                      "sim": {"validation": {"force_per_kg_n": 1e12}}})
+    assert status == 202, out
+    job = _wait(rserver, out["id"])
+    assert job["status"] == "failed" and job["result"] is None, job
+    assert "simulation failed on grasp 0: SimulationDiverged" in job["error"] and "+x disturbance" in job["error"], job
 
 
 def test_redis_outage_gives_503_and_recovers(rserver, system):

@@ -145,3 +145,20 @@ def test_primitive_sizes_are_checked():
         object_from_primitive("box", (0.1, 0.1))
     with pytest.raises(ValueError, match="unknown primitive"):
         object_from_primitive("cone", (0.1,))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("preset", ["fc_mocap", "pinned"])
+@pytest.mark.parametrize("what", ["position", "joints"])
+def test_absurd_grasp_values_raise_instead_of_a_verdict(backend, preset, what):
+    # MuJoCo resets a blown-up state (or zeroes a huge control) and the object then "slips": that
+    # verdict would be about a simulation that never happened
+    from sim_worker.validate import SimulationDiverged
+
+    obj, grasps = _case("box_pinch")
+    g = grasps[0]
+    cfg = SimConfig.preset(preset)
+    sc, data = backend.scene(obj, cfg, "shadow", None, (0.0, 0.0, 0.0))
+    pos = g.position + (np.array([1e30, 0.0, 0.0]) if what == "position" else 0.0)
+    joints = g.joints + (1e30 if what == "joints" else 0.0)
+    with pytest.raises(SimulationDiverged, match="non-finite or huge"):
+        validate_grasp(sc, data, pos, g.quaternion_wxyz, joints, g.squeeze, cfg)

@@ -11,7 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DEXGRASP_", extra="ignore")
+    # a validation error would otherwise echo its input (the API keys) into start-up logs
+    model_config = SettingsConfigDict(env_prefix="DEXGRASP_", extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "production"] = "development"
     host: str = "0.0.0.0"

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="empty = CORS off")
     max_body_bytes: int = 64 * 1024 * 1024
     max_points: int = 2_000_000
+    max_mesh_faces: int = 100_000  # rollout meshes beyond this are refused (413): simulation time grows with faces
+    body_timeout_s: float = 30.0  # a request body that stalls this long between chunks gets 408
     max_num_grasps: int = 64
     default_timeout_ms: int = 20_000
     max_timeout_ms: int = 120_000

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     max_points: int = 2_000_000
     max_mesh_faces: int = 100_000  # rollout meshes beyond this are refused (413): simulation time grows with faces
     body_timeout_s: float = 30.0  # a request body that stalls this long between chunks gets 408
+    keep_alive_s: int = 5  # a connection with no request in progress (idle, or headers unfinished) closes after this
     max_num_grasps: int = 64
     default_timeout_ms: int = 20_000
     max_timeout_ms: int = 120_000

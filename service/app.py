@@ -6,7 +6,6 @@ background: ``/healthz`` answers at once, ``/readyz`` only once warm-up is done.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -15,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -66,8 +66,9 @@ class BodyLimit:
             if complete:  # later reads wait for a disconnect (streaming responses): no limit on those
                 return await receive()
             try:
-                msg = await asyncio.wait_for(receive(), self.timeout_s)
-            except asyncio.TimeoutError:
+                with anyio.fail_after(self.timeout_s):  # in this task: a read under a cancelled scope stays as it was
+                    msg = await receive()
+            except TimeoutError:
                 raise BodyTimeout(self.timeout_s) from None
             complete = msg["type"] != "http.request" or not msg.get("more_body", False)
             if msg["type"] == "http.request":

@@ -41,6 +41,8 @@ class WorkerConfig:
     ttl_s: int = _setting(DEFAULT_TTL_S, "job record TTL, seconds")
     job_timeout_s: float = _setting(600.0, "a job still running after this long is stopped and failed (not retried), "
                                            "seconds; 0: no limit")
+    job_kill_after_s: float = _setting(30.0, "a simulator still busy with a job this long past its time limit is "
+                                             "killed and restarted (--procs > 1), seconds")
     fair_every: int = _setting(4, "every Nth read starts at a lower priority (normal, then low, in turn) so a steady "
                                   "stream of high-priority jobs cannot starve them; 0: strict priority")
     metrics_port: int | None = _setting(None, "serve Prometheus metrics on this port (0: any free port; "

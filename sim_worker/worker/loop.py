@@ -15,7 +15,9 @@ A heartbeat thread refreshes the worker's heartbeat key and its pending entries'
 its metrics hash, polls cancel flags of the running jobs and marks jobs past ``job_timeout_s``;
 cancellation, the time limit and shutdown reach the simulators through the pool's ``should_stop``
 (checked between simulation chunks: every grasp and every few dozen physics steps). A job past its
-limit is failed for good (a retry would take as long again), with the limit in its error.
+limit is failed for good (a retry would take as long again), with the limit in its error; a
+simulator that still has not stopped ``job_kill_after_s`` later (hung) is killed and restarted
+(with ``procs`` > 1; with one the simulation runs in the worker's own thread).
 
 Reads are high priority first, but every ``fair_every``-th read starts at a lower priority (normal,
 then low, in turn): a steady stream of high-priority jobs delays the others, never starves them.
@@ -108,6 +110,7 @@ class Worker:
         self._canceled: set[str] = set()
         self._deadlines: dict[str, float] = {}  # running job -> monotonic time its limit is reached
         self._expired: set[str] = set()  # running jobs past their time limit
+        self._killed: set[str] = set()  # expired jobs whose simulators were killed
         self._reads = 0
         self._state = "starting"
         self._pool: Any = None
@@ -339,6 +342,7 @@ class Worker:
                 self._running -= ids
                 self._canceled -= ids
                 self._expired -= ids
+                self._killed -= ids
                 for i in ids:
                     self._deadlines.pop(i, None)
 
@@ -459,7 +463,10 @@ class Worker:
                     continue
                 self._log(logging.ERROR, "simulator_crashed", error=str(exc), jobs=ids)
                 for r in pending:
-                    self._fail_run(r, f"the simulator crashed: {exc}")
+                    if r.id in self._expired:  # killed past its time limit: no retry
+                        self._finish([(r, "failed", *self._result(r, execute))], self._too_long(r))
+                    else:
+                        self._fail_run(r, f"the simulator crashed: {exc}")
                 self._close_pool()
                 self._new_pool()
                 return
@@ -583,8 +590,13 @@ class Worker:
                     running = list(self._running)
                     late = {j for j, t in self._deadlines.items() if now >= t} - self._expired
                     self._expired |= late
+                    hung = {j for j, t in self._deadlines.items() if now >= t + self.cfg.job_kill_after_s} - self._killed
+                    self._killed |= hung
                 if late:
                     self._log(logging.WARNING, "job_timed_out", jobs=sorted(late), limit_s=self.cfg.job_timeout_s)
+                pool = self._pool
+                if hung and pool is not None:
+                    self._log(logging.ERROR, "simulator_hung", jobs=sorted(hung), killed=pool.kill())
                 if running:
                     flagged = self.consumer.cancel_requested(running)
                     new = flagged - self._canceled

@@ -1,9 +1,13 @@
 """What one job can cost the others, with real ``dexgrasp worker`` processes, a real redis-server and
-MuJoCo: a job past the worker's time limit is stopped and failed, and low priorities are served
+MuJoCo: a job past the worker's time limit is stopped and failed (its simulators killed when they
+hang), and low priorities are served
 while higher ones keep coming."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +15,7 @@ import pytest
 from sim_worker.embedded import EmbeddedRedis
 from sim_worker.jobs import JobQueue
 
-from .test_worker import cli_worker, put_trust_object, trust_doc, wait_workers
+from .test_worker import cli_worker, pid_alive, put_trust_object, trust_doc, wait_for, wait_workers
 
 
 @pytest.fixture(scope="module")
@@ -56,4 +60,32 @@ def test_low_priority_jobs_are_served_while_high_ones_keep_coming(server: Embedd
     finally:
         p.terminate()
         p.wait(60)
+        q.close()
+
+
+def test_a_hung_simulator_is_killed_past_the_limit_and_the_job_failed(server: EmbeddedRedis) -> None:
+    q = JobQueue(server.url, namespace="tl-hung", ttl_s=600)
+    p = cli_worker(server.url, "tl-hung", "--procs", "2", "--job-timeout-s", "2", "--job-kill-after-s", "1")
+    try:
+        (info,) = wait_workers(q, 1, [p])
+        doc = trust_doc("cylinder_power")
+        h = put_trust_object(q, doc)
+        jid = q.enqueue({"mode": "execute", "grasps": doc["grasps"] * 40, "object_hash": h}).id
+        wait_for(lambda: q.get(jid).status == "running", 60, "running")  # type: ignore[union-attr]
+        for pid in info["pool_pids"]:  # the simulators hang: they never reach a stop check again
+            os.kill(pid, signal.SIGSTOP)
+        st = q.wait(jid, timeout_s=120)
+        assert st.status == "failed" and st.attempts == 1 and "job time limit of 2 s" in (st.error or ""), st
+        assert not any(pid_alive(pid) for pid in info["pool_pids"])
+        # fresh simulators: the next job runs
+        assert q.wait(q.enqueue({"mode": "validate", "grasps": doc["grasps"][:1], "object_hash": h}).id,
+                      timeout_s=120).status == "succeeded"
+        assert p.poll() is None
+    finally:
+        p.terminate()
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:  # stuck behind stopped simulators: they die with it (lifeline)
+            p.kill()
+            p.wait(60)
         q.close()

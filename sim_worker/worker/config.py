@@ -64,8 +64,8 @@ class WorkerConfig:
             raise ValueError(f"reclaim_idle_s ({self.reclaim_idle_s}) must be >= heartbeat_ttl_s ({self.heartbeat_ttl_s})")
         if self.grace_s < 0 or self.block_ms < 1 or self.janitor_s <= 0:
             raise ValueError("grace_s must be >= 0, block_ms >= 1 and janitor_s > 0")
-        if self.job_timeout_s < 0 or self.fair_every < 0:
-            raise ValueError("job_timeout_s and fair_every must be >= 0 (0: off)")
+        if self.job_timeout_s < 0 or self.job_kill_after_s < 0 or self.fair_every < 0:
+            raise ValueError("job_timeout_s, job_kill_after_s and fair_every must be >= 0")
         return self
 
     # ---------------------------------------------------------------- command line

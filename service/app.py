@@ -14,9 +14,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.device import resolve
@@ -24,7 +26,7 @@ from models.pipeline import GraspPipeline, PipelineConfig
 
 from .batching import Batcher
 from .deps import ServiceState, require_api_key
-from .errors import PayloadTooLarge, install_error_handlers
+from .errors import BodyTimeout, PayloadTooLarge, install_error_handlers
 from .metrics import Metrics
 from .routes import grasps, meta
 from .routes import rollouts as rollouts_routes
@@ -36,10 +38,12 @@ API_VERSION = "1.0.0"
 
 
 class BodyLimit:
-    """Refuse bodies over ``limit`` bytes: at once from Content-Length, or while streaming."""
+    """Refuse bodies over ``limit`` bytes: at once from Content-Length, or while streaming; and bodies
+    whose next chunk does not arrive within ``timeout_s`` (408), so a client that announces more than
+    it sends does not hold a request open forever."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float) -> None:
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,10 +59,18 @@ class BodyLimit:
                     await _send_413(send, self.limit)
                     return
         seen = 0
+        complete = False
 
         async def counted() -> Message:
-            nonlocal seen
-            msg = await receive()
+            nonlocal seen, complete
+            if complete:  # later reads wait for a disconnect (streaming responses): no limit on those
+                return await receive()
+            try:
+                with anyio.fail_after(self.timeout_s):  # in this task: a read under a cancelled scope stays as it was
+                    msg = await receive()
+            except TimeoutError:
+                raise BodyTimeout(self.timeout_s) from None
+            complete = msg["type"] != "http.request" or not msg.get("more_body", False)
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
@@ -168,7 +180,7 @@ def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAP
     app.include_router(meta.probes, tags=["probes"])
     if s.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origins, allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(BodyLimit, limit=s.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=s.max_body_bytes, timeout_s=s.body_timeout_s)
     app.add_middleware(RequestContext, metrics=metrics)
 
     def openapi() -> dict[str, Any]:
@@ -180,6 +192,11 @@ def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAP
         for name, sub in req.pop("$defs", {}).items():
             comps.setdefault(name, sub)
         comps["GraspRequest"] = req
+        for name, model in rollouts_routes.OPENAPI_BODIES.items():
+            sub = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+            for dep, dsub in sub.pop("$defs", {}).items():
+                comps.setdefault(dep, dsub)
+            comps[name] = sub
         app.openapi_schema = schema
         return schema
 

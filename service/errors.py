@@ -24,6 +24,18 @@ class PayloadTooLarge(Exception):
         super().__init__(f"request body exceeds {limit} bytes; send fewer points or raise DEXGRASP_MAX_BODY_BYTES")
 
 
+class BodyTimeout(Exception):
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the request body stalled for {timeout_s:g} s before it was complete; send it again "
+                         "(DEXGRASP_BODY_TIMEOUT_S sets the limit)")
+
+
+class MeshTooComplex(Exception):
+    def __init__(self, faces: int, limit: int) -> None:
+        super().__init__(f"the mesh has {faces} faces; at most {limit} are simulated (DEXGRASP_MAX_MESH_FACES): "
+                         "decimate it (e.g. quadric decimation) or send its convex hull")
+
+
 class Unauthorized(Exception):
     pass
 
@@ -74,6 +86,8 @@ def install_error_handlers(app: FastAPI) -> None:
         DecodeError: (400, "malformed_body", None),
         UnsupportedMediaType: (415, "unsupported_media_type", None),
         PayloadTooLarge: (413, "payload_too_large", None),
+        MeshTooComplex: (413, "mesh_too_complex", None),
+        BodyTimeout: (408, "body_timeout", {"Connection": "close"}),
         Unauthorized: (401, "unauthorized", {"WWW-Authenticate": "Bearer"}),
         Overloaded: (503, "overloaded", {"Retry-After": "1"}),
         NotFound: (404, "not_found", None),

@@ -11,7 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DEXGRASP_", extra="ignore")
+    # a validation error would otherwise echo its input (the API keys) into start-up logs
+    model_config = SettingsConfigDict(env_prefix="DEXGRASP_", extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "production"] = "development"
     host: str = "0.0.0.0"
@@ -22,6 +23,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="empty = CORS off")
     max_body_bytes: int = 64 * 1024 * 1024
     max_points: int = 2_000_000
+    max_mesh_faces: int = 100_000  # rollout meshes beyond this are refused (413): simulation time grows with faces
+    body_timeout_s: float = 30.0  # a request body that stalls this long between chunks gets 408
+    keep_alive_s: int = 5  # a connection with no request in progress (idle, or headers unfinished) closes after this
     max_num_grasps: int = 64
     default_timeout_ms: int = 20_000
     max_timeout_ms: int = 120_000

@@ -443,6 +443,18 @@ class SimPool:
             out.append(r)
         return out
 
+    def kill(self) -> bool:
+        """Kill the simulator processes, from any thread: for a call stuck where it no longer checks
+        ``should_stop`` (a hung simulator). The running call then raises ``RuntimeError`` as when a
+        worker dies, and the pool is closed. False with procs=1 (the simulation runs in the caller's
+        thread: nothing to kill)."""
+        if not self._workers:
+            return False
+        for p in list(self._workers):
+            if p.is_alive():
+                p.kill()
+        return True
+
     def _cancel_job(self, job: int) -> bool:
         with self._cancel.get_lock():
             self._cancel.value = max(self._cancel.value, job)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from models.pipeline import GraspQuery
 
@@ -68,13 +69,14 @@ _OPENAPI_BODY = {
 
 
 async def _decode(request: Request, body: bytes | None) -> DecodedRequest:
+    """Decode in the threadpool: parsing a big body must not stall the event loop (/healthz)."""
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype in JSON_TYPES:
         assert body is not None
-        return decode_json(body)
+        return await run_in_threadpool(decode_json, body)
     if ctype in MSGPACK_TYPES:
         assert body is not None
-        return decode_msgpack(body)
+        return await run_in_threadpool(decode_msgpack, body)
     if ctype == MULTIPART:
         try:
             form = await request.form(max_files=2, max_fields=32)
@@ -86,7 +88,7 @@ async def _decode(request: Request, body: bytes | None) -> DecodedRequest:
         if upload is None:
             raise DecodeError("multipart upload needs a file field 'cloud' (.npy or .ply)")
         content = await upload.read()
-        pts, nrm = decode_file(upload.filename or "cloud", content)
+        pts, nrm = await run_in_threadpool(decode_file, upload.filename or "cloud", content)
         return DecodedRequest(params_from_form(fields), np.asarray(pts), None if nrm is None else np.asarray(nrm))
     raise UnsupportedMediaType(
         f"content type {ctype!r} is not served; use application/json, application/msgpack or multipart/form-data"

@@ -14,16 +14,17 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
 from models.grasp import Grasp
 from sim_worker import jobs
 
 from ..codecs import DecodeError, decode_array
 from ..deps import ServiceState, StateDep
-from ..errors import NotFound, ServiceUnavailable, Unprocessable
+from ..errors import MeshTooComplex, NotFound, ServiceUnavailable, Unprocessable
 from ..schemas import EncodedArray, ErrorResponse
 
 router = APIRouter()
@@ -66,6 +67,7 @@ class HashSpec(BaseModel):
 
 
 ObjectIn = Annotated[PrimitiveSpec | MeshSpec | PointsSpec | HashSpec, Field(discriminator="kind")]
+ObjectUpload = Annotated[PrimitiveSpec | MeshSpec | PointsSpec, Field(discriminator="kind")]
 
 
 class RolloutRequest(BaseModel):
@@ -101,6 +103,26 @@ _ERRS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _json_body(model: Any) -> Any:
+    """The JSON body as ``model``, as a dependency: it runs after the router's API-key check (an
+    unauthenticated body is never read) and parses in the threadpool (a big body does not stall the
+    event loop, so /healthz keeps answering)."""
+    adapter: TypeAdapter[Any] = TypeAdapter(model)
+
+    async def parse(request: Request) -> Any:
+        return await run_in_threadpool(adapter.validate_json, await request.body())
+
+    return Depends(parse)
+
+
+def _openapi_body(name: str) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}}
+
+
+# the bodies documented by ref above (service.app adds them to the schema's components)
+OPENAPI_BODIES: dict[str, Any] = {"RolloutRequest": RolloutRequest, "ObjectUpload": ObjectUpload}
+
+
 def _queue(state: ServiceState) -> jobs.JobQueue:
     if state.rollouts is None:
         raise ServiceUnavailable("rollouts are not configured on this server (no Redis)", retry_after_s=30)
@@ -115,11 +137,20 @@ def _b64(text: str, what: str) -> bytes:
         raise DecodeError(f"{what} is not valid base64: {e}") from e
 
 
-def _object_spec(obj: PrimitiveSpec | MeshSpec | PointsSpec) -> jobs.MeshObject | jobs.PrimitiveObject | jobs.PointsObject:
+def _object_spec(obj: PrimitiveSpec | MeshSpec | PointsSpec, max_faces: int) -> jobs.MeshObject | jobs.PrimitiveObject | jobs.PointsObject:
     if isinstance(obj, PrimitiveSpec):
         return jobs.PrimitiveObject(shape=obj.shape, size=tuple(obj.size), mass_kg=obj.mass_kg)
     if isinstance(obj, MeshSpec):
-        return jobs.MeshObject(format=obj.format, data=_b64(obj.data_b64, "object.data_b64"), mass_kg=obj.mass_kg)
+        from sim_worker.worker.objects import mesh_face_count
+
+        mesh = jobs.MeshObject(format=obj.format, data=_b64(obj.data_b64, "object.data_b64"), mass_kg=obj.mass_kg)
+        try:
+            faces = mesh_face_count(mesh)
+        except ValueError as e:
+            raise DecodeError(f"object: {e}") from None
+        if faces > max_faces:
+            raise MeshTooComplex(faces, max_faces)
+        return mesh
     pts = decode_array(obj.points, "object.points")
     return jobs.PointsObject.from_array(pts, mass_kg=obj.mass_kg)
 
@@ -146,21 +177,23 @@ def _with_links(request: Request, st: jobs.JobStatus) -> dict[str, Any]:
     return d
 
 
-@router.post("/objects", response_model=ObjectStored, responses=_ERRS, summary="Store object geometry once; returns its content hash")
-def put_object(body: Annotated[PrimitiveSpec | MeshSpec | PointsSpec, Field(discriminator="kind")], state: StateDep) -> ObjectStored:
+@router.post("/objects", response_model=ObjectStored, responses=_ERRS, openapi_extra=_openapi_body("ObjectUpload"),
+             summary="Store object geometry once; returns its content hash")
+def put_object(body: Annotated[PrimitiveSpec | MeshSpec | PointsSpec, _json_body(ObjectUpload)], state: StateDep) -> ObjectStored:
     q = _queue(state)
-    return ObjectStored(hash=_call(q.put_object, _object_spec(body)))
+    return ObjectStored(hash=_call(q.put_object, _object_spec(body, state.settings.max_mesh_faces)))
 
 
 @router.post("/rollouts", status_code=202, response_model=RolloutAccepted, responses=_ERRS,
-             summary="Enqueue simulated validation or execution of grasps")
-def create_rollout(body: RolloutRequest, request: Request, response: Response, state: StateDep) -> RolloutAccepted:
+             openapi_extra=_openapi_body("RolloutRequest"), summary="Enqueue simulated validation or execution of grasps")
+def create_rollout(body: Annotated[RolloutRequest, _json_body(RolloutRequest)], request: Request, response: Response,
+                   state: StateDep) -> RolloutAccepted:
     q = _queue(state)
     # everything that can be checked without Redis first, so a bad request never stores anything
     if isinstance(body.object, HashSpec):
         spec, digest = None, body.object.hash
     else:
-        spec = _object_spec(body.object)
+        spec = _object_spec(body.object, state.settings.max_mesh_faces)
         digest = jobs.object_hash(spec)
     req = jobs.JobRequest(
         mode=body.mode, grasps=body.grasps, object_hash=digest, backend=body.backend, render=body.render,

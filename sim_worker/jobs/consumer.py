@@ -121,12 +121,13 @@ class JobConsumer:
         returned beyond the batch size. Priority order."""
         return self._read({s: "0" for s in self.streams}, count, None)[:count]
 
-    def fetch(self, count: int, block_ms: int = 0) -> list[Delivery]:
-        """Up to ``count`` new entries, high priority first. With ``block_ms`` > 0 and nothing waiting,
-        block until something arrives on any priority (extra entries stay in this worker's pending
-        list and are returned by :meth:`own_pending` next time)."""
+    def fetch(self, count: int, block_ms: int = 0, first: int = 0) -> list[Delivery]:
+        """Up to ``count`` new entries, high priority first (or from ``streams[first]`` down, then the
+        higher ones: how a worker serves lower priorities now and then). With ``block_ms`` > 0 and
+        nothing waiting, block until something arrives on any priority (extra entries stay in this
+        worker's pending list and are returned by :meth:`own_pending` next time)."""
         out: list[Delivery] = []
-        for s in self.streams:
+        for s in self.streams[first:] + self.streams[:first]:
             if len(out) >= count:
                 return out
             out += self._read({s: ">"}, count - len(out), None)

@@ -19,6 +19,7 @@ from .config import WorkerConfig
 from .logs import JsonLogFormatter, setup_logging
 from .loop import Worker
 from .metrics import WorkerMetrics
-from .objects import sim_object_from_spec
+from .objects import mesh_face_count, sim_object_from_spec
 
-__all__ = ["JsonLogFormatter", "Worker", "WorkerConfig", "WorkerMetrics", "setup_logging", "sim_object_from_spec"]
+__all__ = ["JsonLogFormatter", "Worker", "WorkerConfig", "WorkerMetrics", "mesh_face_count", "setup_logging",
+           "sim_object_from_spec"]

@@ -39,6 +39,12 @@ class WorkerConfig:
     grace_s: float = _setting(30.0, "after SIGTERM, finish the current batch within this time, then release it, "
                                     "seconds")
     ttl_s: int = _setting(DEFAULT_TTL_S, "job record TTL, seconds")
+    job_timeout_s: float = _setting(600.0, "a job still running after this long is stopped and failed (not retried), "
+                                           "seconds; 0: no limit")
+    job_kill_after_s: float = _setting(30.0, "a simulator still busy with a job this long past its time limit is "
+                                             "killed and restarted (--procs > 1), seconds")
+    fair_every: int = _setting(4, "every Nth read starts at a lower priority (normal, then low, in turn) so a steady "
+                                  "stream of high-priority jobs cannot starve them; 0: strict priority")
     metrics_port: int | None = _setting(None, "serve Prometheus metrics on this port (0: any free port; "
                                               "default: off)")
     metrics_host: str = _setting("0.0.0.0", "metrics bind address")
@@ -58,6 +64,8 @@ class WorkerConfig:
             raise ValueError(f"reclaim_idle_s ({self.reclaim_idle_s}) must be >= heartbeat_ttl_s ({self.heartbeat_ttl_s})")
         if self.grace_s < 0 or self.block_ms < 1 or self.janitor_s <= 0:
             raise ValueError("grace_s must be >= 0, block_ms >= 1 and janitor_s > 0")
+        if self.job_timeout_s < 0 or self.job_kill_after_s < 0 or self.fair_every < 0:
+            raise ValueError("job_timeout_s, job_kill_after_s and fair_every must be >= 0")
         return self
 
     # ---------------------------------------------------------------- command line

@@ -12,9 +12,15 @@ A :class:`Worker` creates its simulators once (a :class:`~sim_worker.parallel.Si
    the results and keyframes (atomically, first write wins) and acknowledge.
 
 A heartbeat thread refreshes the worker's heartbeat key and its pending entries' idle time, writes
-its metrics hash, and polls cancel flags of the running jobs; cancellation and shutdown reach the
-simulators through the pool's ``should_stop`` (checked between simulation chunks: every grasp and
-every few dozen physics steps).
+its metrics hash, polls cancel flags of the running jobs and marks jobs past ``job_timeout_s``;
+cancellation, the time limit and shutdown reach the simulators through the pool's ``should_stop``
+(checked between simulation chunks: every grasp and every few dozen physics steps). A job past its
+limit is failed for good (a retry would take as long again), with the limit in its error; a
+simulator that still has not stopped ``job_kill_after_s`` later (hung) is killed and restarted
+(with ``procs`` > 1; with one the simulation runs in the worker's own thread).
+
+Reads are high priority first, but every ``fair_every``-th read starts at a lower priority (normal,
+then low, in turn): a steady stream of high-priority jobs delays the others, never starves them.
 
 SIGTERM (or :meth:`Worker.request_stop`): stop reading, finish the current batch within
 ``grace_s``; past that, the simulators are stopped and the unfinished jobs are released (requeued
@@ -102,6 +108,10 @@ class Worker:
         self._lock = threading.Lock()
         self._running: set[str] = set()
         self._canceled: set[str] = set()
+        self._deadlines: dict[str, float] = {}  # running job -> monotonic time its limit is reached
+        self._expired: set[str] = set()  # running jobs past their time limit
+        self._killed: set[str] = set()  # expired jobs whose simulators were killed
+        self._reads = 0
         self._state = "starting"
         self._pool: Any = None
         self._objects: OrderedDict[str, Any] = OrderedDict()
@@ -244,8 +254,17 @@ class Worker:
                 self.consumer.forget_dead_consumers()
         if len(out) < b:
             wait_ms = 0 if out else max(1, min(self.cfg.block_ms, int((self._next_janitor - now) * 1000)))
-            out += self.consumer.fetch(b - len(out), block_ms=wait_ms)
+            out += self.consumer.fetch(b - len(out), block_ms=wait_ms, first=self._first_priority())
         return out
+
+    def _first_priority(self) -> int:
+        """The priority a read starts at: the highest, except every ``fair_every``-th read, which starts
+        at the next lower one in turn (so none starves behind a steady stream of higher ones)."""
+        self._reads += 1
+        n, levels = self.cfg.fair_every, len(self.consumer.streams)
+        if n <= 0 or levels < 2 or self._reads % n:
+            return 0
+        return 1 + (self._reads // n - 1) % (levels - 1)
 
     def _process(self, batch: list[Delivery]) -> None:
         self.metrics.batch(len(batch))
@@ -304,6 +323,8 @@ class Worker:
             return
         with self._lock:
             self._running.update(r.id for r in runs)
+            if self.cfg.job_timeout_s > 0:
+                self._deadlines.update((r.id, r.t0 + self.cfg.job_timeout_s) for r in runs)
         try:
             if kind == "noop":
                 self._run_noop(runs)
@@ -320,6 +341,10 @@ class Worker:
                 ids = {r.id for r in runs}
                 self._running -= ids
                 self._canceled -= ids
+                self._expired -= ids
+                self._killed -= ids
+                for i in ids:
+                    self._deadlines.pop(i, None)
 
     # ---------------------------------------------------------------- noop
     def _run_noop(self, runs: list[_Run]) -> None:
@@ -334,7 +359,11 @@ class Worker:
             done += [(r, "canceled", {"mode": "noop", "n_grasps": r.n, "worker": self.name}) for r in canceled]
             if done:
                 self._finish([(r, st, res, {}) for r, st, res in done])
-                gone = {id(r) for r, _, _ in done}
+            expired = [r for r in left if r.id in self._expired and r not in due and r not in canceled]
+            for r in expired:
+                self._finish([(r, "failed", {"mode": "noop", "n_grasps": r.n, "worker": self.name}, {})], self._too_long(r))
+            if done or expired:
+                gone = {id(r) for r, _, _ in done} | {id(r) for r in expired}
                 left = [r for r in left if id(r) not in gone]
             if not left:
                 return
@@ -406,7 +435,7 @@ class Worker:
             ids = [r.id for r in pending]
 
             def should_stop(ids: list[str] = ids) -> bool:
-                return self._abort.is_set() or any(i in self._canceled for i in ids)
+                return self._abort.is_set() or any(i in self._canceled or i in self._expired for i in ids)
 
             def progress(done: int, total: int, spans: list[tuple[_Run, int, int]] = spans) -> None:
                 for r, off, n in spans:
@@ -434,7 +463,10 @@ class Worker:
                     continue
                 self._log(logging.ERROR, "simulator_crashed", error=str(exc), jobs=ids)
                 for r in pending:
-                    self._fail_run(r, f"the simulator crashed: {exc}")
+                    if r.id in self._expired:  # killed past its time limit: no retry
+                        self._finish([(r, "failed", *self._result(r, execute))], self._too_long(r))
+                    else:
+                        self._fail_run(r, f"the simulator crashed: {exc}")
                 self._close_pool()
                 self._new_pool()
                 return
@@ -451,6 +483,9 @@ class Worker:
             if canceled:
                 self._finish([(r, "canceled", *self._result(r, execute)) for r in canceled])
                 pending = [r for r in pending if r not in canceled]
+            for r in [r for r in pending if r.id in self._expired]:
+                self._finish([(r, "failed", *self._result(r, execute))], self._too_long(r))
+                pending.remove(r)
             if self._abort.is_set():
                 for r in pending:
                     self._release_run(r)
@@ -460,6 +495,10 @@ class Worker:
                 for r in pending:
                     self._fail_run(r, "the simulator returned no results")
                 return
+
+    def _too_long(self, r: _Run) -> str:
+        return (f"stopped at the worker's job time limit of {self.cfg.job_timeout_s:g} s (--job-timeout-s) after "
+                f"{len(r.results)} of {r.n} grasps; send fewer grasps per job or a simpler object")
 
     def _result(self, r: _Run, execute: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
         return job_result(r.request, r.results, execute, self.name, r.attempt, time.monotonic() - r.t0)
@@ -475,9 +514,9 @@ class Worker:
         except QueueUnavailable as exc:  # progress is best effort
             self._redis_down(exc)
 
-    def _finish(self, items: list[tuple[_Run, str, dict[str, Any], dict[str, bytes]]]) -> None:
+    def _finish(self, items: list[tuple[_Run, str, dict[str, Any], dict[str, bytes]]], error: str = "") -> None:
         written = self._retry_redis(
-            lambda: self.consumer.finish_many([(r.delivery, st, res, "", fr) for r, st, res, fr in items]), "finish")
+            lambda: self.consumer.finish_many([(r.delivery, st, res, error, fr) for r, st, res, fr in items]), "finish")
         if written is None:
             return
         for (r, st, _res, _fr), ok in zip(items, written):
@@ -549,6 +588,15 @@ class Worker:
                     self.consumer.write_metrics(self.metrics.flat())
                 with self._lock:
                     running = list(self._running)
+                    late = {j for j, t in self._deadlines.items() if now >= t} - self._expired
+                    self._expired |= late
+                    hung = {j for j, t in self._deadlines.items() if now >= t + self.cfg.job_kill_after_s} - self._killed
+                    self._killed |= hung
+                if late:
+                    self._log(logging.WARNING, "job_timed_out", jobs=sorted(late), limit_s=self.cfg.job_timeout_s)
+                pool = self._pool
+                if hung and pool is not None:
+                    self._log(logging.ERROR, "simulator_hung", jobs=sorted(hung), killed=pool.kill())
                 if running:
                     flagged = self.consumer.cancel_requested(running)
                     new = flagged - self._canceled

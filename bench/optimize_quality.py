@@ -120,9 +120,9 @@ def main() -> None:
             div = diversity(hand, pos, rot, q, surface.points.mean(0))
             sim_obj = object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid)
             arrays = [GraspArrays.from_grasp(g) for g in res.grasps]
-            sim = pool.validate(sim_obj, arrays)  # the referee of record (fc_mocap)
+            sim = pool.validate(sim_obj, arrays, diverged_fails=True)  # the referee of record (fc_mocap)
             ok = [r["success"] for r in sim]
-            ok_pinned = [r["success"] for r in pinned_pool.validate(sim_obj, arrays)]  # the earlier protocol, labelled
+            ok_pinned = [r["success"] for r in pinned_pool.validate(sim_obj, arrays, diverged_fails=True)]  # the earlier protocol, labelled
             # a grasp counts when it holds in simulation AND does not sink > 5 mm into the full mesh
             # (MuJoCo pushes a penetrating hand out and may still hold: not a grasp a robot can reach)
             clean = (per["max_penetration_m"] < MAX_PENETRATION_GATE_M).tolist()

@@ -257,7 +257,7 @@ def main() -> None:
                     pending.append((label(cloud, refine), row, in_object))
             # one simulation call per object keeps every worker busy
             flat = [GraspArrays.from_grasp(g) for _, _, gs in pending for g in gs]
-            sim = pool.validate(object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid), flat) if flat else []
+            sim = pool.validate(object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid), flat, diverged_fails=True) if flat else []
             at = 0
             for key, row, gs in pending:
                 row.update(evaluate(hand, gs, surface, table, sim[at:at + len(gs)]))

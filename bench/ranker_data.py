@@ -123,7 +123,7 @@ def object_data(pipeline: GraspPipeline, pool: SimPool, hand: Any, oid: str, met
         flat += [GraspArrays.from_grasp(to_request_frame(g, to_object)) for g in gs]
     if not flat:
         return {}
-    sim = pool.validate(object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid), flat)
+    sim = pool.validate(object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid), flat, diverged_fails=True)
     out = {
         "features": np.concatenate([features_of(hand, r) for r in recs.values()]),
         "success": np.array([bool(r["success"]) for r in sim]),

@@ -53,6 +53,7 @@ from .backends.base import Progress, SimBackend
 from .config import SimConfig
 from .lifeline import exit_with_parent
 from .scene import SimObject
+from .validate import SimulationDiverged, ValidationResult
 
 POLL_S = 0.2  # how often the caller checks worker liveness and ``should_stop`` while waiting
 JOIN_S = 5.0  # grace period for workers to exit on close() before they are terminated
@@ -123,7 +124,14 @@ def _run_one(
     probe = None if should_stop is None else _StopProbe(should_stop)
     g = [task.grasps[i]]
     if task.kind == "validate":
-        out = backend.validate(task.obj, g, task.cfg, hand=task.hand, should_stop=probe)
+        try:
+            out = backend.validate(task.obj, g, task.cfg, hand=task.hand, should_stop=probe)
+        except SimulationDiverged as e:
+            if not task.options.get("diverged_fails"):
+                raise
+            failed = ValidationResult(success=False, initial_penetration_m=float("nan"), reason=f"simulation diverged: {e}",
+                                      protocol=task.cfg.validation.protocol)
+            return {**failed.to_dict(), "diverged": True}
     elif task.kind == "execute":
         o = task.options
         out = backend.execute(
@@ -332,13 +340,16 @@ class SimPool:
     # ------------------------------------------------------------------ calls
     def validate(
         self, obj: SimObject, grasps: Sequence[Any], hand: str = "shadow", progress: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None, diverged_fails: bool = False,
     ) -> list[dict[str, Any]]:
         """Six-direction disturbance test of every grasp (``validate.py``), results in input order.
 
         ``grasps``: :class:`GraspArrays` or ``models.grasp.Grasp``. If ``should_stop()`` turns true the
-        call stops and returns the results of the completed prefix of ``grasps``."""
-        return self._run("validate", obj, grasps, hand, {}, progress, should_stop)
+        call stops and returns the results of the completed prefix of ``grasps``. A grasp whose
+        simulation diverges raises :class:`GraspSimulationError` (a rollout job fails with it); with
+        ``diverged_fails`` (quality benches, the synthesis filter) it is a failed grasp instead, its
+        result marked ``diverged`` with the reason."""
+        return self._run("validate", obj, grasps, hand, {"diverged_fails": diverged_fails}, progress, should_stop)
 
     def execute(
         self, obj: SimObject, grasps: Sequence[Any], hand: str = "shadow", policy: str = "scripted",

@@ -36,7 +36,7 @@ class PoolFilter:
         from .scene import object_from_mesh
 
         obj = object_from_mesh(np.asarray(vertices), np.asarray(faces), source=source)
-        results = self.pool.validate(obj, [GraspArrays.from_grasp(g) for g in grasps], hand=self.hand)
+        results = self.pool.validate(obj, [GraspArrays.from_grasp(g) for g in grasps], hand=self.hand, diverged_fails=True)
         return [bool(r["success"]) for r in results]
 
 

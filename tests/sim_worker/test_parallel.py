@@ -162,3 +162,16 @@ def test_execute_two_procs_match_one_proc(mixed, pool2):
     assert [{k: v for k, v in r.items() if k not in strip} for r in got] == [
         {k: v for k, v in r.items() if k not in strip} for r in ref
     ]
+
+
+def test_a_diverged_grasp_raises_or_is_a_failed_verdict_on_request(mixed):
+    # joints MuJoCo cannot integrate blow the simulation up: a rollout job fails with the error; a
+    # quality bench or the synthesis filter asks for it as a failed grasp, marked diverged
+    obj, grasps, _ = mixed
+    wild = dataclasses.replace(grasps[0], joints=grasps[0].joints + 1e30)
+    with SimPool("mujoco", procs=1, cfg=CFG) as p1:
+        with pytest.raises(RuntimeError, match=r"grasp 1: SimulationDiverged"):
+            p1.validate(obj, [grasps[0], wild])
+        out = p1.validate(obj, [grasps[0], wild], diverged_fails=True)
+    assert out[0]["success"] and "diverged" not in out[0]
+    assert not out[1]["success"] and out[1]["diverged"] and "simulation diverged" in out[1]["reason"]

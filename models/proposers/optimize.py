@@ -57,12 +57,15 @@ class OptimizeConfig:
     joint_jitter: float = 0.1  # truncated-normal std of initial joints, as a share of each range
     min_elevation_deg: float = -20.0  # with a table: palm directions no lower than this above the table
     squeeze: SqueezeConfig = field(default_factory=SqueezeConfig)  # contacts, squeeze and pregrasp (models/stages/squeeze.py)
-    oversample: float = 1.5  # optimise ceil(oversample * num_grasps) candidates, return the best num_grasps (non-penetrating first)
+    oversample: float = 2.0  # optimise ceil(oversample * num_grasps) candidates, return the best num_grasps (non-penetrating, then balanced, first)
     polish_steps: int = 0  # stage 2: gradient steps on the best states, contacts fixed, penetration weighted up
     polish_pen_factor: float = 10.0  # E_pen weight multiplier during the polish
     polish_step_size: float = 0.001  # normalised step of the polish (m / rad)
     pen_margin_m: float = 0.002  # the hand inflated by this for E_pen (fingers sink between cloud samples otherwise; 0 -> 2 mm: eta_np 87.5 -> 94.4%)
     max_pen_rank: float = 0.002  # ranking: candidates with E_pen (m, summed depths) above this go last
+    # ranking: every candidate is finished (squeeze solved) and those whose contacts cannot balance
+    # the squeeze (residual above this, N) go after the balanced ones; 0 ranks by energy alone
+    max_balance_residual_n: float = 1.0
     weights: EnergyWeights = field(default_factory=EnergyWeights)
     # E_inside weight on single-view clouds (keypoint spheres behind the observed surface; the unseen side):
     # validation partial views, eta_np 63 -> 82 % as served, 91 % with the viewpoint. Complete clouds skip it (it doubles the energy's cost)
@@ -121,7 +124,7 @@ class OptimizeProposer:
     """``optimize``: the annealed synthesis energy (the slow oracle and data engine)."""
 
     name: ClassVar[str] = "optimize"
-    version = "0.5.0"
+    version = "0.6.0"
     # takes an instruction's priors; grasps the completed cloud (validation, partial views: sim
     # success 29.4 -> 35.6 %, eta_np 57.5 -> 63.1 %); never picked by method=auto
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -292,17 +295,26 @@ class OptimizeProposer:
         valid = (terms["fc"] < cfg.max_fc) & (terms["dis"] < cfg.max_dis) & (terms["pen"] < cfg.max_pen)
         if "table" in terms:
             valid &= terms["table"] < 0.01
-        # rank within each problem: no noticeable penetration first, then the energy filter, then energy
+        # rank within each problem: no noticeable penetration first, then the energy filter, then (when
+        # asked) contacts that balance the squeeze, then energy. Balance needs every candidate finished.
         key = terms["total"] + (~valid).to(dt) * 1e3 + (terms["pen"] > cfg.max_pen_rank).to(dt) * 1e6
+        finished: list[Grasp] | None = None
+        if cfg.max_balance_residual_n > 0:
+            finished = self._to_grasps(best_x, terms, obj, plane_d)
+            residual = torch.tensor([g.scores["squeeze_residual_n"] for g in finished], device=dev, dtype=dt)
+            key = key + (residual > cfg.max_balance_residual_n).to(dt) * 1e2
         picked: list[int] = []
         bounds = [0, *torch.tensor(sizes).cumsum(0).tolist()]
         for i, pr in enumerate(problems):
             lo, hi = bounds[i], bounds[i + 1]
-            picked += (lo + torch.argsort(key[lo:hi])[: pr.num_grasps]).tolist()
+            picked += (lo + torch.argsort(key[lo:hi], stable=True)[: pr.num_grasps]).tolist()
         sel = torch.tensor(picked, device=dev)
-        sub_obj = ObjectCloud(obj.points[sel], obj.normals[sel], obj.center[sel])
-        sub_plane = None if plane_d is None else Plane(plane_d.normal[sel], plane_d.offset[sel])  # type: ignore[index]
-        grasps = self._to_grasps(best_x[sel], {k: v[sel] for k, v in terms.items()}, sub_obj, sub_plane)
+        if finished is not None:
+            grasps = [finished[j] for j in picked]
+        else:
+            sub_obj = ObjectCloud(obj.points[sel], obj.normals[sel], obj.center[sel])
+            sub_plane = None if plane_d is None else Plane(plane_d.normal[sel], plane_d.offset[sel])  # type: ignore[index]
+            grasps = self._to_grasps(best_x[sel], {k: v[sel] for k, v in terms.items()}, sub_obj, sub_plane)
         elapsed = time.perf_counter() - t0
         out, k = [], 0
         for pr in problems:

@@ -20,7 +20,12 @@ flicks the object away before any disturbance. So the squeeze is solved per gras
    no contact do not move.
 4. **Pregrasp.** The mirror of the squeeze about the grasp (the fingers opened by as much as the
    squeeze closes them) with the palm ``pregrasp_backoff_m`` back along its approach direction, as
-   the grasps the referee's authors publish do.
+   the grasps the referee's authors publish do. A pregrasp must clear the object: pulling the palm
+   back drives the inside of fingers that wrap the object into its far side, and the free object
+   is then kicked away before the approach begins. So candidates (``pregrasp_candidates``: palm
+   backoff, extra opening towards the open pose) are tried in order; the first that keeps every
+   cloud point ``pregrasp_clearance_m`` from the hand is taken, else the one with the most
+   clearance.
 
 Inputs are batched torch tensors in the object frame; nothing here runs simulation.
 """
@@ -56,10 +61,15 @@ class SqueezeConfig:
     max_offset_rad: float = 0.35  # per-joint cap of squeeze - grasp
     pregrasp_backoff_m: float = 0.01  # palm distance back along its approach at the pregrasp
     pregrasp_open_scale: float = 1.0  # pregrasp joints = grasp - scale * (squeeze - grasp)
+    # (palm backoff m, share of the way to the open pose) tried in order; the first that clears the
+    # object by pregrasp_clearance_m is the pregrasp, else the one that clears it most
+    pregrasp_candidates: tuple[tuple[float, float], ...] = (
+        (0.01, 0.0), (0.01, 0.3), (0.01, 0.6), (0.005, 0.3), (0.005, 0.6), (0.0, 0.3), (0.0, 0.6), (0.0, 0.0))
+    pregrasp_clearance_m: float = 0.003
     jacobian_step_rad: float = 1e-4  # finite-difference step of the contact Jacobians
     snap: bool = True  # move hovering fingers onto the surface before solving the squeeze
     snap_distance_m: float = 0.008  # links nearer than this are moved onto the surface first
-    snap_target_m: float = 0.0  # distance the snapped links end at (<0: pressed in)
+    snap_target_m: float = 0.001  # distance the snapped links end at (<0: pressed in); 0 -> 1 mm: eta_np 83 -> 91 %, fc_mocap 21 -> 24 % (validation replay)
     snap_iterations: int = 6  # damped Gauss-Newton steps of the snap
     snap_damping: float = 1e-4  # Levenberg-Marquardt damping (m^2)
     snap_max_step_rad: float = 0.1  # per joint and iteration
@@ -214,8 +224,35 @@ def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     pre_q = q - cfg.pregrasp_open_scale * (squeeze - q).mul(closing).clamp_min(0.0) * closing
     pre_q = torch.maximum(torch.minimum(pre_q, hand.upper.to(dt)), hand.lower.to(dt))
     approach = rot @ hand.approach_direction.to(dt)
-    pre_pos = pos - cfg.pregrasp_backoff_m * approach
+    if not cfg.pregrasp_candidates:
+        return SqueezeResult(squeeze, pos - cfg.pregrasp_backoff_m * approach, pre_q, residual, count)
+    pre_pos, pre_q = _clear_pregrasp(hand, pos, rot, pre_q, approach, surf, cfg)
     return SqueezeResult(squeeze, pre_pos, pre_q, residual, count)
+
+
+def _clear_pregrasp(hand: HandModel, pos: Tensor, rot: Tensor, mirror_q: Tensor, approach: Tensor,
+                    surf: ObjectCloud, cfg: SqueezeConfig) -> tuple[Tensor, Tensor]:
+    """Per grasp, the first of ``cfg.pregrasp_candidates`` whose hand keeps every cloud point
+    ``cfg.pregrasp_clearance_m`` away (else the candidate with the most clearance): palm position
+    and joints. Opening moves the closing joints of the mirrored pregrasp towards the open pose."""
+    dt = mirror_q.dtype
+    b = pos.shape[0]
+    closing = torch.sign(hand.init_pose.to(dt) - hand.open_pose.to(dt))
+    towards_open = ((hand.open_pose.to(dt) - mirror_q) * closing).clamp_max(0.0) * closing  # opening part only
+    cands_pos, cands_q = [], []
+    for backoff, share in cfg.pregrasp_candidates:
+        cands_pos.append(pos - backoff * approach)
+        cands_q.append(hand.project_joints(mirror_q + share * towards_open))
+    c = len(cands_pos)
+    all_pos, all_q = torch.cat(cands_pos), torch.cat(cands_q)  # (C*B, ...)
+    frames = hand.forward_kinematics(all_pos, rot.repeat(c, 1, 1), all_q)
+    cloud = surf if surf.points.dim() == 2 else ObjectCloud(surf.points.repeat(c, 1, 1), surf.normals.repeat(c, 1, 1))
+    contacts, _ = contacts_and_penetration(hand, frames, cloud, threshold=cfg.pregrasp_clearance_m)
+    clearance = contacts.distance.min(dim=1).values.reshape(c, b)  # nearest cloud point to the hand (m)
+    clear = clearance >= cfg.pregrasp_clearance_m
+    first = torch.where(clear.any(0), clear.to(torch.int64).argmax(0), clearance.argmax(0))  # (B,)
+    rows = torch.arange(b)
+    return (torch.stack(cands_pos)[first, rows], torch.stack(cands_q)[first, rows])
 
 
 def _share_coupled(hand: HandModel, offsets: Tensor) -> Tensor:

@@ -97,7 +97,7 @@ def test_balance_reports_what_cannot_balance():
 def test_squeeze_closes_only_touching_fingers_and_pregrasp_mirrors_it(hand):
     pos, rot, q = _trust_grasps()
     surf = _cylinder_surface()
-    cfg = SqueezeConfig()
+    cfg = SqueezeConfig(pregrasp_candidates=())  # the plain mirror, palm pregrasp_backoff_m back
     out = solve_squeeze(GraspBatch(hand, pos, rot, q), surf, cfg)
     delta = out.squeeze - q
     assert delta.abs().max() <= cfg.max_offset_rad + 1e-12
@@ -117,6 +117,31 @@ def test_squeeze_closes_only_touching_fingers_and_pregrasp_mirrors_it(hand):
     assert torch.allclose(out.pre_joints, torch.maximum(torch.minimum(q - flex, hand.upper), hand.lower))
     back = ((pos - out.pre_position) * (rot @ hand.approach_direction)).sum(-1)
     assert torch.allclose(back, torch.full_like(back, cfg.pregrasp_backoff_m))
+
+
+def test_pregrasp_is_the_first_candidate_that_clears_the_object(hand):
+    # a candidate that puts the hand into the object (here: the palm 3 cm forwards, into the
+    # cylinder; on wrap grasps, pulling the palm back does it with the fingers behind the object) is
+    # skipped for the next
+    pos, rot, q = _trust_grasps()
+    surf = _cylinder_surface()
+    deep, none = (-0.03, 0.0), (0.0, 0.6)
+
+    def clearance(backoff: float, share: float) -> torch.Tensor:
+        out = solve_squeeze(GraspBatch(hand, pos, rot, q), surf, SqueezeConfig(pregrasp_candidates=((backoff, share),)))
+        frames = hand.forward_kinematics(out.pre_position, rot, out.pre_joints)
+        contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=0.01)
+        return contacts.distance.min(dim=1).values
+
+    assert (clearance(*deep) < 0).all()  # the first candidate penetrates the object
+    cfg = SqueezeConfig(pregrasp_candidates=(deep, none), pregrasp_clearance_m=0.0)
+    out = solve_squeeze(GraspBatch(hand, pos, rot, q), surf, cfg)
+    back = ((pos - out.pre_position) * (rot @ hand.approach_direction)).sum(-1)
+    assert torch.allclose(back, torch.zeros_like(back))  # the second candidate: no backoff
+    assert (clearance(*none) >= 0).all()
+    # the opening moves closing joints towards the open pose, never past it and never closes one
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    assert ((q - out.pre_joints) * closing >= -1e-9).all()
 
 
 def _joint_moves_link(hand, joint: int, link: int) -> bool:

@@ -57,7 +57,7 @@ class OptimizeConfig:
     joint_jitter: float = 0.1  # truncated-normal std of initial joints, as a share of each range
     min_elevation_deg: float = -20.0  # with a table: palm directions no lower than this above the table
     squeeze: SqueezeConfig = field(default_factory=SqueezeConfig)  # contacts, squeeze and pregrasp (models/stages/squeeze.py)
-    oversample: float = 2.0  # optimise ceil(oversample * num_grasps) candidates, return the best num_grasps (non-penetrating, then balanced, first)
+    oversample: float = 3.0  # optimise ceil(oversample * num_grasps) candidates, return the best num_grasps (non-penetrating, then balanced, first)
     polish_steps: int = 0  # stage 2: gradient steps on the best states, contacts fixed, penetration weighted up
     polish_pen_factor: float = 10.0  # E_pen weight multiplier during the polish
     polish_step_size: float = 0.001  # normalised step of the polish (m / rad)

@@ -2,7 +2,7 @@
 record (``fc_mocap``; the earlier ``pinned`` protocol beside it, labelled), six directions;
 Q1, eta_np, eta_tb, diversity (delta_t), time and valid grasps per minute.
 
-Run: ``.venv/bin/python bench/optimize_quality.py [--objects 8] [--grasps 16] [--steps 300] [--partial
+Run: ``.venv/bin/python bench/optimize_quality.py [--objects 8] [--grasps 16] [--steps 300] [--execute] [--partial
 [--completion auto|mirror|off] [--viewpoint]]``.
 Complete clouds by default; ``--partial`` uses single-view depth-camera clouds (table in view), put
 through the service's own preprocessing (RANSAC table removal, normals, mirror completion of the
@@ -61,6 +61,8 @@ def main() -> None:
                     help="partial clouds: the pipeline's mirror completion of the unseen back")
     ap.add_argument("--viewpoint", action="store_true", help="partial clouds: send the camera position, as a robot would")
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--execute", action="store_true",
+                    help="also run every grasp as a table-top execution (approach, close, lift; scripted policy)")
     ap.add_argument("--set", action="append", default=[], help="OptimizeConfig override, e.g. --set num_contacts=6")
     a = ap.parse_args()
     overrides = {}
@@ -126,6 +128,13 @@ def main() -> None:
             # a grasp counts when it holds in simulation AND does not sink > 5 mm into the full mesh
             # (MuJoCo pushes a penetrating hand out and may still hold: not a grasp a robot can reach)
             clean = (per["max_penetration_m"] < MAX_PENETRATION_GATE_M).tolist()
+            extra = {}
+            if a.execute:  # the object on the table in its catalogue orientation; grasps from below are refused
+                ex = pool.execute(sim_obj, arrays, policy="scripted")
+                reachable = [r for r in ex if "under the table" not in r.get("reason", "")]
+                extra = {"exec_success": float(np.mean([r["success"] for r in ex])),
+                         "exec_reachable": len(reachable),
+                         "exec_success_reachable": float(np.mean([r["success"] for r in reachable])) if reachable else float("nan")}
             rows.append({"object": oid, "sim_success": float(np.mean(ok)), "sim_success_top4": float(np.mean(ok[:4])),
                          "sim_and_np": float(np.mean([a_ and b_ for a_, b_ in zip(ok, clean)])),
                          "energy_valid": float(res.valid.float().mean()), "mean_q1": summ["mean_q1"],
@@ -133,7 +142,7 @@ def main() -> None:
                          "sim_success_pinned": float(np.mean(ok_pinned)),
                          "squeeze_phase_moved": float(np.mean([r["phase_translation_m"].get("squeeze", 0) > 0.05
                                                                or r["phase_rotation_deg"].get("squeeze", 0) > 15 for r in sim])),
-                         "opt_s": round(res.elapsed_s, 2), "sim_ok": int(sum(ok)), **({"single_view": single_view} if a.partial else {})})
+                         "opt_s": round(res.elapsed_s, 2), "sim_ok": int(sum(ok)), **extra, **({"single_view": single_view} if a.partial else {})})
     keys = ["sim_success", "sim_success_top4", "sim_and_np", "sim_success_pinned", "squeeze_phase_moved", "energy_valid",
             "mean_q1", "eta_np", "eta_tb", "delta_t"]
     total_ok = sum(r["sim_ok"] for r in rows)
@@ -143,6 +152,12 @@ def main() -> None:
         "objects": len(rows), "grasps_per_object": a.grasps,
         **({"completion": a.completion, "viewpoint_sent": a.viewpoint, "views_completed": completed, "views_single": views} if a.partial else {}), "steps": a.steps, "overrides": dict(item.split("=", 1) for item in a.set),
         "mean": {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys},
+        **({"execution": {"success": round(float(np.mean([r["exec_success"] for r in rows])), 4),
+                          "reachable_grasps": int(sum(r["exec_reachable"] for r in rows)),
+                          "success_of_reachable": round(float(np.nansum([r["exec_success_reachable"] * r["exec_reachable"] for r in rows])
+                                                              / max(1, sum(r["exec_reachable"] for r in rows))), 4),
+                          "policy": "scripted", "protocol": "table-top approach, close to the squeeze, lift (sim_worker/execute.py)"}}
+           if a.execute else {}),
         "optimizer_s_total": round(t_opt, 1),
         "sim_valid_grasps_per_min_optimizer_time": round(60 * total_ok / t_opt, 1),
         "per_object": rows,

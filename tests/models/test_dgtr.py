@@ -209,9 +209,13 @@ def test_proposer_passes_batching_and_runtimes_agree(tiny_weights):
         np.testing.assert_allclose(list(g.joints.values()), list(k.joints.values()), atol=1e-4)
     pos = np.array([g.pose.position for g in together[0].grasps])
     assert np.isfinite(pos).all() and len({tuple(np.round(x, 6)) for x in pos}) == 10  # passes differ
-    for g in together[0].grasps:  # pre-grasp 1 cm behind the grasp along the approach, squeeze present
+    from models.stages.squeeze import SqueezeConfig
+
+    backoffs = sorted({b for b, _ in SqueezeConfig().pregrasp_candidates})
+    for g in together[0].grasps:  # pre-grasp at one of the candidate distances behind the grasp, squeeze present
         assert g.pregrasp is not None and g.squeeze is not None
-        assert abs(np.linalg.norm(np.subtract(g.pregrasp.pose.position, g.pose.position)) - 0.01) < 1e-6
+        back = np.linalg.norm(np.subtract(g.pregrasp.pose.position, g.pose.position))
+        assert min(abs(back - b) for b in backoffs) < 1e-6
 
 
 def test_proposer_refuses_missing_or_foreign_weights(tmp_path, tiny_weights):

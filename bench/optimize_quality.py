@@ -53,6 +53,7 @@ def pick_objects(n: int) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, default=8)
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N objects (a second, disjoint set)")
     ap.add_argument("--grasps", type=int, default=16)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--points", type=int, default=1024)
@@ -75,6 +76,12 @@ def main() -> None:
             sq = overrides.get("squeeze", SqueezeConfig())
             field_type = type(getattr(sq, k[8:]))
             overrides["squeeze"] = replace(sq, **{k[8:]: (v.lower() in ("1", "true", "yes")) if field_type is bool else field_type(v)})
+        elif isinstance(getattr(OptimizeConfig(), k), tuple):  # comma-separated, e.g. --set contact_links=ffdistal,thdistal
+            overrides[k] = tuple(x for x in v.split(",") if x)
+        elif k == "free_link_margin_m":
+            overrides[k] = None if v.lower() == "none" else float(v)
+        elif isinstance(getattr(OptimizeConfig(), k), bool):
+            overrides[k] = v.lower() in ("1", "true", "yes")
         else:
             overrides[k] = type(getattr(OptimizeConfig(), k))(v)
     prop = get_proposer("optimize", cfg=OptimizeConfig(steps=a.steps, **overrides))
@@ -84,7 +91,7 @@ def main() -> None:
     completed = views = 0
     with SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool, \
             SimPool("mujoco", procs=a.procs, cfg=SimConfig.preset("pinned")) as pinned_pool:
-        for oid in tqdm(pick_objects(a.objects), desc="objects"):
+        for oid in tqdm(pick_objects(a.skip + a.objects)[a.skip:], desc="objects"):
             mesh = objects.load_mesh(oid)
             dense_p, dense_n = objects.complete_cloud(mesh, n=20000, seed=1)
             surface = ObjectCloud(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
@@ -149,7 +156,7 @@ def main() -> None:
     out = {
         "hardware": hardware(), "protocol": "fc_mocap (referee of record); sim_success_pinned: the earlier pinned protocol",
         "split": "validation", "cloud": "partial" if a.partial else "complete",
-        "objects": len(rows), "grasps_per_object": a.grasps,
+        "objects": len(rows), "skipped_first": a.skip, "grasps_per_object": a.grasps,
         **({"completion": a.completion, "viewpoint_sent": a.viewpoint, "views_completed": completed, "views_single": views} if a.partial else {}), "steps": a.steps, "overrides": dict(item.split("=", 1) for item in a.set),
         "mean": {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys},
         **({"execution": {"success": round(float(np.mean([r["exec_success"] for r in rows])), 4),

@@ -202,7 +202,8 @@ def refine(cands: Candidates, prep: Prepared, cfg: RefineConfig | None, squeeze:
     done, sol = finish(GraspBatch(b.hand, ref.root_pos, ref.root_rot, ref.joints), cloud, squeeze)
     grasps = []
     for i, g in enumerate(cands.grasps):
-        sc = {**g.scores, "squeeze_residual_n": float(sol.residual_n[i]), "squeeze_contacts": float(sol.contact_count[i])}
+        sc = {**g.scores, "squeeze_residual_n": float(sol.residual_n[i]), "squeeze_contacts": float(sol.contact_count[i]),
+              "squeeze_fingers": float(sol.finger_count[i])}
         grasps.append(make_grasp(g.hand, done.root_rot[i], done.root_pos[i], done.joints[i], done.root_rot[i],
                                  sol.pre_position[i], sol.pre_joints[i], sc, sol.squeeze[i]))
     dt = b.root_pos.dtype

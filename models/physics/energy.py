@@ -70,12 +70,16 @@ def contact_normals(contact_points: Tensor, obj: ObjectCloud) -> Tensor:
     )
 
 
-def object_penetration(hand: HandModel, frames: LinkFrames, obj: ObjectCloud, margin: float = 0.0) -> Tensor:
+def object_penetration(hand: HandModel, frames: LinkFrames, obj: ObjectCloud, margin: float | Tensor = 0.0) -> Tensor:
     """E_pen = sum over object points of their depth inside the hand's collision primitives (m),
     the primitives inflated by ``margin`` (m): a cloud samples the surface every few mm, so a
-    finger can sink between samples; a margin of about half the spacing keeps it out."""
+    finger can sink between samples; a margin of about half the spacing keeps it out. ``margin``
+    may be one value per primitive (G,): links meant to stay clear of the object get a larger one."""
     b = frames.translation.shape[0]
     pts = obj.points.expand(b, *obj.points.shape) if obj.points.dim() == 2 else obj.points
+    if isinstance(margin, Tensor) and margin.dim() == 1:
+        sd = (hand.signed_distance_per_geom(frames, pts) - margin.to(pts)[None, :, None]).min(dim=1).values
+        return torch.relu(-sd).sum(dim=-1)
     sd = hand.signed_distance(frames, pts)
     return torch.relu(margin - sd).sum(dim=-1)
 
@@ -130,7 +134,7 @@ def grasp_energy(
     obj: ObjectCloud,
     plane: Plane | None = None,
     weights: EnergyWeights | None = None,
-    pen_margin: float = 0.0,
+    pen_margin: float | Tensor = 0.0,
 ) -> dict[str, Tensor]:
     """All terms and their weighted sum ``total`` for B grasps with active contacts
     ``contact_index`` (B, C) indexing the hand's contact candidates; ``pen_margin`` (m) inflates

@@ -117,7 +117,8 @@ def finish_grasps(
     batch, sol = finish(GraspBatch(h, pos, rot, q), cloud, squeeze)
     out = []
     for i in range(pos.shape[0]):
-        sc = {**scores[i], "squeeze_residual_n": float(sol.residual_n[i]), "squeeze_contacts": float(sol.contact_count[i])}
+        sc = {**scores[i], "squeeze_residual_n": float(sol.residual_n[i]), "squeeze_contacts": float(sol.contact_count[i]),
+              "squeeze_fingers": float(sol.finger_count[i])}
         out.append(make_grasp(hand_name, batch.root_rot[i], batch.root_pos[i], batch.joints[i], batch.root_rot[i],
                               sol.pre_position[i], sol.pre_joints[i], sc, sol.squeeze[i]))
     return out

@@ -44,6 +44,19 @@ class OptimizeConfig:
 
     steps: int = 400  # annealing iterations
     num_contacts: int = 8  # active contact candidates per grasp (4 as in DexGraspNet: 11% sim success vs 38%)
+    # links whose contact candidates may be active (empty: every link's); a text intent narrows further.
+    # Fingertips and middle links (0.7.0): fc_mocap 41.9 -> 49.4 % and 36.9 -> 45.0 % on two disjoint sets of
+    # 10 validation objects (all links -> these); distal links alone 36.2 %, one contact per fingertip 31.9 %
+    contact_links: tuple[str, ...] = ("ffdistal", "mfdistal", "rfdistal", "lfdistal", "thdistal",
+                                      "ffmiddle", "mfmiddle", "rfmiddle", "lfmiddle", "thmiddle")
+    # one active contact per link of ``contact_links`` (each slot resampled on its own link only), as
+    # BODex places one contact per fingertip; num_contacts is then len(contact_links)
+    contact_per_link: bool = False
+    # with contact_links: links without contacts keep this far (m) from the cloud in E_pen (None:
+    # pen_margin_m, as every link). Short-lever links (palm, proximal) touching at the grasp are stiff:
+    # a fraction of a mm of gap error there is a force spike that flicks the free object. Measured with
+    # the 0.7.0 contact links, 5 mm: 49.4 -> 42.5 % (validation, 10 objects), so off by default
+    free_link_margin_m: float | None = None
     step_size: float = 0.005  # initial normalised step (m for translation, rad for joints)
     step_decay: float = 0.95  # multiplied every ``decay_every`` steps
     decay_every: int = 50
@@ -66,6 +79,9 @@ class OptimizeConfig:
     # ranking: every candidate is finished (squeeze solved) and those whose contacts cannot balance
     # the squeeze (residual above this, N) go after the balanced ones; 0 ranks by energy alone
     max_balance_residual_n: float = 1.0
+    # ranking, after balance: candidates whose pushing contacts span fewer fingers than this go after
+    # those that span this many (validation replay, balanced grasps: all 5 fingers hold 61 %, fewer 23 %)
+    min_squeeze_fingers: int = 5
     weights: EnergyWeights = field(default_factory=EnergyWeights)
     # E_inside weight on single-view clouds (keypoint spheres behind the observed surface; the unseen side):
     # validation partial views, eta_np 63 -> 82 % as served, 91 % with the viewpoint. Complete clouds skip it (it doubles the energy's cost)
@@ -85,6 +101,23 @@ def _allowed_contacts(priors: Priors | None, n_cand: int) -> Tensor | None:
         raise ValueError(f"priors.contact_mask must have shape ({n_cand},), got {tuple(mask.shape)}")
     idx = torch.nonzero(mask.cpu())[:, 0]
     return idx if idx.numel() else None
+
+
+def _narrow(allowed: Tensor | None, on_links: Tensor) -> Tensor:
+    """The candidates in ``allowed`` (None: all) that also lie on the chosen links; ``allowed``
+    alone when none does (an intent's region wins over the link choice)."""
+    pick = torch.nonzero(on_links)[:, 0]
+    if allowed is None:
+        return pick
+    both = allowed[on_links[allowed]]
+    return both if both.numel() else allowed
+
+
+def _slot_table(sets: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-slot candidate sets as a padded (S, M) index table and their sizes (S,)."""
+    m = max(int(t.numel()) for t in sets)
+    mat = torch.stack([torch.cat([t, t[:1].expand(m - t.numel())]) for t in sets])
+    return mat, torch.tensor([int(t.numel()) for t in sets])
 
 
 def _contact_guide(problems: list[Problem], owner: Tensor, dev: torch.device, dt: torch.dtype) -> tuple[Tensor, Tensor] | None:
@@ -124,7 +157,7 @@ class OptimizeProposer:
     """``optimize``: the annealed synthesis energy (the slow oracle and data engine)."""
 
     name: ClassVar[str] = "optimize"
-    version = "0.6.0"
+    version = "0.7.0"
     # takes an instruction's priors; grasps the completed cloud (validation, partial views: sim
     # success 29.4 -> 35.6 %, eta_np 57.5 -> 63.1 %); never picked by method=auto
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -191,11 +224,42 @@ class OptimizeProposer:
 
         # per problem, the contact candidates it may activate (None: all; a text intent narrows them)
         allowed = [_allowed_contacts(pr.priors, n_cand) for pr in problems]
+        if cfg.contact_links:
+            names = h.link_names
+            unknown = sorted(set(cfg.contact_links) - set(names))
+            if unknown:
+                raise ValueError(f"contact_links names links the hand does not have: {unknown}")
+            bare = sorted(set(cfg.contact_links) - {names[int(li)] for li in h.contact_link.cpu()})
+            if bare:
+                raise ValueError(f"contact_links names links without contact candidates: {bare}")
+            on_links = torch.tensor([names[int(li)] in cfg.contact_links for li in h.contact_link.cpu()])
+            allowed = [_narrow(ok, on_links) for ok in allowed]
 
         def draw_contacts(g: torch.Generator, shape: tuple[int, ...], ok: Tensor | None) -> Tensor:
             if ok is None:
                 return torch.randint(n_cand, shape, generator=g)
             return ok[torch.randint(ok.numel(), shape, generator=g)]
+
+        n_slots = cfg.num_contacts
+        slot_tables: list[tuple[Tensor, Tensor]] = []
+        if cfg.contact_per_link:
+            if not cfg.contact_links:
+                raise ValueError("contact_per_link needs contact_links")
+            n_slots = len(cfg.contact_links)
+            link_of = [h.link_names[int(li)] for li in h.contact_link.cpu()]
+            for ok in allowed:
+                sets = []
+                for name in cfg.contact_links:
+                    on = torch.tensor([n == name for n in link_of])
+                    sets.append(_narrow(ok, on) if ok is not None else torch.nonzero(on)[:, 0])
+                slot_tables.append(_slot_table(sets))
+
+        def draw_slots(g: torch.Generator, table: tuple[Tensor, Tensor], slot: Tensor) -> Tensor:
+            """A candidate for each entry of ``slot`` (any shape), from that slot's own set."""
+            mat, count = table
+            u = torch.rand(slot.shape, generator=g)
+            k = (u * count[slot]).long().clamp_max(count[slot] - 1)
+            return mat[slot, k]
 
         xs, cs = [], []
         for pr, gen, n, ok in zip(problems, gens, sizes, allowed):
@@ -216,7 +280,11 @@ class OptimizeProposer:
                 q0 = torch.where(pri.init_joint_mask, pri.init_joints.to(q0), q0)
             q = h.project_joints((q0 + jit * cfg.joint_jitter * span).to(dev, dt))
             xs.append(torch.cat([pos.to(dev, dt), matrix_to_rot6d(rot.to(dev, dt)), q], dim=-1))
-            cs.append(draw_contacts(gen, (n, cfg.num_contacts), ok).to(dev))
+            if slot_tables:
+                slots = torch.arange(n_slots).expand(n, n_slots)
+                cs.append(draw_slots(gen, slot_tables[len(cs)], slots).to(dev))
+            else:
+                cs.append(draw_contacts(gen, (n, cfg.num_contacts), ok).to(dev))
         x, contacts = torch.cat(xs), torch.cat(cs)
         obj, plane_d = self._batched_scene(problems, owner)
         guide = _contact_guide(problems, owner, dev, dt)
@@ -229,8 +297,13 @@ class OptimizeProposer:
         def draw(fn: Callable[[torch.Generator, int], Tensor]) -> Tensor:
             return torch.cat([fn(g, n) for g, n in zip(gens, sizes)])
 
+        pen_margin: float | Tensor = cfg.pen_margin_m
+        if cfg.contact_links and cfg.free_link_margin_m is not None:
+            touching = torch.tensor([h.link_names[int(li)] in cfg.contact_links for li in h.geom_link.cpu()])
+            pen_margin = torch.where(touching, cfg.pen_margin_m, cfg.free_link_margin_m).to(dev, dt)
+
         def energy(
-            xx: Tensor, cc: Tensor, guided: bool = True, margin: float = cfg.pen_margin_m, weights: EnergyWeights = base_w
+            xx: Tensor, cc: Tensor, guided: bool = True, margin: float | Tensor = pen_margin, weights: EnergyWeights = base_w
         ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
             xx = xx.detach().requires_grad_(True)
             terms = grasp_energy(h, xx[:, :3], rot6d_to_matrix(xx[:, 3:9]), xx[:, 9:], cc, obj, plane_d, weights, margin)
@@ -255,8 +328,15 @@ class OptimizeProposer:
             x_new[:, 9:] = h.project_joints(x_new[:, 9:])
             c_new = contacts.clone()
             switch = draw(lambda g, n: torch.rand(n, generator=g) < cfg.switch_prob)
-            which = draw(lambda g, n: torch.randint(cfg.num_contacts, (n,), generator=g))
-            new_idx = torch.cat([draw_contacts(g, (n,), ok) for g, n, ok in zip(gens, sizes, allowed)])
+            which = draw(lambda g, n: torch.randint(n_slots, (n,), generator=g))
+            if slot_tables:
+                parts, k0 = [], 0
+                for g, n, table in zip(gens, sizes, slot_tables):
+                    parts.append(draw_slots(g, table, which[k0:k0 + n]))
+                    k0 += n
+                new_idx = torch.cat(parts)
+            else:
+                new_idx = torch.cat([draw_contacts(g, (n,), ok) for g, n, ok in zip(gens, sizes, allowed)])
             rows = torch.nonzero(switch)[:, 0]
             c_new[rows.to(dev), which[rows].to(dev)] = new_idx[rows].to(dev)
             e_new, g_new, _ = energy(x_new, c_new)
@@ -296,13 +376,19 @@ class OptimizeProposer:
         if "table" in terms:
             valid &= terms["table"] < 0.01
         # rank within each problem: no noticeable penetration first, then the energy filter, then (when
-        # asked) contacts that balance the squeeze, then energy. Balance needs every candidate finished.
-        key = terms["total"] + (~valid).to(dt) * 1e3 + (terms["pen"] > cfg.max_pen_rank).to(dt) * 1e6
+        # asked) contacts that balance the squeeze, then contacts on enough fingers, then energy.
+        # Balance needs every candidate finished. Lexicographic: each flag outweighs all after it.
+        n_all = terms["total"].shape[0]
+        energy_rank = torch.empty(n_all, device=dev, dtype=dt)
+        energy_rank[torch.argsort(terms["total"], stable=True)] = torch.arange(n_all, device=dev, dtype=dt) / max(n_all, 1)
+        key = energy_rank + (~valid).to(dt) * 4.0 + (terms["pen"] > cfg.max_pen_rank).to(dt) * 8.0
         finished: list[Grasp] | None = None
         if cfg.max_balance_residual_n > 0:
             finished = self._to_grasps(best_x, terms, obj, plane_d)
             residual = torch.tensor([g.scores["squeeze_residual_n"] for g in finished], device=dev, dtype=dt)
-            key = key + (residual > cfg.max_balance_residual_n).to(dt) * 1e2
+            fingers = torch.tensor([g.scores["squeeze_fingers"] for g in finished], device=dev, dtype=dt)
+            key = key + (residual > cfg.max_balance_residual_n).to(dt) * 2.0
+            key = key + (fingers < cfg.min_squeeze_fingers).to(dt) * 1.0
         picked: list[int] = []
         bounds = [0, *torch.tensor(sizes).cumsum(0).tolist()]
         for i, pr in enumerate(problems):
@@ -393,9 +479,11 @@ class FastProposer(OptimizeProposer):
 
 def fast_config() -> OptimizeConfig:
     # no oversampling: the pipeline already asks for candidates_per_grasp times the grasps it returns
-    # and no E_inside: the fast path keeps its latency (single views measured with it: follow-up)
+    # and no E_inside: the fast path keeps its latency (single views measured with it: follow-up).
+    # Contacts on every link and no finger-count ranking: the 0.7.0 choices of ``optimize`` are not
+    # measured on the fast path yet
     return replace(OptimizeConfig(), steps=60, step_size=0.008, decay_every=15, temperature_every=8, oversample=1.0,
-                   single_view_inside=0.0)
+                   single_view_inside=0.0, contact_links=(), min_squeeze_fingers=0)
 
 
 def _demo() -> None:  # pragma: no cover - manual check

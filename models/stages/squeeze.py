@@ -79,13 +79,15 @@ class SqueezeConfig:
 @dataclass(frozen=True)
 class SqueezeResult:
     """Per grasp: squeeze joints (B, J), pregrasp palm position (B, 3) (same orientation) and
-    joints (B, J), the balance residual (B,) in N, and the number of pushing contacts (B,)."""
+    joints (B, J), the balance residual (B,) in N, the number of pushing contacts (B,) and of
+    fingers with at least one pushing contact (B,)."""
 
     squeeze: Tensor
     pre_position: Tensor
     pre_joints: Tensor
     residual_n: Tensor
     contact_count: Tensor
+    finger_count: Tensor
 
 
 def _balance(wrench_edges: np.ndarray, total_normal: float, ridge: float) -> tuple[np.ndarray, float]:
@@ -162,6 +164,29 @@ def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     return GraspBatch(hand, pos, rot, q)
 
 
+def _link_fingers(hand: HandModel) -> list[int]:
+    """Per link: the index of its finger (fingers numbered by the palm's children their chains hang
+    from, in link order), -1 for the palm."""
+    tops = []
+    for li in range(hand.num_links):
+        top = li
+        while top > 0 and hand.parent[top] > 0:
+            top = hand.parent[top]
+        tops.append(top)
+    number = {t: i for i, t in enumerate(sorted({t for t in tops if t > 0}))}
+    return [number.get(t, -1) for t in tops]
+
+
+def finger_count(hand: HandModel, link: Tensor, mask: Tensor) -> Tensor:
+    """(B,) the number of fingers with at least one of the links ``link`` (K,) active in ``mask`` (B, K)."""
+    fingers = torch.tensor(_link_fingers(hand), dtype=torch.int64)[link.cpu()].to(mask.device)  # (K,)
+    n = int(fingers.max()) + 1 if fingers.numel() else 0
+    if n <= 0:
+        return torch.zeros(mask.shape[0], dtype=torch.int64, device=mask.device)
+    onehot = torch.nn.functional.one_hot(fingers.clamp_min(0), n).double() * (fingers >= 0)[:, None].double()
+    return ((mask.double() @ onehot) > 0).sum(1)
+
+
 def _finger_joint_groups(hand: HandModel) -> list[list[int]]:
     """Joint indices grouped by finger: the chain below each child link of the palm."""
     groups: dict[int, list[int]] = {}
@@ -198,6 +223,7 @@ def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     offsets = torch.zeros(b, nj, dtype=dt)
     residual = torch.zeros(b, dtype=dt)
     count = contacts.mask.sum(1)
+    fingers = finger_count(hand, contacts.link, contacts.mask)
     for i in range(b):
         active = torch.nonzero(contacts.mask[i]).flatten()
         if active.numel() < 2:
@@ -225,9 +251,9 @@ def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     pre_q = torch.maximum(torch.minimum(pre_q, hand.upper.to(dt)), hand.lower.to(dt))
     approach = rot @ hand.approach_direction.to(dt)
     if not cfg.pregrasp_candidates:
-        return SqueezeResult(squeeze, pos - cfg.pregrasp_backoff_m * approach, pre_q, residual, count)
+        return SqueezeResult(squeeze, pos - cfg.pregrasp_backoff_m * approach, pre_q, residual, count, fingers)
     pre_pos, pre_q = _clear_pregrasp(hand, pos, rot, pre_q, approach, surf, cfg)
-    return SqueezeResult(squeeze, pre_pos, pre_q, residual, count)
+    return SqueezeResult(squeeze, pre_pos, pre_q, residual, count, fingers)
 
 
 def _clear_pregrasp(hand: HandModel, pos: Tensor, rot: Tensor, mirror_q: Tensor, approach: Tensor,

@@ -117,6 +117,7 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
         "energy": res.energy["total"].numpy()[sel].astype(np.float32),
         "stats": np.array([len(res.grasps), int(keep.sum()), len(sel)], dtype=np.int64),
         "optimizer_s": np.array(res.elapsed_s),
+        "optimizer": np.array(f"optimize {prop.version}"),
     }
 
 
@@ -199,6 +200,22 @@ def scene_diversity(rows: list[dict[str, Any]], hand_name: str = "shadow") -> di
     }
 
 
+def _by_optimizer(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Scenes, grasps optimised and referee-valid per optimizer version (a resumed run may mix them)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if "error" in r:
+            continue
+        v = str(r["optimizer"]) if "optimizer" in r else "unrecorded"
+        d = out.setdefault(v, {"scenes": 0, "grasps_optimised": 0, "grasps_sim_validated": 0})
+        d["scenes"] += 1
+        d["grasps_optimised"] += int(r["stats"][0])
+        d["grasps_sim_validated"] += int(r["stats"][2])
+    for d in out.values():
+        d["pass_rate_sim_of_optimised"] = round(d["grasps_sim_validated"] / max(1, d["grasps_optimised"]), 4)
+    return out
+
+
 def summarize_dataset(out_dir: str | Path) -> dict[str, Any]:
     rows = load_dataset(out_dir)
     stats = np.array([r["stats"] for r in rows]) if rows else np.zeros((0, 3), dtype=np.int64)
@@ -218,6 +235,7 @@ def summarize_dataset(out_dir: str | Path) -> dict[str, Any]:
         "pass_rate_sim_of_optimised": round(float(stats[:, 2].sum() / max(1, stats[:, 0].sum())), 4),
         "mean_q1": round(float(q1.mean()), 4) if len(q1) else None,
         "diversity": scene_diversity(with_grasps),
+        "by_optimizer": _by_optimizer(rows),
     }
     Path(out_dir, "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -144,3 +144,24 @@ def test_single_view_turns_on_the_unseen_side_term():
     batched = prop.propose_batch([Problem(pf, nf, 2, seed=0), Problem(p, n, 2, seed=0)])
     torch.testing.assert_close(batched[0].energy["total"], alone_view.energy["total"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(batched[1].energy["total"], alone_full.energy["total"], atol=1e-4, rtol=1e-4)
+
+
+def test_contact_links_restrict_the_active_contacts():
+    """With ``contact_links`` the optimiser only activates contact candidates on those links (an
+    intent's allowed set is narrowed, not replaced); unknown link names are refused."""
+    from models.hands import get_hand
+    from models.proposers.optimize import _narrow
+
+    h = get_hand("shadow", dtype="float32")
+    on = torch.tensor([h.link_names[int(li)] in ("ffdistal", "thdistal") for li in h.contact_link])
+    picked = _narrow(None, on)
+    assert picked.numel() == int(on.sum()) > 0 and bool(on[picked].all())
+    region = torch.nonzero(on)[:3, 0]
+    assert _narrow(torch.cat([region, torch.nonzero(~on)[:5, 0]]), on).tolist() == region.tolist()
+    elsewhere = torch.nonzero(~on)[:4, 0]
+    assert _narrow(elsewhere, on).tolist() == elsewhere.tolist()  # no overlap: the intent's region wins
+    p, n = _sphere()
+    res = get_proposer("optimize", cfg=OptimizeConfig(steps=6, contact_links=("ffdistal", "thdistal"))).propose(p, n, 2)
+    assert len(res.grasps) == 2
+    with pytest.raises(ValueError, match="nodistal"):
+        get_proposer("optimize", cfg=OptimizeConfig(steps=2, contact_links=("nodistal",))).propose(p, n, 2)

@@ -170,3 +170,30 @@ def test_snap_brings_hovering_fingers_onto_the_surface(hand):
     assert (after.distance[sel].abs() < 0.0015).double().mean() > 0.4
     assert after.distance[sel].abs().mean() < 0.5 * before.distance[sel].mean()
     assert (snapped <= hand.upper + 1e-9).all() and (snapped >= hand.lower - 1e-9).all()
+
+
+def test_finger_count_counts_fingers_not_links(hand):
+    """Links of one finger count once, the palm never; checked against the MJCF's own body tree."""
+    from models.stages.squeeze import finger_count
+
+    m = hand_model(hand.spec, root="fixed", with_visual=False)
+    names = hand.link_names
+    palm = m.body(hand.spec.mjcf.name_prefix + names[0]).id
+
+    def finger_of(link: str) -> int:  # the palm's child this link hangs from, by MuJoCo's parent ids
+        b = m.body(hand.spec.mjcf.name_prefix + link).id
+        while int(m.body_parentid[b]) != palm:
+            b = int(m.body_parentid[b])
+        return b
+
+    idx = {n: i for i, n in enumerate(names)}
+    links = torch.tensor([idx[n] for n in ("palm", "ffproximal", "ffdistal", "mfdistal", "thdistal", "thmiddle", "lfdistal")])
+    mask = torch.tensor([
+        [True, True, True, False, False, False, False],  # palm + one finger twice
+        [False, True, False, True, True, True, True],  # ff, mf, th (twice), lf
+        [True, False, False, False, False, False, False],  # palm only
+    ])
+    expect = [len({finger_of(names[int(links[k])]) for k in range(len(links)) if row[k] and int(links[k]) != 0})
+              for row in mask.tolist()]
+    assert expect == [1, 4, 0]
+    assert finger_count(hand, links, mask).tolist() == expect

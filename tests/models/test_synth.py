@@ -17,6 +17,12 @@ def test_tiny_run_writes_shards_and_resumes(tmp_path):
     assert len(shards) == 2 and summary["scenes"] == 2
     assert summary["grasps_optimised"] == 8
     assert summary["grasps_sim_validated"] <= summary["grasps_passing_penetration"] <= 8
+    from models.proposers.optimize import OptimizeProposer
+
+    # each shard names the optimizer that made it; the card splits its counts by that
+    (version, part), = summary["by_optimizer"].items()
+    assert version == f"optimize {OptimizeProposer.version}"
+    assert part["scenes"] == 2 and part["grasps_sim_validated"] == summary["grasps_sim_validated"]
     rows = load_dataset(tmp_path)
     for r in rows:
         n = int(r["stats"][2])

@@ -261,7 +261,8 @@ class OptimizeProposer:
             k = (u * count[slot]).long().clamp_max(count[slot] - 1)
             return mat[slot, k]
 
-        xs, cs = [], []
+        xs: list[Tensor] = []
+        cs: list[Tensor] = []
         for pr, gen, n, ok in zip(problems, gens, sizes, allowed):
             pts = pr.points.to(dt)
             up = None if pr.plane is None else pr.plane.normal.to(dt).cpu()

@@ -189,3 +189,19 @@ def test_hand_inside_object_sees_the_unobserved_side(shadow64):
     on = grasp_energy(h, pos, eye, h.open_pose[None], contacts, obj, weights=EnergyWeights(inside=100.0))
     assert "inside" not in off and "inside" in on
     assert torch.allclose(on["total"], off["total"] + 100.0 * on["inside"])
+
+
+def test_per_primitive_penetration_margin(shadow64):
+    """A margin per collision primitive: all equal is the scalar margin; a larger one on some
+    primitives counts exactly the points within it of those primitives (a brute-force reference)."""
+    h = shadow64
+    obj, pos, rot, q = _configs(h, 6, seed=2)
+    frames = h.forward_kinematics(pos, rot, q)
+    g = len(h.geom_type)
+    same = object_penetration(h, frames, obj, torch.full((g,), 0.002, dtype=torch.float64))
+    assert torch.allclose(same, object_penetration(h, frames, obj, 0.002))
+    margin = torch.where(torch.arange(g) % 2 == 0, 0.002, 0.006).to(torch.float64)
+    sd = h.signed_distance_per_geom(frames, obj.points.expand(6, *obj.points.shape))  # (B, G, P)
+    ref = torch.relu((margin[None, :, None] - sd).max(dim=1).values).sum(-1)
+    got = object_penetration(h, frames, obj, margin)
+    assert torch.allclose(got, ref) and bool((got >= same).all()) and bool((got > same).any())

@@ -26,7 +26,8 @@ def _grasps():
 
     p, n = _sphere()
     # a fixed fixture: the optimiser settings these refine tests were written against
-    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=40, oversample=1.0, pen_margin_m=0.0))
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=40, oversample=1.0, pen_margin_m=0.0, contact_links=(),
+                                                       min_squeeze_fingers=0))
     res = prop.propose(p, n, 6, seed=0)
     return prop.hand, ObjectCloud(p, n), grasps_to_tensors(res.grasps)
 

@@ -190,14 +190,10 @@ def finger_count(hand: HandModel, link: Tensor, mask: Tensor) -> Tensor:
 def _finger_joint_groups(hand: HandModel) -> list[list[int]]:
     """Joint indices grouped by finger: the chain below each child link of the palm."""
     groups: dict[int, list[int]] = {}
-    for li in range(1, hand.num_links):
+    for li, finger in enumerate(_link_fingers(hand)):
         qi = hand.joint_of_link[li]
-        if qi < 0:
-            continue
-        top = li
-        while hand.parent[top] > 0:
-            top = hand.parent[top]
-        groups.setdefault(top, []).append(qi)
+        if qi >= 0 and finger >= 0:
+            groups.setdefault(finger, []).append(qi)
     return [sorted(g) for g in groups.values()]
 
 

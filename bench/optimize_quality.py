@@ -36,7 +36,6 @@ from models.physics.quality import MAX_PENETRATION_GATE_M, grasp_quality, summar
 from models.pipeline import GraspQuery, PipelineConfig, preprocess
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
-from models.stages.squeeze import SqueezeConfig
 from sim_worker.arrays import GraspArrays
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool
@@ -72,10 +71,11 @@ def main() -> None:
         if k.startswith("weights."):  # an energy weight, e.g. --set weights.inside=100
             w = overrides.get("weights", EnergyWeights())
             overrides["weights"] = replace(w, **{k[8:]: float(v)})
-        elif k.startswith("squeeze."):  # the finishing stage, e.g. --set squeeze.snap_target_m=0.002
-            sq = overrides.get("squeeze", SqueezeConfig())
-            field_type = type(getattr(sq, k[8:]))
-            overrides["squeeze"] = replace(sq, **{k[8:]: (v.lower() in ("1", "true", "yes")) if field_type is bool else field_type(v)})
+        elif k.split(".", 1)[0] in ("squeeze", "contact_qp"):  # a nested config, e.g. --set squeeze.snap_target_m=0.002
+            group, name = k.split(".", 1)
+            sub = overrides.get(group, getattr(OptimizeConfig(), group))
+            field_type = type(getattr(sub, name))
+            overrides[group] = replace(sub, **{name: (v.lower() in ("1", "true", "yes")) if field_type is bool else field_type(v)})
         elif isinstance(getattr(OptimizeConfig(), k), tuple):  # comma-separated, e.g. --set contact_links=ffdistal,thdistal
             overrides[k] = tuple(x for x in v.split(",") if x)
         elif k == "free_link_margin_m":

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..core.geometry import ObjectCloud, Plane, knn, object_signed_distance
 from ..hands.model import HandModel, LinkFrames
+from .contact_qp import ContactQPConfig, contact_qp_energy
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class EnergyWeights:
     # sum of depths (m) of keypoint spheres inside the object by the cloud's signed distance; a (B,) tensor
     # weights each grasp (the optimiser: single views only); 0 everywhere: the term is not computed
     inside: float | Tensor = 0.0
+    # E_qp (contact_qp.py): residual of the contact-force QP over six task forces; 0: not computed
+    qp: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -135,10 +138,11 @@ def grasp_energy(
     plane: Plane | None = None,
     weights: EnergyWeights | None = None,
     pen_margin: float | Tensor = 0.0,
+    qp: ContactQPConfig | None = None,
 ) -> dict[str, Tensor]:
     """All terms and their weighted sum ``total`` for B grasps with active contacts
     ``contact_index`` (B, C) indexing the hand's contact candidates; ``pen_margin`` (m) inflates
-    the hand for the penetration term (see :func:`object_penetration`)."""
+    the hand for the penetration term (see :func:`object_penetration`); ``qp`` configures E_qp."""
     w = weights or EnergyWeights()
     frames = hand.forward_kinematics(root_pos, root_rot, joints)
     cand = hand.contact_candidates(frames)
@@ -152,6 +156,8 @@ def grasp_energy(
         "spen": self_penetration(hand, frames),
         "joints": joint_limits(hand, joints),
     }
+    if w.qp:
+        terms["qp"] = contact_qp_energy(cp, n, obj.center, qp)
     if plane is not None:
         terms["table"] = table_penetration(hand, frames, plane)
     if bool(torch.as_tensor(w.inside).ne(0).any()):

@@ -27,6 +27,7 @@ from ..device import resolve
 from ..grasp import Grasp
 from ..hands import get_hand
 from ..hands.model import HandModel
+from ..physics.contact_qp import ContactQPConfig
 from ..physics.energy import EnergyWeights, grasp_energy
 from ..physics.init_poses import palm_placements
 from ..stages.completion import CompletionConfig, partial_score
@@ -83,6 +84,7 @@ class OptimizeConfig:
     # those that span this many (validation replay, balanced grasps: all 5 fingers hold 61 %, fewer 23 %)
     min_squeeze_fingers: int = 5
     weights: EnergyWeights = field(default_factory=EnergyWeights)
+    contact_qp: ContactQPConfig = field(default_factory=ContactQPConfig)  # E_qp's constants (when weights.qp > 0)
     # E_inside weight on single-view clouds (keypoint spheres behind the observed surface; the unseen side):
     # validation partial views, eta_np 63 -> 82 % as served, 91 % with the viewpoint. Complete clouds skip it (it doubles the energy's cost)
     single_view_inside: float = 100.0
@@ -307,7 +309,8 @@ class OptimizeProposer:
             xx: Tensor, cc: Tensor, guided: bool = True, margin: float | Tensor = pen_margin, weights: EnergyWeights = base_w
         ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
             xx = xx.detach().requires_grad_(True)
-            terms = grasp_energy(h, xx[:, :3], rot6d_to_matrix(xx[:, 3:9]), xx[:, 9:], cc, obj, plane_d, weights, margin)
+            terms = grasp_energy(h, xx[:, :3], rot6d_to_matrix(xx[:, 3:9]), xx[:, 9:], cc, obj, plane_d, weights, margin,
+                                 cfg.contact_qp)
             total = terms["total"]
             if guided and guide is not None:  # a text intent's pull of the active contacts to its region
                 total = total + _guide_energy(h, xx, cc, *guide)

@@ -31,7 +31,6 @@ from models.core.geometry import ObjectCloud, Plane
 from models.grasp import grasps_to_tensors
 from models.hands import get_hand
 from models.physics.diversity import diversity
-from models.physics.energy import EnergyWeights
 from models.physics.quality import MAX_PENETRATION_GATE_M, grasp_quality, summarize
 from models.pipeline import GraspQuery, PipelineConfig, preprocess
 from models.proposers import get_proposer
@@ -68,10 +67,8 @@ def main() -> None:
     overrides = {}
     for item in a.set:
         k, v = item.split("=", 1)
-        if k.startswith("weights."):  # an energy weight, e.g. --set weights.inside=100
-            w = overrides.get("weights", EnergyWeights())
-            overrides["weights"] = replace(w, **{k[8:]: float(v)})
-        elif k.split(".", 1)[0] in ("squeeze", "contact_qp"):  # a nested config, e.g. --set squeeze.snap_target_m=0.002
+        if k.split(".", 1)[0] in ("weights", "squeeze", "contact_qp"):
+            # a nested config, from the optimiser's defaults: --set weights.qp=0, --set squeeze.snap_target_m=0.002
             group, name = k.split(".", 1)
             sub = overrides.get(group, getattr(OptimizeConfig(), group))
             field_type = type(getattr(sub, name))

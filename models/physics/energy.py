@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..core.geometry import ObjectCloud, Plane, knn, object_signed_distance
 from ..hands.model import HandModel, LinkFrames
-from .contact_qp import ContactQPConfig, contact_qp_energy
+from .contact_qp import ContactQPConfig, QPWarmStart, contact_qp_energy
 
 
 @dataclass(frozen=True)
@@ -139,10 +139,12 @@ def grasp_energy(
     weights: EnergyWeights | None = None,
     pen_margin: float | Tensor = 0.0,
     qp: ContactQPConfig | None = None,
+    qp_warm: QPWarmStart | None = None,
 ) -> dict[str, Tensor]:
     """All terms and their weighted sum ``total`` for B grasps with active contacts
     ``contact_index`` (B, C) indexing the hand's contact candidates; ``pen_margin`` (m) inflates
-    the hand for the penetration term (see :func:`object_penetration`); ``qp`` configures E_qp."""
+    the hand for the penetration term (see :func:`object_penetration`); ``qp`` configures E_qp and
+    ``qp_warm`` carries its forces from one call to the next."""
     w = weights or EnergyWeights()
     frames = hand.forward_kinematics(root_pos, root_rot, joints)
     cand = hand.contact_candidates(frames)
@@ -157,7 +159,7 @@ def grasp_energy(
         "joints": joint_limits(hand, joints),
     }
     if w.qp:
-        terms["qp"] = contact_qp_energy(cp, n, obj.center, qp)
+        terms["qp"] = contact_qp_energy(cp, n, obj.center, qp, qp_warm)
     if plane is not None:
         terms["table"] = table_penetration(hand, frames, plane)
     if bool(torch.as_tensor(w.inside).ne(0).any()):

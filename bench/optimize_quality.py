@@ -72,7 +72,9 @@ def main() -> None:
             group, name = k.split(".", 1)
             sub = overrides.get(group, getattr(OptimizeConfig(), group))
             field_type = type(getattr(sub, name))
-            overrides[group] = replace(sub, **{name: (v.lower() in ("1", "true", "yes")) if field_type is bool else field_type(v)})
+            value = ((v.lower() in ("1", "true", "yes")) if field_type is bool
+                     else (None if v.lower() == "none" else float(v)) if getattr(sub, name) is None else field_type(v))
+            overrides[group] = replace(sub, **{name: value})
         elif isinstance(getattr(OptimizeConfig(), k), tuple):  # comma-separated, e.g. --set contact_links=ffdistal,thdistal
             overrides[k] = tuple(x for x in v.split(",") if x)
         elif k == "free_link_margin_m":

@@ -172,6 +172,27 @@ def test_snap_brings_hovering_fingers_onto_the_surface(hand):
     assert (snapped <= hand.upper + 1e-9).all() and (snapped >= hand.lower - 1e-9).all()
 
 
+def test_snap_does_not_press_the_hand_deeper_than_its_cap(hand):
+    """The hovering trust grasps snapped onto a sparse cloud (where the snap presses links in): with
+    ``snap_max_penetration_m`` no grasp ends deeper in the cloud than the cap or its depth before the
+    snap, while the snap still closes hovering links; without it, at least one goes deeper."""
+    pos, rot, q = _trust_grasps()
+    surf = _cylinder_surface(n=700)
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    hovering = hand.project_joints(q - 0.08 * closing)
+    before, pen0 = contacts_and_penetration(hand, hand.forward_kinematics(pos, rot, hovering), surf, threshold=0.008)
+    cap = 0.0005
+    free = snap_contacts(GraspBatch(hand, pos, rot, hovering), surf, SqueezeConfig(snap_max_penetration_m=None)).joints
+    capped = snap_contacts(GraspBatch(hand, pos, rot, hovering), surf, SqueezeConfig(snap_max_penetration_m=cap)).joints
+    _, pen_free = contacts_and_penetration(hand, hand.forward_kinematics(pos, rot, free), surf)
+    after, pen_capped = contacts_and_penetration(hand, hand.forward_kinematics(pos, rot, capped), surf, threshold=0.008)
+    limit = pen0.clamp_min(cap)
+    assert bool((pen_free > limit + 1e-6).any())  # the case needs the cap
+    assert bool((pen_capped <= limit + 1e-9).all())
+    sel = before.mask & (before.distance > 0.002)
+    assert after.distance[sel].mean() < 0.7 * before.distance[sel].mean()  # and the snap still closes
+
+
 def test_finger_count_counts_fingers_not_links(hand):
     """Links of one finger count once, the palm never; checked against the MJCF's own body tree."""
     from models.stages.squeeze import finger_count

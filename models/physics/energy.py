@@ -34,8 +34,9 @@ class EnergyWeights:
     # sum of depths (m) of keypoint spheres inside the object by the cloud's signed distance; a (B,) tensor
     # weights each grasp (the optimiser: single views only); 0 everywhere: the term is not computed
     inside: float | Tensor = 0.0
-    # E_qp (contact_qp.py): residual of the contact-force QP over six task forces; 0: not computed
-    qp: float = 0.0
+    # E_qp (contact_qp.py): residual of the contact-force QP over six task forces; a (B,) tensor weights each
+    # grasp (the optimiser: none with a table); 0 everywhere: not computed
+    qp: float | Tensor = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -158,7 +159,7 @@ def grasp_energy(
         "spen": self_penetration(hand, frames),
         "joints": joint_limits(hand, joints),
     }
-    if w.qp:
+    if bool(torch.as_tensor(w.qp).ne(0).any()):
         terms["qp"] = contact_qp_energy(cp, n, obj.center, qp, qp_warm)
     if plane is not None:
         terms["table"] = table_penetration(hand, frames, plane)

@@ -146,6 +146,23 @@ def test_single_view_turns_on_the_unseen_side_term():
     torch.testing.assert_close(batched[1].energy["total"], alone_full.energy["total"], atol=1e-4, rtol=1e-4)
 
 
+def test_contact_qp_is_off_for_problems_on_a_table():
+    """E_qp (0.8.0) weighs grasps of problems without a table; with one, ``qp_with_table`` (0: off)."""
+    from models.proposers.base import Problem
+
+    p, n = _sphere(z0=0.04)
+    table = SupportPlane(torch.tensor([0.0, 0.0, 1.0]), 0.0)
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=4))
+    assert prop.cfg.weights.qp > 0
+    free = prop.propose(p, n, 2, seed=0)
+    on_table = prop.propose(p, n, 2, plane=table, seed=0)
+    assert "qp" in free.energy and "qp" not in on_table.energy
+    # in one batch each problem keeps its own weight: the totals match the problems alone
+    batched = prop.propose_batch([Problem(p, n, 2, table, seed=0), Problem(p, n, 2, seed=0)])
+    torch.testing.assert_close(batched[0].energy["total"], on_table.energy["total"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(batched[1].energy["total"], free.energy["total"], atol=1e-4, rtol=1e-4)
+
+
 def test_contact_links_restrict_the_active_contacts():
     """With ``contact_links`` the optimiser only activates contact candidates on those links (an
     intent's allowed set is narrowed, not replaced); unknown link names are refused."""

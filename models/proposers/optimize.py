@@ -84,7 +84,8 @@ class OptimizeConfig:
     # those that span this many (validation replay, balanced grasps: all 5 fingers hold 61 %, fewer 23 %)
     min_squeeze_fingers: int = 5
     # E_qp on (0.8.0): weight 30, task forces of one contact's largest push (k = 1). Validation, complete
-    # clouds, fc_mocap: 49.4 -> 57.5 % and 45.0 -> 52.5 % on two disjoint sets of 10 objects (docs/optimizer.md)
+    # clouds, fc_mocap: 49.4 -> 53.1 % and 45.0 -> 51.2 % on two disjoint sets of 10 objects (53.7 / 52.5 % with
+    # the snap's penetration cap; docs/optimizer.md)
     weights: EnergyWeights = field(default_factory=lambda: EnergyWeights(qp=30.0))
     contact_qp: ContactQPConfig = field(default_factory=lambda: ContactQPConfig(k=1.0))  # E_qp's constants
     # E_qp weight for problems with a table (None: weights.qp). Off: on train scenes resting on a table (dataset

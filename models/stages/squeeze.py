@@ -43,7 +43,7 @@ from ..core.geometry import ObjectCloud
 from ..hands.model import HandModel
 from ..physics.energy import self_penetration
 from ..physics.grasp_batch import GraspBatch
-from ..physics.quality import contact_wrenches, contacts_and_penetration
+from ..physics.quality import contact_wrenches, contacts_and_penetration, max_penetration
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,7 @@ def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     dt = torch.float64
     pen_cap = None
     if cfg.snap_max_penetration_m is not None:
-        _, pen0 = contacts_and_penetration(hand, hand.forward_kinematics(pos, rot, q), surf)
-        pen_cap = pen0.clamp_min(cfg.snap_max_penetration_m)
+        pen_cap = max_penetration(hand, hand.forward_kinematics(pos, rot, q), surf).clamp_min(cfg.snap_max_penetration_m)
     for _ in range(cfg.snap_iterations):
         frames = hand.forward_kinematics(pos, rot, q)
         contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=cfg.snap_distance_m)
@@ -168,7 +167,7 @@ def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
                 cand_frames = hand.forward_kinematics(pos, rot, cand)
                 ok = self_penetration(hand, cand_frames) <= spen0 + cfg.snap_self_tolerance_m
                 if pen_cap is not None:
-                    ok = ok & (contacts_and_penetration(hand, cand_frames, surf)[1] <= pen_cap)
+                    ok = ok & (max_penetration(hand, cand_frames, surf) <= pen_cap)
                 q = torch.where(ok[:, None], cand, q)
                 if bool(ok.all()):
                     break

@@ -150,6 +150,11 @@ class HandModel:
         self._round_index = torch.tensor([i for i, t in enumerate(gtype) if t != GEOM_BOX], dtype=torch.long)
         self._box_index = torch.tensor([i for i, t in enumerate(gtype) if t == GEOM_BOX], dtype=torch.long)
         self._is_capsule = torch.tensor([1.0 if t == GEOM_CAPSULE else 0.0 for t in gtype], dtype=f64)
+        self._is_box = torch.tensor([t == GEOM_BOX for t in gtype])
+        # the distance from a primitive's centre to its farthest surface point (a broad phase's bound)
+        self.geom_bounding_radius = torch.tensor(
+            [float(np.linalg.norm(s_)) if t == GEOM_BOX else float(s_[0] + (s_[1] if t == GEOM_CAPSULE else 0.0))
+             for t, s_ in zip(gtype, gsize)], dtype=f64)
         self.geom_link = torch.tensor(glink)
         self._geom_size = torch.tensor(np.array(gsize), dtype=f64)
         self._geom_pos = torch.tensor(np.array(gpos), dtype=f64)
@@ -228,19 +233,21 @@ class HandModel:
         b = joints.shape[0]
         rots: list[Tensor] = [root_rot]
         poss: list[Tensor] = [root_pos]
+        # every joint's rotation and anchor shift at once (one batched op instead of one per link)
+        jl = [li for li in range(self.num_links) if self.joint_of_link[li] >= 0]
+        slot = {li: k for k, li in enumerate(jl)}
+        rj_all = axis_angle_to_matrix(self._axis[jl].expand(b, len(jl), 3), joints[:, [self.joint_of_link[li] for li in jl]])
+        anchors = self._anchor[jl]  # rotation about an axis through the anchor point (0 for every Shadow joint)
+        shift_all = anchors - (rj_all @ anchors[:, :, None]).squeeze(-1)  # (B, Lj, 3)
         for li in range(1, self.num_links):
             p = self.parent[li]
             r_p, t_p = rots[p], poss[p]
             r = r_p @ self._offset_rot[li]
             t = t_p + (r_p @ self._offset_pos[li])
-            qi = self.joint_of_link[li]
-            if qi >= 0:
-                rj = axis_angle_to_matrix(self._axis[li].expand(b, 3), joints[:, qi])
-                anchor = self._anchor[li]
-                # rotation about an axis through the anchor point (0 for every Shadow joint)
-                shift = anchor - (rj @ anchor[:, None]).squeeze(-1)  # (B, 3)
-                t = t + (r @ shift[..., None]).squeeze(-1)
-                r = r @ rj
+            if li in slot:
+                k = slot[li]
+                t = t + (r @ shift_all[:, k, :, None]).squeeze(-1)
+                r = r @ rj_all[:, k]
             rots.append(r)
             poss.append(t)
         return LinkFrames(torch.stack(rots, 1), torch.stack(poss, 1))
@@ -262,16 +269,24 @@ class HandModel:
         return rot, pos
 
     # ------------------------------------------------------------------ signed distance
-    def signed_distance_per_geom(self, frames: LinkFrames, points: Tensor) -> Tensor:
+    def signed_distance_per_geom(self, frames: LinkFrames, points: Tensor, geoms: tuple[int, ...] | None = None) -> Tensor:
         """Signed distance (B, G, P) of points (B, P, 3) to every collision primitive; < 0 inside.
+        With ``geoms``, to those primitives only, in that order: (B, len(geoms), P).
 
         Capsules and spheres (most of a hand) are evaluated with matmuls on (B, G, P)
         tensors, never materialising (B, G, P, 3); boxes go through their local frame.
         """
         rot, pos = self.geom_frames(frames)
         b, p = points.shape[0], points.shape[1]
-        out = points.new_empty(b, len(self.geom_type), p)
-        rnd = self._round_index
+        if geoms is None:
+            rnd, boxes, out_rnd, out_box = self._round_index, self._box_index.tolist(), self._round_index, self._box_index.tolist()
+        else:
+            rnd_pos = [i for i, g in enumerate(geoms) if self.geom_type[g] != GEOM_BOX]
+            out_box = [i for i, g in enumerate(geoms) if self.geom_type[g] == GEOM_BOX]
+            rnd = torch.tensor([geoms[i] for i in rnd_pos], dtype=torch.long, device=points.device)
+            out_rnd = torch.tensor(rnd_pos, dtype=torch.long, device=points.device)
+            boxes = [geoms[i] for i in out_box]
+        out = points.new_empty(b, len(self.geom_type) if geoms is None else len(geoms), p)
         if rnd.numel():
             c = pos[:, rnd]  # (B, Gr, 3) centres
             u = rot[:, rnd, :, 2]  # (B, Gr, 3) capsule axes (local z)
@@ -283,12 +298,35 @@ class HandModel:
             s = torch.einsum("bpk,bgk->bgp", points, u) - (c * u).sum(-1)[..., None]  # axial coordinate
             sc = torch.maximum(torch.minimum(s, half[None, :, None]), -half[None, :, None])
             d2 = pp - 2 * pc + cc - 2 * sc * s + sc * sc
-            out[:, rnd] = d2.clamp_min(1e-18).sqrt() - radius[None, :, None]
-        for g in self._box_index.tolist():
+            out[:, out_rnd] = d2.clamp_min(1e-18).sqrt() - radius[None, :, None]
+        for g, slot in zip(boxes, out_box):
             x = torch.einsum("bji,bpj->bpi", rot[:, g], points - pos[:, g, None])
             q = x.abs() - self._geom_size[g]
-            out[:, g] = q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
+            out[:, slot] = q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
         return out
+
+    def signed_distance_to_geom(self, frames: LinkFrames, batch_index: Tensor, geom_index: Tensor, points: Tensor) -> Tensor:
+        """Signed distance (K,) of K points (K, 3) each to one primitive: ``geom_index`` (K,) of the hand
+        ``batch_index`` (K,). The same formulas as :meth:`signed_distance_per_geom`, on K pairs instead
+        of every (grasp, primitive, point) triple: what a sparse energy differentiates."""
+        li = self.geom_link[geom_index]
+        r_l = frames.rotation[batch_index, li]  # (K, 3, 3)
+        t_l = frames.translation[batch_index, li]
+        rot = r_l @ self._geom_rot[geom_index]
+        pos = (r_l @ self._geom_pos[geom_index, :, None]).squeeze(-1) + t_l
+        size = self._geom_size[geom_index]
+        rel = points - pos
+        # round primitives: distance to the capsule's segment (half-length 0 for a sphere) minus radius
+        u = rot[:, :, 2]
+        half = size[:, 1] * self._is_capsule[geom_index]
+        s = (rel * u).sum(-1)
+        sc = torch.maximum(torch.minimum(s, half), -half)
+        d_round = (rel - sc[:, None] * u).square().sum(-1).clamp_min(1e-18).sqrt() - size[:, 0]
+        # boxes: in the box frame
+        x = (rot.transpose(1, 2) @ rel[..., None]).squeeze(-1)
+        q = x.abs() - size
+        d_box = q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
+        return torch.where(self._is_box[geom_index], d_box, d_round)
 
     def signed_distance(self, frames: LinkFrames, points: Tensor) -> Tensor:
         """Signed distance (B, P) of points to the hand (union of primitives); < 0 inside."""

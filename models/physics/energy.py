@@ -78,7 +78,46 @@ def object_penetration(hand: HandModel, frames: LinkFrames, obj: ObjectCloud, ma
     """E_pen = sum over object points of their depth inside the hand's collision primitives (m),
     the primitives inflated by ``margin`` (m): a cloud samples the surface every few mm, so a
     finger can sink between samples; a margin of about half the spacing keeps it out. ``margin``
-    may be one value per primitive (G,): links meant to stay clear of the object get a larger one."""
+    may be one value per primitive (G,): links meant to stay clear of the object get a larger one.
+
+    Sparse: every (grasp, primitive, point) distance is computed once without a graph, and only the
+    points inside the (inflated) hand are differentiated, each against the primitive it is deepest
+    in. The value and the gradient are those of the dense sum (the min picks that primitive, the
+    relu zeroes every other point); the graph, and so the backward pass, shrinks from
+    B x G x P entries to the few that penetrate (:func:`object_penetration_dense` is the reference)."""
+    b = frames.translation.shape[0]
+    pts = obj.points.expand(b, *obj.points.shape) if obj.points.dim() == 2 else obj.points
+    m = torch.as_tensor(margin, dtype=pts.dtype, device=pts.device)
+    m_g = m.expand(len(hand.geom_type)) if m.dim() == 0 else m
+    with torch.no_grad():
+        bi, gi, pi = _deepest_inside(hand, LinkFrames(frames.rotation.detach(), frames.translation.detach()), pts.detach(), m_g)
+    d = hand.signed_distance_to_geom(frames, bi, gi, pts[bi, pi]) - m_g[gi]
+    return torch.zeros(b, dtype=d.dtype, device=d.device).index_add(0, bi, torch.relu(-d))
+
+
+def _deepest_inside(hand: HandModel, frames: LinkFrames, pts: Tensor, margin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(grasp, primitive, point) indices of every point inside a primitive inflated by ``margin`` (G,),
+    each with the primitive it is deepest in (the lowest index on a tie, as ``min`` picks). A broad
+    phase first: a point farther from a primitive's centre than its bounding radius cannot be inside."""
+    _, centre = hand.geom_frames(frames)  # (B, G, 3)
+    reach = (hand.geom_bounding_radius + margin).clamp_min(0)  # (G,)
+    d2 = (pts * pts).sum(-1)[:, None, :] - 2 * torch.einsum("bpk,bgk->bgp", pts, centre) + (centre * centre).sum(-1)[..., None]
+    bi, gi, pi = torch.nonzero(d2 < (reach * reach)[None, :, None], as_tuple=True)
+    sd = hand.signed_distance_to_geom(frames, bi, gi, pts[bi, pi]) - margin[gi]
+    inside = sd < 0
+    bi, gi, pi, sd = bi[inside], gi[inside], pi[inside], sd[inside]
+    key = bi * pts.shape[1] + pi
+    deepest = torch.full((pts.shape[0] * pts.shape[1],), torch.inf, dtype=sd.dtype, device=sd.device)
+    deepest = deepest.scatter_reduce(0, key, sd, "amin")
+    order = torch.arange(len(key), device=key.device)
+    first = torch.full_like(deepest, len(key), dtype=torch.long).scatter_reduce(
+        0, key, torch.where(sd == deepest[key], order, len(key)), "amin")
+    keep = order == first[key]  # nonzero's order is (grasp, primitive, point): the lowest primitive wins a tie
+    return bi[keep], gi[keep], pi[keep]
+
+
+def object_penetration_dense(hand: HandModel, frames: LinkFrames, obj: ObjectCloud, margin: float | Tensor = 0.0) -> Tensor:
+    """:func:`object_penetration` over every (grasp, primitive, point): the reference its sparse form is tested against."""
     b = frames.translation.shape[0]
     pts = obj.points.expand(b, *obj.points.shape) if obj.points.dim() == 2 else obj.points
     if isinstance(margin, Tensor) and margin.dim() == 1:
@@ -107,8 +146,14 @@ def self_penetration(hand: HandModel, frames: LinkFrames) -> Tensor:
     """E_spen = sum over keypoint sphere pairs on non-adjacent links of relu(r_i + r_j - d_ij) (m)."""
     c, r = hand.penetration_keypoints(frames)
     i, j = hand.self_pairs[:, 0], hand.self_pairs[:, 1]
-    d = (c[:, i] - c[:, j]).norm(dim=-1)
-    return torch.relu(r[i] + r[j] - d).sum(dim=-1)
+    with torch.no_grad():  # sparse, as object_penetration: only overlapping pairs enter the graph
+        n = c.shape[1]
+        reach = torch.full((n, n), -1.0, dtype=c.dtype, device=c.device)  # pairs not checked never overlap
+        reach[i, j] = r[i] + r[j]
+        dist = torch.cdist(c.detach(), c.detach(), compute_mode="donot_use_mm_for_euclid_dist")
+        bi, ii, jj = torch.nonzero(dist < reach, as_tuple=True)
+    d = (c[bi, ii] - c[bi, jj]).norm(dim=-1)
+    return torch.zeros(c.shape[0], dtype=c.dtype, device=c.device).index_add(0, bi, torch.relu(r[ii] + r[jj] - d))
 
 
 def joint_limits(hand: HandModel, joints: Tensor) -> Tensor:

@@ -139,9 +139,18 @@ def contacts_and_penetration(
     return contacts, torch.cat(pen_out)
 
 
-def max_penetration(hand: HandModel, frames: LinkFrames, surface: ObjectCloud) -> Tensor:
-    """Deepest object point inside the hand's collision geometry, (B,) metres, >= 0."""
-    return contacts_and_penetration(hand, frames, surface)[1]
+def max_penetration(hand: HandModel, frames: LinkFrames, surface: ObjectCloud, geoms: tuple[int, ...] | None = None) -> Tensor:
+    """Deepest object point inside the hand's collision geometry, (B,) metres, >= 0; with ``geoms``,
+    inside those primitives only."""
+    if geoms is None:
+        return contacts_and_penetration(hand, frames, surface)[1]
+    b = frames.rotation.shape[0]
+    pts, _ = _surface_batch(surface, b)
+    out = []
+    for sl in _batch_chunks(b, len(geoms), pts.shape[1]):
+        sd = hand.signed_distance_per_geom(_frames_slice(frames, sl), pts[sl], geoms)
+        out.append((-sd.amin(dim=(1, 2))).clamp_min(0.0))
+    return torch.cat(out) if out else pts.new_zeros(0)
 
 
 def table_penetration(hand: HandModel, frames: LinkFrames, table: PlaneArg) -> Tensor:

@@ -167,7 +167,7 @@ class OptimizeProposer:
     """``optimize``: the annealed synthesis energy (the slow oracle and data engine)."""
 
     name: ClassVar[str] = "optimize"
-    version = "0.8.0"
+    version = "0.8.1"
     # takes an instruction's priors; grasps the completed cloud (validation, partial views: sim
     # success 29.4 -> 35.6 %, eta_np 57.5 -> 63.1 %); never picked by method=auto
     capabilities: ClassVar[Capabilities] = Capabilities()

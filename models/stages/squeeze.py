@@ -158,7 +158,7 @@ def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
         step = -(rows.transpose(1, 2) @ torch.linalg.solve(gram, resid[..., None])).squeeze(-1)
         step = step.clamp(-cfg.snap_max_step_rad, cfg.snap_max_step_rad)
         # finger by finger: a finger's step that drives it into another is halved, then dropped
-        for group in _finger_joint_groups(hand):
+        for group, finger_geoms in zip(_finger_joint_groups(hand), _finger_geoms(hand)):
             part = torch.zeros_like(step)
             part[:, group] = step[:, group]
             for _ in range(2):
@@ -167,7 +167,9 @@ def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
                 cand_frames = hand.forward_kinematics(pos, rot, cand)
                 ok = self_penetration(hand, cand_frames) <= spen0 + cfg.snap_self_tolerance_m
                 if pen_cap is not None:
-                    ok = ok & (max_penetration(hand, cand_frames, surf) <= pen_cap)
+                    # only this finger's links moved, and every accepted step kept the others
+                    # within the cap, so only this finger's primitives need the check
+                    ok = ok & (max_penetration(hand, cand_frames, surf, finger_geoms) <= pen_cap)
                 q = torch.where(ok[:, None], cand, q)
                 if bool(ok.all()):
                     break
@@ -200,12 +202,28 @@ def finger_count(hand: HandModel, link: Tensor, mask: Tensor) -> Tensor:
 
 def _finger_joint_groups(hand: HandModel) -> list[list[int]]:
     """Joint indices grouped by finger: the chain below each child link of the palm."""
+    return [sorted(g) for _, g in sorted(_by_finger(hand, "joints").items())]
+
+
+def _finger_geoms(hand: HandModel) -> list[tuple[int, ...]]:
+    """The collision primitives of each finger, in the order of :func:`_finger_joint_groups`."""
+    joints, geoms = _by_finger(hand, "joints"), _by_finger(hand, "geoms")
+    return [tuple(geoms.get(f, [])) for f in sorted(joints)]
+
+
+def _by_finger(hand: HandModel, what: str) -> dict[int, list[int]]:
+    fingers = _link_fingers(hand)
     groups: dict[int, list[int]] = {}
-    for li, finger in enumerate(_link_fingers(hand)):
-        qi = hand.joint_of_link[li]
-        if qi >= 0 and finger >= 0:
-            groups.setdefault(finger, []).append(qi)
-    return [sorted(g) for g in groups.values()]
+    if what == "joints":
+        for li, finger in enumerate(fingers):
+            qi = hand.joint_of_link[li]
+            if qi >= 0 and finger >= 0:
+                groups.setdefault(finger, []).append(qi)
+    else:
+        for g, li in enumerate(hand.geom_link.tolist()):
+            if fingers[li] >= 0:
+                groups.setdefault(fingers[li], []).append(g)
+    return groups
 
 
 def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | None = None) -> SqueezeResult:

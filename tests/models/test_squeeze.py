@@ -218,3 +218,27 @@ def test_finger_count_counts_fingers_not_links(hand):
               for row in mask.tolist()]
     assert expect == [1, 4, 0]
     assert finger_count(hand, links, mask).tolist() == expect
+
+
+def test_snap_cap_checks_only_the_moving_finger(hand, monkeypatch):
+    """The cap is checked on the moving finger's primitives only (the others did not move and stayed
+    within it): the same snap as checking every primitive; the fingers' primitives and the palm's
+    cover the hand (the max over them is the whole hand's penetration)."""
+    import models.stages.squeeze as squeeze
+    from models.physics.quality import max_penetration
+
+    pos, rot, q = _trust_grasps()
+    surf = _cylinder_surface(n=700)
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    hovering = hand.project_joints(q - 0.08 * closing)
+    frames = hand.forward_kinematics(pos, rot, hovering)
+    groups = squeeze._finger_geoms(hand)
+    palm_geoms = [g for g in range(len(hand.geom_type)) if g not in {x for gr in groups for x in gr}]
+    assert len(groups) == 5 and all(hand.geom_link[g] == 0 for g in palm_geoms)
+    per_finger = torch.stack([max_penetration(hand, frames, surf, gr) for gr in [*groups, tuple(palm_geoms)]], 1)
+    torch.testing.assert_close(per_finger.max(1).values, max_penetration(hand, frames, surf))
+    cfg = SqueezeConfig(snap_max_penetration_m=0.0005)
+    fast = snap_contacts(GraspBatch(hand, pos, rot, hovering), surf, cfg).joints
+    every = tuple(range(len(hand.geom_type)))
+    monkeypatch.setattr(squeeze, "_finger_geoms", lambda h: [every] * len(groups))
+    torch.testing.assert_close(snap_contacts(GraspBatch(hand, pos, rot, hovering), surf, cfg).joints, fast, rtol=0, atol=0)

@@ -51,6 +51,7 @@ from .arrays import GraspArrays
 from .backends import get_backend
 from .backends.base import Progress, SimBackend
 from .config import SimConfig
+from .execute import ExecutionResult
 from .lifeline import exit_with_parent
 from .scene import SimObject
 from .validate import SimulationDiverged, ValidationResult
@@ -134,10 +135,16 @@ def _run_one(
             return {**failed.to_dict(), "diverged": True}
     elif task.kind == "execute":
         o = task.options
-        out = backend.execute(
-            task.obj, g, task.cfg, hand=task.hand, policy=o["policy"], render=o["render"],
-            seed=o["seed"] + task.start + i, should_stop=probe, gif=o.get("gif", False),
-        )
+        try:
+            out = backend.execute(
+                task.obj, g, task.cfg, hand=task.hand, policy=o["policy"], render=o["render"],
+                seed=o["seed"] + task.start + i, should_stop=probe, gif=o.get("gif", False),
+            )
+        except SimulationDiverged as e:
+            if not o.get("diverged_fails"):
+                raise
+            return {**ExecutionResult(success=False, reason=f"simulation diverged: {e}", policy=str(o["policy"]),
+                                      seed=o["seed"] + task.start + i).to_dict(), "diverged": True}
     else:  # pragma: no cover - internal
         raise ValueError(f"unknown task kind {task.kind!r}")
     if not out or (probe is not None and probe.tripped):
@@ -354,10 +361,11 @@ class SimPool:
     def execute(
         self, obj: SimObject, grasps: Sequence[Any], hand: str = "shadow", policy: str = "scripted",
         render: bool = False, seed: int = 0, progress: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None, gif: bool = False,
+        should_stop: Callable[[], bool] | None = None, gif: bool = False, diverged_fails: bool = False,
     ) -> list[dict[str, Any]]:
-        """Table-top execution of every grasp (``execute.py``); grasp ``i`` runs with seed ``seed + i``."""
-        opts = {"policy": policy, "render": render, "seed": seed, "gif": gif}
+        """Table-top execution of every grasp (``execute.py``); grasp ``i`` runs with seed ``seed + i``.
+        A diverged simulation raises as in :meth:`validate`, or with ``diverged_fails`` is a failed rollout."""
+        opts = {"policy": policy, "render": render, "seed": seed, "gif": gif, "diverged_fails": diverged_fails}
         return self._run("execute", obj, grasps, hand, opts, progress, should_stop)
 
     def _run(

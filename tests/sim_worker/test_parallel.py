@@ -175,3 +175,13 @@ def test_a_diverged_grasp_raises_or_is_a_failed_verdict_on_request(mixed):
         out = p1.validate(obj, [grasps[0], wild], diverged_fails=True)
     assert out[0]["success"] and "diverged" not in out[0]
     assert not out[1]["success"] and out[1]["diverged"] and "simulation diverged" in out[1]["reason"]
+
+
+def test_a_diverged_execution_raises_or_is_a_failed_rollout_on_request(mixed):
+    obj, grasps, _ = mixed
+    wild = dataclasses.replace(grasps[0], joints=grasps[0].joints + 1e30)
+    with SimPool("mujoco", procs=1, cfg=CFG) as p1:
+        with pytest.raises(RuntimeError, match=r"grasp 0: SimulationDiverged"):
+            p1.execute(obj, [wild])
+        out = p1.execute(obj, [wild], seed=5, diverged_fails=True)
+    assert not out[0]["success"] and out[0]["diverged"] and "simulation diverged" in out[0]["reason"] and out[0]["seed"] == 5

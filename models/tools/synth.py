@@ -145,7 +145,9 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_
                 ids.append(by_family[fam].pop(0))
     if cfg.max_objects is not None:
         ids = ids[: cfg.max_objects]
-    todo = [(oid, k) for oid in ids for k in range(cfg.poses_per_object) if not (shards / shard_name(oid, k)).exists()]
+    # pose-major: every object's first resting pose before any object's second, so that a partial
+    # run covers as many objects as it can (and raising poses_per_object adds objects' later poses last)
+    todo = [(oid, k) for k in range(cfg.poses_per_object) for oid in ids if not (shards / shard_name(oid, k)).exists()]
     total = len(ids) * cfg.poses_per_object
     bar = tqdm(total=total, initial=total - len(todo), desc=f"synth {cfg.split}", unit="scene", disable=not progress)
     kept = 0

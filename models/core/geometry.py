@@ -27,6 +27,7 @@ __all__ = [
     "Plane",
     "PlaneArg",
     "PlaneLike",
+    "densify_cloud",
     "detect_support_plane",
     "estimate_normals",
     "farthest_point_sample",
@@ -579,6 +580,35 @@ def remove_support_plane(
         return points, None, keep
     keep = plane.signed_distance(points) > margin_m
     return points[keep], plane, keep
+
+
+def densify_cloud(points: Tensor, normals: Tensor, above_m: float, to_m: float) -> tuple[Tensor, Tensor]:
+    """A cloud whose median nearest-neighbour spacing is above ``above_m`` gets, around every point,
+    samples on its tangent plane (a ring at half the spacing) until the spacing is about ``to_m``;
+    denser clouds come back unchanged. Points (N, 3), unit normals (N, 3).
+
+    A sparse cloud leaves gaps a finger sinks into (penetration terms only see the samples);
+    tangent samples fill them. At an edge the ring reaches a little past the surface, which only
+    keeps the hand further off."""
+    n = points.shape[0]
+    if n < 2 or to_m <= 0:
+        return points, normals
+    spacing = float(knn(points[None], points[None], 2)[0][0, :, 1].median())
+    extra = math.ceil((spacing / to_m) ** 2) - 1
+    if spacing <= above_m or extra <= 0:
+        return points, normals
+    nrm = torch.nn.functional.normalize(normals, dim=-1)
+    helper = torch.where((nrm[:, :1].abs() < 0.9), torch.tensor([1.0, 0.0, 0.0], dtype=nrm.dtype, device=nrm.device),
+                         torch.tensor([0.0, 1.0, 0.0], dtype=nrm.dtype, device=nrm.device))
+    t1 = torch.nn.functional.normalize(torch.linalg.cross(nrm, helper, dim=-1), dim=-1)
+    t2 = torch.linalg.cross(nrm, t1, dim=-1)
+    # ring angles turned per point (golden angle) so neighbouring rings do not line up
+    ang = (2 * math.pi * torch.arange(extra, dtype=nrm.dtype, device=nrm.device) / extra)[None, :] \
+        + (2.399963 * torch.arange(n, dtype=nrm.dtype, device=nrm.device))[:, None]
+    ring = 0.5 * spacing * (torch.cos(ang)[..., None] * t1[:, None] + torch.sin(ang)[..., None] * t2[:, None])
+    new_pts = (points[:, None] + ring).reshape(-1, 3)
+    new_nrm = nrm[:, None].expand(-1, extra, 3).reshape(-1, 3)
+    return torch.cat([points, new_pts]), torch.cat([nrm, new_nrm])
 
 
 def object_signed_distance(query: Tensor, points: Tensor, normals: Tensor, k: int = 8) -> Tensor:

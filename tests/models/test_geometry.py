@@ -495,3 +495,30 @@ def test_a_face_of_the_object_is_no_support_plane() -> None:
             below = (pts @ plane.normal.to(pts) + plane.offset) < -0.005
             assert int(below.sum()) <= 0.02 * len(pts), oid
             assert abs(float(-plane.offset / plane.normal[2])) < 0.005, oid  # the plane z = 0 (the resting face)
+
+
+def test_densify_cloud_fills_a_sparse_cloud_on_its_surface_and_leaves_a_dense_one():
+    from models.core.geometry import densify_cloud, knn
+
+    def sphere(n, r=0.04):
+        i = torch.arange(n, dtype=torch.float64) + 0.5
+        phi, th = torch.acos(1 - 2 * i / n), math.pi * (1 + 5**0.5) * i
+        nrm = torch.stack([torch.cos(th) * torch.sin(phi), torch.sin(th) * torch.sin(phi), torch.cos(phi)], -1)
+        return nrm * r, nrm
+
+    def spacing(p):
+        return float(knn(p[None], p[None], 2)[0][0, :, 1].median())
+
+    p, n = sphere(300)  # about 8 mm apart
+    assert spacing(p) > 0.006
+    dp, dn = densify_cloud(p, n, 0.003, 0.0025)
+    assert dp.shape[0] > 5 * p.shape[0] and dn.shape == dp.shape
+    assert torch.equal(dp[:300], p)
+    assert spacing(dp) < 0.0035
+    # tangent samples at half the spacing sit within r^2 / 2R of a sphere of radius R
+    off = (dp.norm(dim=-1) - 0.04).abs().max()
+    assert float(off) < (0.5 * spacing(p)) ** 2 / (2 * 0.04) * 1.01
+    torch.testing.assert_close(dn.norm(dim=-1), torch.ones(dp.shape[0], dtype=torch.float64))
+    q, m = sphere(4000)  # about 2 mm apart: unchanged
+    dq, dm = densify_cloud(q, m, 0.003, 0.0025)
+    assert dq is q and dm is m

@@ -194,12 +194,12 @@ def test_q1_ranking_orders_the_kept_grasps_by_their_q1_on_the_cloud():
     from models.physics.quality import grasp_quality
 
     p, n = _sphere()
-    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=30, oversample=2.0, max_pen_rank=1e9))
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=30, oversample=2.0, max_pen_rank=1e9, densify_above_m=None))
     res = prop.propose(p, n, 6, seed=1)
     q1 = [g.scores["q1_cloud"] for g in res.grasps]
     assert q1 == sorted(q1, reverse=True) and q1[0] > 0
     pos, rot, q = grasps_to_tensors(res.grasps, dtype=torch.float64)
     ref = grasp_quality(get_hand("shadow", dtype="float64"), pos, rot, q, ObjectCloud(p.double(), n.double()), center=p.double().mean(0))
     torch.testing.assert_close(torch.tensor(q1, dtype=torch.float64), ref["q1"], rtol=1e-5, atol=1e-6)
-    everything = get_proposer("optimize", cfg=OptimizeConfig(steps=30, oversample=1.0, max_pen_rank=1e9)).propose(p, n, 12, seed=1)
+    everything = get_proposer("optimize", cfg=OptimizeConfig(steps=30, oversample=1.0, max_pen_rank=1e9, densify_above_m=None)).propose(p, n, 12, seed=1)
     assert min(q1) >= max(sorted(g.scores["q1_cloud"] for g in everything.grasps)[:6]) - 1e-9

@@ -244,8 +244,8 @@ class OptimizeProposer:
         t0 = time.perf_counter()
         h, cfg = self.hand, self.cfg
         if cfg.densify_above_m is not None:  # sparse clouds: tangent samples fill the gaps fingers sink into
-            problems = [replace(pr, **dict(zip(("points", "normals"), densify_cloud(
-                pr.points, pr.normals, cfg.densify_above_m, cfg.densify_to_m)))) for pr in problems]
+            dense = [densify_cloud(pr.points, pr.normals, cfg.densify_above_m, cfg.densify_to_m) for pr in problems]
+            problems = [replace(pr, points=p, normals=n) for pr, (p, n) in zip(problems, dense)]
         dev, dt = h.ts.device, h.ts.dtype
         gens = [torch.Generator().manual_seed(pr.seed) for pr in problems]
         sizes = [max(pr.num_grasps, math.ceil(cfg.oversample * pr.num_grasps)) for pr in problems]

@@ -89,7 +89,7 @@ class OptimizeConfig:
     # within 1 cm, mu 1; gated by penetration and the table), best first; "energy", the flags above
     # (balance, fingers) then the energy (0.8.0). Validation, complete clouds, the same 48 candidates
     # per object finished and simulated (fc_mocap): within-object AUC of Q1 0.90 / 0.87 on two sets of
-    # 10 objects against 0.83 for 0.8.0's order; the 16 kept hold 58.8 / 50.6 % against 53.7 / 49.4 %
+    # 10 objects against 0.83 / 0.85 for 0.8.x's order; the 16 kept hold 56.2 / 50.6 % against 53.8 / 49.4 % (0.8.1)
     rank_by: str = "q1"
     # a cloud whose median point spacing is above this (m) is densified with tangent-plane samples to about
     # densify_to_m before optimising (None: never). Validation: the three objects whose 1 024-point clouds are
@@ -549,7 +549,7 @@ def fast_config() -> OptimizeConfig:
     # no oversampling: the pipeline already asks for candidates_per_grasp times the grasps it returns
     # and no E_inside: the fast path keeps its latency (single views measured with it: follow-up).
     # Contacts on every link, no finger-count ranking and no E_qp: the 0.7.0 and 0.8.0 choices of
-    # ``optimize`` are not measured on the fast path yet, nor is 0.8.1's ranking by Q1
+    # ``optimize`` are not measured on the fast path yet, nor are 0.9.0's ranking by Q1 and 0.9.1's densifying
     return replace(OptimizeConfig(), steps=60, step_size=0.008, decay_every=15, temperature_every=8, oversample=1.0,
                    single_view_inside=0.0, contact_links=(), min_squeeze_fingers=0, weights=EnergyWeights(), rank_by="energy",
                    max_pen_rank=0.002, densify_above_m=None)

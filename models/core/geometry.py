@@ -611,8 +611,22 @@ def densify_cloud(points: Tensor, normals: Tensor, above_m: float, to_m: float) 
     return torch.cat([points, new_pts]), torch.cat([nrm, new_nrm])
 
 
-def object_signed_distance(query: Tensor, points: Tensor, normals: Tensor, k: int = 8) -> Tensor:
+def cloud_neighbours(query: Tensor, points: Tensor, k: int = 8) -> Tensor:
+    """Indices (B, Q, k') of the k' = min(k, N) cloud points nearest each query (B, Q, 3), nearest
+    first, in a cloud (N, 3) shared by the batch or (B, N, 3); no gradient. What
+    :func:`object_signed_distance` searches; give them to it to share one search between the
+    distance and, say, the nearest point's normal."""
+    b, q_count, _ = query.shape
+    with torch.no_grad():
+        if points.ndim == 2:
+            idx = knn(query.reshape(1, b * q_count, 3), points.unsqueeze(0).to(query), min(k, points.shape[0]))[1]
+            return idx.reshape(b, q_count, -1)
+        return knn(query, points.to(query), min(k, points.shape[1]))[1]
+
+
+def object_signed_distance(query: Tensor, points: Tensor, normals: Tensor, k: int = 8, neighbours: Tensor | None = None) -> Tensor:
     """Signed distance (B, Q) from ``query`` (B, Q, 3) to the surface sampled by an oriented cloud.
+    ``neighbours`` (B, Q, k') from :func:`cloud_neighbours` skips the search (``k`` is then theirs).
 
     ``points``/``normals`` are (N, 3) shared by the batch or (B, N, 3). Positive outside,
     negative inside. Let ``s`` be the inverse-distance weighted mean over the ``k`` nearest cloud
@@ -638,8 +652,13 @@ def object_signed_distance(query: Tensor, points: Tensor, normals: Tensor, k: in
         _check_cloud(points, "points", batched=True)
         pts, nrm, qry = points, normals, query
     pts, nrm = pts.to(query), nrm.to(query)
-    k = min(k, pts.shape[1])
-    dist, idx = knn(qry, pts, k)
+    if neighbours is None:
+        dist, idx = knn(qry, pts, min(k, pts.shape[1]))
+    else:
+        if neighbours.shape[:2] != (b, q_count):
+            raise ValueError(f"neighbours {tuple(neighbours.shape)} must be (B, Q, k) for query {tuple(query.shape)}")
+        idx = neighbours.reshape(qry.shape[0], qry.shape[1], -1)
+        dist = torch.linalg.vector_norm(qry.unsqueeze(2) - gather_points(pts, idx), dim=-1)
     nb_points = gather_points(pts, idx)
     nb_normals = gather_points(nrm, idx)
     plane_dist = ((qry.unsqueeze(2) - nb_points) * nb_normals).sum(-1)

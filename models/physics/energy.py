@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from ..core.geometry import ObjectCloud, Plane, knn, object_signed_distance
+from ..core.geometry import ObjectCloud, Plane, cloud_neighbours, knn, object_signed_distance
 from ..hands.model import HandModel, LinkFrames
 from .contact_qp import ContactQPConfig, QPWarmStart, contact_qp_energy
 
@@ -74,7 +74,9 @@ def contact_normals(contact_points: Tensor, obj: ObjectCloud) -> Tensor:
     )
 
 
-def object_penetration(hand: HandModel, frames: LinkFrames, obj: ObjectCloud, margin: float | Tensor = 0.0) -> Tensor:
+def object_penetration(
+    hand: HandModel, frames: LinkFrames, obj: ObjectCloud, margin: float | Tensor = 0.0, pairs: PenetrationPairs | None = None
+) -> Tensor:
     """E_pen = sum over object points of their depth inside the hand's collision primitives (m),
     the primitives inflated by ``margin`` (m): a cloud samples the surface every few mm, so a
     finger can sink between samples; a margin of about half the spacing keeps it out. ``margin``
@@ -84,25 +86,88 @@ def object_penetration(hand: HandModel, frames: LinkFrames, obj: ObjectCloud, ma
     points inside the (inflated) hand are differentiated, each against the primitive it is deepest
     in. The value and the gradient are those of the dense sum (the min picks that primitive, the
     relu zeroes every other point); the graph, and so the backward pass, shrinks from
-    B x G x P entries to the few that penetrate (:func:`object_penetration_dense` is the reference)."""
+    B x G x P entries to the few that penetrate (:func:`object_penetration_dense` is the reference).
+    ``pairs`` keeps the broad phase's candidates from one call to the next (an optimiser's steps move
+    the hand a few mm; the object cloud does not move): see :class:`PenetrationPairs`."""
     b = frames.translation.shape[0]
     pts = obj.points.expand(b, *obj.points.shape) if obj.points.dim() == 2 else obj.points
     m = torch.as_tensor(margin, dtype=pts.dtype, device=pts.device)
     m_g = m.expand(len(hand.geom_type)) if m.dim() == 0 else m
     with torch.no_grad():
-        bi, gi, pi = _deepest_inside(hand, LinkFrames(frames.rotation.detach(), frames.translation.detach()), pts.detach(), m_g)
+        bi, gi, pi = _deepest_inside(hand, LinkFrames(frames.rotation.detach(), frames.translation.detach()), pts.detach(), m_g,
+                                     pairs)
     d = hand.signed_distance_to_geom(frames, bi, gi, pts[bi, pi]) - m_g[gi]
     return torch.zeros(b, dtype=d.dtype, device=d.device).index_add(0, bi, torch.relu(-d))
 
 
-def _deepest_inside(hand: HandModel, frames: LinkFrames, pts: Tensor, margin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(grasp, primitive, point) indices of every point inside a primitive inflated by ``margin`` (G,),
-    each with the primitive it is deepest in (the lowest index on a tie, as ``min`` picks). A broad
-    phase first: a point farther from a primitive's centre than its bounding radius cannot be inside."""
-    _, centre = hand.geom_frames(frames)  # (B, G, 3)
-    reach = (hand.geom_bounding_radius + margin).clamp_min(0)  # (G,)
+class PenetrationPairs:
+    """The broad phase of :func:`object_penetration` kept between calls: a neighbour list with a skin.
+
+    For each grasp, the list holds every (primitive, point) pair whose point lay within the
+    primitive's bounding radius + margin + ``skin_m`` of its centre when the grasp's pairs were last
+    found, and those centres. A later call searches again only for the grasps one of whose primitive
+    centres has moved ``skin_m`` or more since (rotation about the centre moves no bounding sphere):
+    for the others a point outside the enlarged sphere then cannot be within reach now. So the result
+    is that of a fresh broad phase over every point, which runs once every few steps per grasp
+    instead of every step. A new cloud, batch size or margin starts afresh. One per optimisation run;
+    not thread-safe."""
+
+    def __init__(self, skin_m: float = 0.01) -> None:
+        self.skin_m = skin_m
+        self.searched = 0  # grasps whose pairs were searched again (for the tests and the benches)
+        self.calls = 0
+        self._key: tuple[object, ...] | None = None
+        self._centre: Tensor | None = None
+        self._triples: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def candidates(self, centre: Tensor, pts: Tensor, reach: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(grasp, primitive, point) triples, in that order, that may be within ``reach`` (G,) of ``centre`` (B, G, 3)."""
+        self.calls += 1
+        key = (pts.data_ptr(), tuple(pts.shape), pts.dtype, tuple(centre.shape), tuple(reach.tolist()))
+        if self._key != key or self._centre is None or self._triples is None:
+            self._triples = _within(centre, pts, reach + self.skin_m)
+            self._centre, self._key = centre.clone(), key
+            self.searched += centre.shape[0]
+            return self._triples
+        moved = (centre - self._centre).norm(dim=-1).amax(dim=-1) >= self.skin_m  # (B,)
+        if bool(moved.any()):
+            rows = torch.nonzero(moved)[:, 0]
+            bi, gi, pi = self._triples
+            keep = ~moved[bi]
+            nb, ng, np_ = _within(centre[rows], pts[rows], reach + self.skin_m)
+            bi = torch.cat([bi[keep], rows[nb]])
+            gi = torch.cat([gi[keep], ng])
+            pi = torch.cat([pi[keep], np_])
+            g_count, p_count = centre.shape[1], pts.shape[1]
+            order = torch.argsort((bi * g_count + gi) * p_count + pi)
+            self._triples = (bi[order], gi[order], pi[order])
+            self._centre[rows] = centre[rows]
+            self.searched += int(rows.numel())
+        return self._triples
+
+
+def _within(centre: Tensor, pts: Tensor, reach: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(grasp, primitive, point) indices, in that order, of points (B, P, 3) within ``reach`` (G,) of ``centre`` (B, G, 3)."""
     d2 = (pts * pts).sum(-1)[:, None, :] - 2 * torch.einsum("bpk,bgk->bgp", pts, centre) + (centre * centre).sum(-1)[..., None]
     bi, gi, pi = torch.nonzero(d2 < (reach * reach)[None, :, None], as_tuple=True)
+    return bi, gi, pi
+
+
+def _deepest_inside(
+    hand: HandModel, frames: LinkFrames, pts: Tensor, margin: Tensor, pairs: PenetrationPairs | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(grasp, primitive, point) indices of every point inside a primitive inflated by ``margin`` (G,),
+    each with the primitive it is deepest in (the lowest index on a tie, as ``min`` picks). A broad
+    phase first: a point farther from a primitive's centre than its bounding radius cannot be inside
+    (with ``pairs``, among the triples its neighbour list kept)."""
+    _, centre = hand.geom_frames(frames)  # (B, G, 3)
+    reach = (hand.geom_bounding_radius + margin).clamp_min(0)  # (G,)
+    if pairs is None:
+        bi, gi, pi = _within(centre, pts, reach)
+    else:
+        bi, gi, pi = pairs.candidates(centre, pts, reach)
+        near = ((pts[bi, pi] - centre[bi, gi]) ** 2).sum(-1) < (reach * reach)[gi]
+        bi, gi, pi = bi[near], gi[near], pi[near]
     sd = hand.signed_distance_to_geom(frames, bi, gi, pts[bi, pi]) - margin[gi]
     inside = sd < 0
     bi, gi, pi, sd = bi[inside], gi[inside], pi[inside], sd[inside]
@@ -186,21 +251,26 @@ def grasp_energy(
     pen_margin: float | Tensor = 0.0,
     qp: ContactQPConfig | None = None,
     qp_warm: QPWarmStart | None = None,
+    pen_pairs: PenetrationPairs | None = None,
 ) -> dict[str, Tensor]:
     """All terms and their weighted sum ``total`` for B grasps with active contacts
     ``contact_index`` (B, C) indexing the hand's contact candidates; ``pen_margin`` (m) inflates
     the hand for the penetration term (see :func:`object_penetration`); ``qp`` configures E_qp and
-    ``qp_warm`` carries its forces from one call to the next."""
+    ``qp_warm`` carries its forces from one call to the next, ``pen_pairs`` E_pen's broad phase."""
     w = weights or EnergyWeights()
     frames = hand.forward_kinematics(root_pos, root_rot, joints)
     cand = hand.contact_candidates(frames)
     cp = torch.gather(cand, 1, contact_index[..., None].expand(-1, -1, 3))
+    # one neighbour search for E_dis and for the nearest point's normal E_fc uses (as contact_distance
+    # and contact_normals would, with two)
+    nb = cloud_neighbours(cp, obj.points)
     with torch.no_grad():
-        n = contact_normals(cp, obj)
+        nearest = nb[..., 0]
+        n = obj.normals[nearest] if obj.normals.dim() == 2 else torch.gather(obj.normals, 1, nearest[..., None].expand(-1, -1, 3))
     terms = {
         "fc": force_closure(cp, n, obj.center),
-        "dis": contact_distance(cp, obj),
-        "pen": object_penetration(hand, frames, obj, pen_margin),
+        "dis": object_signed_distance(cp, obj.points, obj.normals, neighbours=nb).abs().sum(dim=-1),
+        "pen": object_penetration(hand, frames, obj, pen_margin, pen_pairs),
         "spen": self_penetration(hand, frames),
         "joints": joint_limits(hand, joints),
     }

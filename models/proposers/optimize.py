@@ -28,7 +28,7 @@ from ..grasp import Grasp
 from ..hands import get_hand
 from ..hands.model import HandModel
 from ..physics.contact_qp import ContactQPConfig, QPWarmStart
-from ..physics.energy import EnergyWeights, grasp_energy
+from ..physics.energy import EnergyWeights, PenetrationPairs, grasp_energy
 from ..physics.init_poses import palm_placements
 from ..stages.completion import CompletionConfig, partial_score
 from ..stages.squeeze import SqueezeConfig
@@ -337,13 +337,14 @@ class OptimizeProposer:
             pen_margin = torch.where(touching, cfg.pen_margin_m, cfg.free_link_margin_m).to(dev, dt)
 
         qp_warm = QPWarmStart()  # E_qp's forces carried from step to step
+        pen_pairs = PenetrationPairs()  # E_pen's broad phase, kept while the hand moves less than its skin
 
         def energy(
             xx: Tensor, cc: Tensor, guided: bool = True, margin: float | Tensor = pen_margin, weights: EnergyWeights = base_w
         ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
             xx = xx.detach().requires_grad_(True)
             terms = grasp_energy(h, xx[:, :3], rot6d_to_matrix(xx[:, 3:9]), xx[:, 9:], cc, obj, plane_d, weights, margin,
-                                 cfg.contact_qp, qp_warm)
+                                 cfg.contact_qp, qp_warm, pen_pairs)
             total = terms["total"]
             if guided and guide is not None:  # a text intent's pull of the active contacts to its region
                 total = total + _guide_energy(h, xx, cc, *guide)

@@ -237,3 +237,65 @@ def test_sparse_penetration_terms_match_the_dense_reference(shadow64, margin):
     for e, g in out[:-1]:
         torch.testing.assert_close(e, e_ref, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-9)
+
+
+def test_penetration_pairs_give_the_fresh_broad_phase(shadow64):
+    """A neighbour list kept across calls (as the optimiser's steps move the hand) gives E_pen and its
+    gradient exactly as a fresh broad phase does, and searches again only the grasps that moved."""
+    from models.physics.energy import PenetrationPairs
+
+    h = shadow64
+    obj, pos, rot, q = _configs(h, 8, seed=5)
+    pos = pos * 0.7  # into the sphere
+    pts = obj.points.expand(8, *obj.points.shape).contiguous()  # one tensor for the run, as the optimiser's
+    cloud = ObjectCloud(pts, obj.normals.expand(8, *obj.normals.shape).contiguous())
+    pairs = PenetrationPairs(skin_m=0.01)
+    gen = torch.Generator().manual_seed(6)
+    searched = []
+    for step in range(12):
+        # small steps for all; every fourth step, two grasps jump by more than the skin
+        pos = pos + torch.randn(pos.shape, generator=gen, dtype=torch.float64) * 0.001
+        q = q + torch.randn(q.shape, generator=gen, dtype=torch.float64) * 0.01
+        if step % 4 == 3:
+            pos[:2] = pos[:2] + torch.tensor([0.02, 0.0, 0.0], dtype=torch.float64)
+        out = []
+        for p in (pairs, None):
+            qq = q.clone().requires_grad_(True)
+            e = object_penetration(h, h.forward_kinematics(pos, rot, qq), cloud, 0.002, pairs=p)
+            (g,) = torch.autograd.grad(e.sum(), qq)
+            out.append((e.detach(), g))
+        assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+        searched.append(pairs.searched)
+    assert float(out[1][0].max()) > 0  # the case penetrates
+    assert searched[0] == 8  # the first call searches every grasp
+    assert 8 < searched[-1] < 8 * 12  # later calls only those that moved past the skin
+    # a different margin (a different reach) or cloud starts afresh
+    before = pairs.searched
+    object_penetration(h, h.forward_kinematics(pos, rot, q), cloud, 0.0, pairs=pairs)
+    assert pairs.searched == before + 8
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_neighbour_search_gives_the_same_distance(shared):
+    """object_signed_distance with the neighbours of cloud_neighbours is the distance it finds itself,
+    value and gradient; the first neighbour is the nearest point."""
+    from models.core.geometry import cloud_neighbours, object_signed_distance
+
+    obj = _sphere(500)
+    gen = torch.Generator().manual_seed(1)
+    q0 = torch.randn(3, 7, 3, generator=gen, dtype=torch.float64) * 0.05
+    pts = obj.points if shared else obj.points.expand(3, -1, -1).contiguous()
+    nrm = obj.normals if shared else obj.normals.expand(3, -1, -1).contiguous()
+    nb = cloud_neighbours(q0, pts)
+    assert nb.shape == (3, 7, 8)
+    brute = ((q0[:, :, None] - (pts if not shared else pts[None])[:, None]) ** 2).sum(-1).argmin(-1)
+    assert torch.equal(nb[..., 0], brute)
+    out = []
+    for kw in ({}, {"neighbours": nb}):
+        q = q0.clone().requires_grad_(True)
+        d = object_signed_distance(q, pts, nrm, **kw)
+        (g,) = torch.autograd.grad(d.sum(), q)
+        out.append((d.detach(), g))
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    with pytest.raises(ValueError, match="neighbours"):
+        object_signed_distance(q0, pts, nrm, neighbours=nb[:2])

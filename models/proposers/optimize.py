@@ -11,6 +11,7 @@ deterministic for a seed on one device.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -96,6 +97,10 @@ class OptimizeConfig:
     # this sparse (box 0017, the mug, the shape sorter, 4-6 mm) were grasped 6-10 mm into the mesh (eta_np 25-56 %)
     densify_above_m: float | None = 0.003
     densify_to_m: float = 0.0025
+    # with rank_by="q1": up to this many more rounds of candidates (new seeds) for the objects with fewer than
+    # num_grasps candidates that are neither penetrating nor filtered out and have a Q1 of at least round_min_q1
+    extra_rounds: int = 0
+    round_min_q1: float = 0.1
     # E_qp on (0.8.0): weight 30, task forces of one contact's largest push (k = 1). Validation, complete
     # clouds, fc_mocap: 49.4 -> 53.1 % and 45.0 -> 51.2 % on two disjoint sets of 10 objects (53.7 / 52.5 % with
     # the snap's penetration cap; docs/optimizer.md)
@@ -177,6 +182,45 @@ def _guide_energy(hand: HandModel, x: Tensor, contact_index: Tensor, targets: Te
 
 
 _NO_PLANE_OFFSET = 1e3  # a plane 1 km below stands in for "no table" inside a mixed batch
+_ROUND_SEED_STRIDE = 7919  # an extra round's seed: the problem's seed + this x the round
+
+
+@dataclass
+class _Pool:
+    """One problem's finished candidates, from one or more rounds, and their ranking keys: ``major``
+    (8 penetrating + 4 filtered out), then ``q1`` (higher first; None: already in order), then ``minor``
+    (2 unbalanced + 1 too few fingers), then the energy ``total``, then the order they came in."""
+
+    grasps: list[Grasp]
+    major: Tensor
+    q1: Tensor | None
+    minor: Tensor | None
+    total: Tensor
+    terms: dict[str, Tensor]
+    valid: Tensor
+
+    def order(self) -> Tensor:
+        """Indices, best first."""
+        idx = torch.arange(len(self.grasps), device=self.total.device)
+        if self.q1 is None or self.minor is None:
+            return idx
+        for key in (self.total, self.minor, -self.q1, self.major):  # least significant first, stable sorts
+            idx = idx[torch.argsort(key[idx], stable=True)]
+        return idx
+
+    def promising(self, min_q1: float) -> int:
+        """How many are neither penetrating nor filtered out and have Q1 of at least ``min_q1``."""
+        if self.q1 is None:
+            return len(self.grasps)
+        return int(((self.major == 0) & (self.q1 >= min_q1)).sum())
+
+    def extend(self, other: _Pool) -> _Pool:
+        assert self.q1 is not None and other.q1 is not None and self.minor is not None and other.minor is not None
+        return _Pool(self.grasps + other.grasps, torch.cat([self.major, other.major]), torch.cat([self.q1, other.q1]),
+                     torch.cat([self.minor, other.minor]), torch.cat([self.total, other.total]),
+                     {k: torch.cat([v, other.terms[k]]) for k, v in self.terms.items() if k in other.terms}, torch.cat([self.valid, other.valid]))
+
+
 _PAD_DISTANCE_M = 1e3  # padding points this far away never touch the hand nor win a nearest-neighbour query
 
 
@@ -242,6 +286,37 @@ class OptimizeProposer:
         if not problems:
             return []
         t0 = time.perf_counter()
+        cfg = self.cfg
+        pools, steps_run = self._round(problems, time_budget_s, progress, t0)
+        if cfg.rank_by == "q1":
+            # more rounds, new seeds, for the objects with fewer than num_grasps promising candidates
+            for r in range(1, cfg.extra_rounds + 1):
+                lacking = [i for i, (pr, pool) in enumerate(zip(problems, pools)) if pool.promising(cfg.round_min_q1) < pr.num_grasps]
+                left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - t0)
+                if not lacking or (left is not None and left <= 0):
+                    break
+                again = [replace(problems[i], seed=problems[i].seed + _ROUND_SEED_STRIDE * r) for i in lacking]
+                more, _ = self._round(again, left, progress, time.perf_counter())
+                for i, pool in zip(lacking, more):
+                    pools[i] = pools[i].extend(pool)
+        elapsed = time.perf_counter() - t0
+        out = []
+        for pr, pool in zip(problems, pools):
+            ii = pool.order()[: pr.num_grasps]
+            out.append(Proposal(
+                grasps=[pool.grasps[int(j)] for j in ii],
+                energy={name: v[ii] for name, v in pool.terms.items()},
+                valid=pool.valid[ii],
+                steps_run=steps_run,
+                elapsed_s=elapsed,
+            ))
+        return out
+
+    def _round(
+        self, problems: list[Problem], time_budget_s: float | None, progress: Progress | None, t0: float
+    ) -> tuple[list[_Pool], int]:
+        """One optimisation of every problem's candidates: per problem its finished candidates and
+        their ranking keys (with ``rank_by="energy"``, the num_grasps selected, in order), and the steps run."""
         h, cfg = self.hand, self.cfg
         if cfg.densify_above_m is not None:  # sparse clouds: tangent samples fill the gaps fingers sink into
             dense = [densify_cloud(pr.points, pr.normals, cfg.densify_above_m, cfg.densify_to_m) for pr in problems]
@@ -419,7 +494,8 @@ class OptimizeProposer:
         n_all = terms["total"].shape[0]
         energy_rank = torch.empty(n_all, device=dev, dtype=dt)
         energy_rank[torch.argsort(terms["total"], stable=True)] = torch.arange(n_all, device=dev, dtype=dt) / max(n_all, 1)
-        key = energy_rank + (~valid).to(dt) * 4.0 + (terms["pen"] > cfg.max_pen_rank).to(dt) * 8.0
+        major = (~valid).to(dt) * 4.0 + (terms["pen"] > cfg.max_pen_rank).to(dt) * 8.0
+        key = energy_rank + major
         finished: list[Grasp] | None = None
         bounds = [0, *torch.tensor(sizes).cumsum(0).tolist()]
         if cfg.max_balance_residual_n > 0 or cfg.rank_by == "q1":
@@ -436,15 +512,12 @@ class OptimizeProposer:
                     kept = [i for i in range(lo, hi) if float(key[i]) < 8.0]
                     if kept:
                         q1[kept] = self._finished_q1([finished[i] for i in kept], obj, kept, pr.plane).to(dev, dt)
-                by_energy = torch.argsort(energy_rank + flags, stable=True)
-                order = by_energy[torch.argsort(-q1[by_energy], stable=True)]
-                q1_rank = torch.empty(n_all, device=dev, dtype=dt)
-                q1_rank[order] = torch.arange(n_all, device=dev, dtype=dt) / max(n_all, 1)
-                key = key - energy_rank + q1_rank
                 for i, fg in enumerate(finished):
                     fg.scores["q1_cloud"] = float(q1[i])
-            else:
-                key = key + flags
+                return [_Pool(finished[lo:hi], major[lo:hi], q1[lo:hi], flags[lo:hi], terms["total"][lo:hi],
+                              {k: v[lo:hi] for k, v in terms.items()}, valid[lo:hi])
+                        for lo, hi in itertools.pairwise(bounds)], steps_run
+            key = key + flags
         picked: list[int] = []
         for i, pr in enumerate(problems):
             lo, hi = bounds[i], bounds[i + 1]
@@ -456,20 +529,14 @@ class OptimizeProposer:
             sub_obj = ObjectCloud(obj.points[sel], obj.normals[sel], obj.center[sel])
             sub_plane = None if plane_d is None else Plane(plane_d.normal[sel], plane_d.offset[sel])  # type: ignore[index]
             grasps = self._to_grasps(best_x[sel], {k: v[sel] for k, v in terms.items()}, sub_obj, sub_plane)
-        elapsed = time.perf_counter() - t0
         out, k = [], 0
         for pr in problems:
             idx = list(range(k, k + pr.num_grasps))
             k += pr.num_grasps
             ii = sel[idx]
-            out.append(Proposal(
-                grasps=grasps[idx[0]: idx[-1] + 1],
-                energy={name: v[ii] for name, v in terms.items()},
-                valid=valid[ii],
-                steps_run=steps_run,
-                elapsed_s=elapsed,
-            ))
-        return out
+            out.append(_Pool(grasps[idx[0]: idx[-1] + 1], major[ii], None, None,
+                             terms["total"][ii], {name: v[ii] for name, v in terms.items()}, valid[ii]))
+        return out, steps_run
 
     def _batched_scene(self, problems: list[Problem], owner: Tensor) -> tuple[ObjectCloud, Plane | None]:
         """Per-grasp object clouds (B, N, 3), padded far away to a common N, and per-grasp planes."""

@@ -203,3 +203,24 @@ def test_q1_ranking_orders_the_kept_grasps_by_their_q1_on_the_cloud():
     torch.testing.assert_close(torch.tensor(q1, dtype=torch.float64), ref["q1"], rtol=1e-5, atol=1e-6)
     everything = get_proposer("optimize", cfg=OptimizeConfig(steps=30, oversample=1.0, max_pen_rank=1e9, densify_above_m=None)).propose(p, n, 12, seed=1)
     assert min(q1) >= max(sorted(g.scores["q1_cloud"] for g in everything.grasps)[:6]) - 1e-9
+
+
+def test_extra_rounds_add_candidates_for_objects_short_of_promising_ones():
+    """``extra_rounds``: an object with fewer than num_grasps candidates at Q1 >= ``round_min_q1`` gets
+    another round (its seed + 7919); the grasps kept are the best of both rounds' candidates. When
+    enough are promising, no round is added and the grasps are those of a single round."""
+    p, n = _sphere()
+    base = {"steps": 20, "max_pen_rank": 1e9, "densify_above_m": None, "max_fc": 1e9, "max_dis": 1e9, "max_pen": 1e9}  # none ranked last
+    two = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0, extra_rounds=1, round_min_q1=10.0)).propose(p, n, 4, seed=1)
+    every = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=1.0))
+    union = []
+    for seed in (1, 1 + 7919):
+        r = every.propose(p, n, 8, seed=seed)
+        union += [(not bool(v), -g.scores["q1_cloud"]) for g, v in zip(r.grasps, r.valid)]
+    expected = [-q for _, q in sorted(union)[:4]]
+    got = [g.scores["q1_cloud"] for g in two.grasps]
+    assert got == pytest.approx(expected, abs=1e-9) and len(got) == 4
+    one = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0)).propose(p, n, 4, seed=1)
+    met = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0, extra_rounds=1, round_min_q1=-1.0)).propose(p, n, 4, seed=1)
+    assert [g.joints for g in met.grasps] == [g.joints for g in one.grasps]
+    assert got != [g.scores["q1_cloud"] for g in one.grasps]  # the second round contributed

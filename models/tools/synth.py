@@ -77,7 +77,8 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
     # the table plane z = 0 (world) expressed in the object frame: n_o = R^T e_z, offset = t_z
     plane = SupportPlane(torch.tensor(rot.T @ np.array([0.0, 0.0, 1.0]), dtype=torch.float32), float(trans[2]))
     p, n = objects.complete_cloud(mesh, n=cfg.cloud_points, seed=pose_index)
-    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=cfg.steps))
+    # no extra rounds: a round costs a scene's whole optimisation time, and synthesis is paid in valid grasps per minute
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=cfg.steps, extra_rounds=0))
     res = prop.propose(torch.tensor(p), torch.tensor(n), cfg.grasps_per_scene, plane=plane,
                        seed=cfg.seed * 7919 + pose_index, progress=None)
     hand = get_hand("shadow", dtype="float64")

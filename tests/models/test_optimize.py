@@ -212,7 +212,7 @@ def test_extra_rounds_add_candidates_for_objects_short_of_promising_ones():
     p, n = _sphere()
     base = {"steps": 20, "max_pen_rank": 1e9, "densify_above_m": None, "max_fc": 1e9, "max_dis": 1e9, "max_pen": 1e9}  # none ranked last
     two = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0, extra_rounds=1, round_min_q1=10.0)).propose(p, n, 4, seed=1)
-    every = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=1.0))
+    every = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=1.0, extra_rounds=0))
     union = []
     for seed in (1, 1 + 7919):
         r = every.propose(p, n, 8, seed=seed)
@@ -220,7 +220,14 @@ def test_extra_rounds_add_candidates_for_objects_short_of_promising_ones():
     expected = [-q for _, q in sorted(union)[:4]]
     got = [g.scores["q1_cloud"] for g in two.grasps]
     assert got == pytest.approx(expected, abs=1e-9) and len(got) == 4
-    one = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0)).propose(p, n, 4, seed=1)
+    one = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0, extra_rounds=0)).propose(p, n, 4, seed=1)
     met = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0, extra_rounds=1, round_min_q1=-1.0)).propose(p, n, 4, seed=1)
     assert [g.joints for g in met.grasps] == [g.joints for g in one.grasps]
     assert got != [g.scores["q1_cloud"] for g in one.grasps]  # the second round contributed
+    # the energy filter does not decide: with every candidate filtered out (as the default thresholds do
+    # on the validation objects) and enough at Q1 >= round_min_q1, no round is added
+    strict = base | {"max_fc": -1.0}
+    one_f = get_proposer("optimize", cfg=OptimizeConfig(**strict, oversample=2.0, extra_rounds=0)).propose(p, n, 4, seed=1)
+    assert not bool(one_f.valid.any())
+    met_f = get_proposer("optimize", cfg=OptimizeConfig(**strict, oversample=2.0, extra_rounds=1, round_min_q1=-1.0)).propose(p, n, 4, seed=1)
+    assert [g.joints for g in met_f.grasps] == [g.joints for g in one_f.grasps]

@@ -41,17 +41,19 @@ from sim_worker.parallel import SimPool
 from sim_worker.scene import object_from_mesh
 
 
-def pick_objects(n: int) -> list[str]:
-    """The first ``n`` validation objects, one per family in turn."""
+def pick_objects(n: int, split: str = "validation") -> list[str]:
+    """The first ``n`` objects of ``split`` (validation: where choices are tuned), one per family in turn."""
     from bench.proposer_quality import pick_objects as pick
 
-    return pick("validation", n)
+    return pick(split, n)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, default=8)
     ap.add_argument("--skip", type=int, default=0, help="leave out the first N objects (a second, disjoint set)")
+    ap.add_argument("--split", choices=["validation", "test"], default="validation",
+                    help="validation (choices are tuned there) or test (report only)")
     ap.add_argument("--grasps", type=int, default=16)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--points", type=int, default=1024)
@@ -90,7 +92,7 @@ def main() -> None:
     completed = views = 0
     with SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool, \
             SimPool("mujoco", procs=a.procs, cfg=SimConfig.preset("pinned")) as pinned_pool:
-        for oid in tqdm(pick_objects(a.skip + a.objects)[a.skip:], desc="objects"):
+        for oid in tqdm(pick_objects(a.skip + a.objects, a.split)[a.skip:], desc="objects"):
             mesh = objects.load_mesh(oid)
             dense_p, dense_n = objects.complete_cloud(mesh, n=20000, seed=1)
             surface = ObjectCloud(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
@@ -154,7 +156,7 @@ def main() -> None:
     total_ok = sum(r["sim_ok"] for r in rows)
     out = {
         "hardware": hardware(), "protocol": "fc_mocap (referee of record); sim_success_pinned: the earlier pinned protocol",
-        "split": "validation", "cloud": "partial" if a.partial else "complete",
+        "split": a.split, "cloud": "partial" if a.partial else "complete",
         "objects": len(rows), "skipped_first": a.skip, "grasps_per_object": a.grasps,
         **({"completion": a.completion, "viewpoint_sent": a.viewpoint, "views_completed": completed, "views_single": views} if a.partial else {}), "steps": a.steps, "overrides": dict(item.split("=", 1) for item in a.set),
         "mean": {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys},

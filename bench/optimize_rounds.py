@@ -6,7 +6,7 @@ it runs. A paired comparison: every policy chooses among the same simulated cand
 
 Run:
   .venv/bin/python bench/optimize_rounds.py run --objects 10 [--skip 10] --rounds 3 --out rounds.json   # resumable
-  .venv/bin/python bench/optimize_rounds.py replay rounds.json [rounds_set_b.json]
+  .venv/bin/python bench/optimize_rounds.py replay rounds.json [rounds_set_b.json] [--residual-weights 0,0.01]
   .venv/bin/python bench/optimize_rounds.py time --objects 10 [--only bowl/0001] [--code OTHER_CHECKOUT]
 ``time`` gives the optimiser-only time of one round per object (no simulation), from this checkout or
 from ``--code`` (another checkout's ``models``, e.g. a ``git worktree`` of an earlier commit), to time
@@ -16,6 +16,7 @@ two versions alternately on one machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -44,13 +45,14 @@ def _order(major, q1, minor, total):
     return idx
 
 
-def replay(obj: dict, extra: int, min_q1: float | None, need: int, keep: int = 16) -> dict:
-    """One object under one policy: the rounds it runs, and its kept candidates' verdicts."""
+def replay(obj: dict, extra: int, min_q1: float | None, need: int, keep: int = 16, residual_per_n: float = 0.0) -> dict:
+    """One object under one policy: the rounds it runs, and its kept candidates' verdicts. Ranked as the
+    optimiser ranks: Q1 less ``residual_per_n`` x the squeeze residual (``OptimizeConfig.rank_residual_per_n``)."""
     import numpy as np
 
     def pooled(rs):
         return {k: np.concatenate([np.asarray(obj["rounds"][r][k], dtype=float) for r in rs])
-                for k in ("major", "q1", "minor", "total", "ok", "pen")}
+                for k in ("major", "q1", "minor", "total", "ok", "pen", "residual")}
 
     rs = [0]
     for r in range(1, extra + 1):
@@ -61,21 +63,24 @@ def replay(obj: dict, extra: int, min_q1: float | None, need: int, keep: int = 1
             break
         rs.append(r)
     c = pooled(rs)
-    ii = _order(c["major"], c["q1"], c["minor"], c["total"])[:keep]
+    ii = _order(c["major"], c["q1"] - residual_per_n * c["residual"], c["minor"], c["total"])[:keep]
     return {"success": float(c["ok"][ii].mean()), "eta_np": float((c["pen"][ii] < 0.005).mean()),
             "ok": int(c["ok"][ii].sum()), "time_s": float(sum(obj["rounds"][r]["time_s"] for r in rs)), "rounds": len(rs)}
 
 
-def cmd_replay(files: list[str]) -> None:
+def cmd_replay(files: list[str], residual_weights: list[float]) -> None:
     import numpy as np
 
     loaded = [json.loads(Path(f).read_text()) for f in files]
     sets = [d["objects"] if isinstance(d, dict) else d for d in loaded]
     out = []
-    for name, extra, min_q1, need in POLICIES:
-        row: dict = {"policy": name}
+    have = min(len(o["rounds"]) for objs in sets for o in objs)
+    for (name, extra, min_q1, need), w in itertools.product(POLICIES, residual_weights):
+        if extra + 1 > have:  # the files hold fewer rounds than this policy may run
+            continue
+        row: dict = {"policy": name, "rank_residual_per_n": w}
         for f, objs in zip(files, sets):
-            per = [replay(o, extra, min_q1, need) for o in objs]
+            per = [replay(o, extra, min_q1, need, residual_per_n=w) for o in objs]
             t = sum(p["time_s"] for p in per)
             row[Path(f).name] = {
                 "sim_success": round(float(np.mean([p["success"] for p in per])), 4),
@@ -88,10 +93,10 @@ def cmd_replay(files: list[str]) -> None:
     print(json.dumps({"protocol": "fc_mocap (referee of record)", "policies": out}, indent=1))
 
 
-def _objects(n: int, skip: int) -> list[str]:
+def _objects(n: int, skip: int, split: str = "validation") -> list[str]:
     from bench.proposer_quality import pick_objects
 
-    return pick_objects("validation", skip + n)[skip:]
+    return pick_objects(split, skip + n)[skip:]
 
 
 def cmd_run(a: argparse.Namespace) -> None:
@@ -114,12 +119,14 @@ def cmd_run(a: argparse.Namespace) -> None:
     from sim_worker.scene import object_from_mesh
 
     out = Path(a.out)
-    done = json.loads(out.read_text()) if out.exists() else {"hardware": hardware(), "objects": []}
+    done = json.loads(out.read_text()) if out.exists() else {
+        "hardware": hardware(), "protocol": "fc_mocap (referee of record)", "split": a.split, "cloud": "complete",
+        "steps": a.steps, "rounds": a.rounds, "objects": []}
     seen = {o["object"] for o in done["objects"]}
     prop = get_proposer("optimize", cfg=OptimizeConfig(steps=a.steps, extra_rounds=0))
     hand = get_hand("shadow", dtype="float64")
     with SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool:
-        for oid in tqdm([o for o in _objects(a.objects, a.skip) if o not in seen], desc="objects"):
+        for oid in tqdm([o for o in _objects(a.objects, a.skip, a.split) if o not in seen], desc="objects"):
             mesh = objects.load_mesh(oid)
             dp, dn = objects.complete_cloud(mesh, n=20000, seed=1)
             surface = ObjectCloud(torch.tensor(dp, dtype=torch.float64), torch.tensor(dn, dtype=torch.float64))
@@ -136,6 +143,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                 per = grasp_quality(hand, pos, rot, q, surface)
                 sim = pool.validate(sim_obj, [GraspArrays.from_grasp(g) for g in pool_r.grasps], diverged_fails=True)
                 rounds.append({"time_s": round(dt, 3), "major": pool_r.major.tolist(), "q1": pool_r.q1.tolist(),
+                               "residual": [g.scores["squeeze_residual_n"] for g in pool_r.grasps],
                                "minor": pool_r.minor.tolist(), "total": pool_r.total.tolist(),
                                "ok": [bool(s["success"]) for s in sim], "pen": per["max_penetration_m"].tolist()})
             done["objects"].append({"object": oid, "rounds": rounds})
@@ -154,7 +162,7 @@ def cmd_time(a: argparse.Namespace) -> None:
     kw = {"extra_rounds": 0} if "extra_rounds" in {f.name for f in dataclasses.fields(OptimizeConfig)} else {}
     prop = get_proposer("optimize", cfg=OptimizeConfig(steps=a.steps, **kw))
     per = {}
-    for oid in _objects(a.objects, a.skip):
+    for oid in _objects(a.objects, a.skip, a.split):
         if a.only and a.only not in oid:
             continue
         p, n = objects.complete_cloud(objects.load_mesh(oid), n=1024, seed=0)
@@ -173,6 +181,7 @@ def main() -> None:
         p.add_argument("--objects", type=int, default=10)
         p.add_argument("--skip", type=int, default=0, help="leave out the first N validation objects (a second set)")
         p.add_argument("--steps", type=int, default=200)
+        p.add_argument("--split", choices=["validation", "test"], default="validation", help="test: report only, never tune")
     r.add_argument("--rounds", type=int, default=3)
     r.add_argument("--procs", type=int, default=2)
     r.add_argument("--out", required=True)
@@ -180,6 +189,7 @@ def main() -> None:
     t.add_argument("--code", default=None, help="a checkout whose models/ to time (default: this one)")
     p = sub.add_parser("replay", help="the round policies on a run's verdicts")
     p.add_argument("files", nargs="+")
+    p.add_argument("--residual-weights", default="0,0.01", help="comma-separated rank_residual_per_n values to replay")
     a = ap.parse_args()
     sys.path.insert(0, str(Path(a.code).resolve() if getattr(a, "code", None) else ROOT))
     if a.cmd == "run":
@@ -187,7 +197,7 @@ def main() -> None:
     elif a.cmd == "time":
         cmd_time(a)
     else:
-        cmd_replay(a.files)
+        cmd_replay(a.files, [float(x) for x in a.residual_weights.split(",")])
 
 
 if __name__ == "__main__":

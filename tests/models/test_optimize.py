@@ -194,15 +194,35 @@ def test_q1_ranking_orders_the_kept_grasps_by_their_q1_on_the_cloud():
     from models.physics.quality import grasp_quality
 
     p, n = _sphere()
-    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=30, oversample=2.0, max_pen_rank=1e9, densify_above_m=None))
+    q1_only = {"rank_residual_per_n": 0.0, "extra_rounds": 0}
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=30, oversample=2.0, max_pen_rank=1e9, densify_above_m=None, **q1_only))
     res = prop.propose(p, n, 6, seed=1)
     q1 = [g.scores["q1_cloud"] for g in res.grasps]
     assert q1 == sorted(q1, reverse=True) and q1[0] > 0
     pos, rot, q = grasps_to_tensors(res.grasps, dtype=torch.float64)
     ref = grasp_quality(get_hand("shadow", dtype="float64"), pos, rot, q, ObjectCloud(p.double(), n.double()), center=p.double().mean(0))
     torch.testing.assert_close(torch.tensor(q1, dtype=torch.float64), ref["q1"], rtol=1e-5, atol=1e-6)
-    everything = get_proposer("optimize", cfg=OptimizeConfig(steps=30, oversample=1.0, max_pen_rank=1e9, densify_above_m=None)).propose(p, n, 12, seed=1)
+    everything = get_proposer("optimize", cfg=OptimizeConfig(steps=30, oversample=1.0, max_pen_rank=1e9, densify_above_m=None, **q1_only)).propose(p, n, 12, seed=1)
     assert min(q1) >= max(sorted(g.scores["q1_cloud"] for g in everything.grasps)[:6]) - 1e-9
+
+
+@pytest.mark.parametrize("weight", [0.01, 10.0])
+def test_q1_ranking_charges_the_squeeze_residual(weight):
+    """``rank_residual_per_n``: the score ranked by is Q1 less the weight x the squeeze residual (both in
+    each grasp's scores): it never rises down the list, the kept grasps are the candidates with the best
+    scores, and a heavy weight puts the best-balanced first where Q1 alone would not."""
+    p, n = _sphere()
+    base = {"steps": 30, "max_pen_rank": 1e9, "densify_above_m": None, "extra_rounds": 0}
+    res = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0, rank_residual_per_n=weight)).propose(p, n, 6, seed=1)
+    score = [g.scores["q1_cloud"] - weight * g.scores["squeeze_residual_n"] for g in res.grasps]
+    assert score == sorted(score, reverse=True)
+    everything = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=1.0)).propose(p, n, 12, seed=1)
+    all_scores = sorted((g.scores["q1_cloud"] - weight * g.scores["squeeze_residual_n"] for g in everything.grasps), reverse=True)
+    assert score == pytest.approx(all_scores[:6], abs=1e-9)
+    if weight == 10.0:
+        q1_first = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0, rank_residual_per_n=0.0)).propose(p, n, 6, seed=1)
+        res_order = [g.scores["squeeze_residual_n"] for g in res.grasps]
+        assert res_order != [g.scores["squeeze_residual_n"] for g in q1_first.grasps]
 
 
 def test_extra_rounds_add_candidates_for_objects_short_of_promising_ones():
@@ -216,8 +236,8 @@ def test_extra_rounds_add_candidates_for_objects_short_of_promising_ones():
     union = []
     for seed in (1, 1 + 7919):
         r = every.propose(p, n, 8, seed=seed)
-        union += [(not bool(v), -g.scores["q1_cloud"]) for g, v in zip(r.grasps, r.valid)]
-    expected = [-q for _, q in sorted(union)[:4]]
+        union += [(not bool(v), -(g.scores["q1_cloud"] - 0.01 * g.scores["squeeze_residual_n"]), g.scores["q1_cloud"]) for g, v in zip(r.grasps, r.valid)]
+    expected = [q for _, _, q in sorted(union)[:4]]
     got = [g.scores["q1_cloud"] for g in two.grasps]
     assert got == pytest.approx(expected, abs=1e-9) and len(got) == 4
     one = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0, extra_rounds=0)).propose(p, n, 4, seed=1)

@@ -193,6 +193,13 @@ _NO_PLANE_OFFSET = 1e3  # a plane 1 km below stands in for "no table" inside a m
 _ROUND_SEED_STRIDE = 7919  # an extra round's seed: the problem's seed + this x the round
 
 
+def _round_progress(progress: Progress | None, r: int, rounds: int, steps: int) -> Progress | None:
+    """Round ``r``'s step reports as steps of all ``rounds`` rounds (monotone across rounds)."""
+    if progress is None or rounds == 1:
+        return progress
+    return lambda step, _steps, energy: progress(r * steps + step, rounds * steps, energy)
+
+
 @dataclass
 class _Pool:
     """One problem's finished candidates, from one or more rounds, and their ranking keys: ``major``
@@ -300,7 +307,10 @@ class OptimizeProposer:
             return []
         t0 = time.perf_counter()
         cfg = self.cfg
-        pools, steps_run = self._round(problems, time_budget_s, progress, t0)
+        # progress counts the steps of every round that may run, so it never goes back (it ends early
+        # when no object needs another round)
+        rounds = 1 + (cfg.extra_rounds if cfg.rank_by == "q1" else 0)
+        pools, steps_run = self._round(problems, time_budget_s, _round_progress(progress, 0, rounds, cfg.steps), t0)
         if cfg.rank_by == "q1":
             # more rounds, new seeds, for the objects with fewer than num_grasps promising candidates
             for r in range(1, cfg.extra_rounds + 1):
@@ -309,7 +319,7 @@ class OptimizeProposer:
                 if not lacking or (left is not None and left <= 0):
                     break
                 again = [replace(problems[i], seed=problems[i].seed + _ROUND_SEED_STRIDE * r) for i in lacking]
-                more, _ = self._round(again, left, progress, time.perf_counter())
+                more, _ = self._round(again, left, _round_progress(progress, r, rounds, cfg.steps), time.perf_counter())
                 for i, pool in zip(lacking, more):
                     pools[i] = pools[i].extend(pool)
         elapsed = time.perf_counter() - t0

@@ -311,12 +311,14 @@ class OptimizeProposer:
         # when no object needs another round)
         rounds = 1 + (cfg.extra_rounds if cfg.rank_by == "q1" else 0)
         pools, steps_run = self._round(problems, time_budget_s, _round_progress(progress, 0, rounds, cfg.steps), t0)
+        first_s = time.perf_counter() - t0
         if cfg.rank_by == "q1":
-            # more rounds, new seeds, for the objects with fewer than num_grasps promising candidates
+            # more rounds, new seeds, for the objects with fewer than num_grasps promising candidates; under a
+            # time budget only while a whole round as long as the first fits (a cut round still pays its finishing)
             for r in range(1, cfg.extra_rounds + 1):
                 lacking = [i for i, (pr, pool) in enumerate(zip(problems, pools)) if pool.promising(cfg.round_min_q1) < pr.num_grasps]
                 left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - t0)
-                if not lacking or (left is not None and left <= 0):
+                if not lacking or (left is not None and left < first_s):
                     break
                 again = [replace(problems[i], seed=problems[i].seed + _ROUND_SEED_STRIDE * r) for i in lacking]
                 more, _ = self._round(again, left, _round_progress(progress, r, rounds, cfg.steps), time.perf_counter())

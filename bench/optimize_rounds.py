@@ -35,20 +35,13 @@ POLICIES: list[tuple[str, int, float | None, int]] = [
 ]
 
 
-def _order(major, q1, minor, total):
-    """The optimiser's pool order (``_Pool.order``): major, then Q1 (higher first), minor, energy, arrival."""
-    import numpy as np
-
-    idx = np.arange(len(major))
-    for key in (total, minor, -q1, major):
-        idx = idx[np.argsort(key[idx], kind="stable")]
-    return idx
-
-
 def replay(obj: dict, extra: int, min_q1: float | None, need: int, keep: int = 16, residual_per_n: float = 0.0) -> dict:
     """One object under one policy: the rounds it runs, and its kept candidates' verdicts. Ranked as the
     optimiser ranks: Q1 less ``residual_per_n`` x the squeeze residual (``OptimizeConfig.rank_residual_per_n``)."""
     import numpy as np
+    import torch
+
+    from models.proposers.optimize import rank_order
 
     def pooled(rs):
         return {k: np.concatenate([np.asarray(obj["rounds"][r][k], dtype=float) for r in rs])
@@ -63,7 +56,8 @@ def replay(obj: dict, extra: int, min_q1: float | None, need: int, keep: int = 1
             break
         rs.append(r)
     c = pooled(rs)
-    ii = _order(c["major"], c["q1"] - residual_per_n * c["residual"], c["minor"], c["total"])[:keep]
+    t = {k: torch.from_numpy(v) for k, v in c.items()}
+    ii = rank_order(t["major"], t["q1"] - residual_per_n * t["residual"], t["minor"], t["total"])[:keep].numpy()  # the optimiser's order
     return {"success": float(c["ok"][ii].mean()), "eta_np": float((c["pen"][ii] < 0.005).mean()),
             "ok": int(c["ok"][ii].sum()), "time_s": float(sum(obj["rounds"][r]["time_s"] for r in rs)), "rounds": len(rs)}
 

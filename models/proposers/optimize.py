@@ -200,6 +200,15 @@ def _round_progress(progress: Progress | None, r: int, rounds: int, steps: int) 
     return lambda step, _steps, energy: progress(r * steps + step, rounds * steps, energy)
 
 
+def rank_order(major: Tensor, score: Tensor, minor: Tensor, total: Tensor) -> Tensor:
+    """Candidate indices, best first: ``major`` (lower first), then ``score`` (higher first), then ``minor``
+    (lower first), then the energy ``total``, then the order they came in (stable sorts)."""
+    idx = torch.arange(major.shape[0], device=major.device)
+    for key in (total, minor, -score, major):  # least significant first
+        idx = idx[torch.argsort(key[idx], stable=True)]
+    return idx
+
+
 @dataclass
 class _Pool:
     """One problem's finished candidates, from one or more rounds, and their ranking keys: ``major``
@@ -218,12 +227,9 @@ class _Pool:
 
     def order(self) -> Tensor:
         """Indices, best first."""
-        idx = torch.arange(len(self.grasps), device=self.total.device)
         if self.score is None or self.minor is None:
-            return idx
-        for key in (self.total, self.minor, -self.score, self.major):  # least significant first, stable sorts
-            idx = idx[torch.argsort(key[idx], stable=True)]
-        return idx
+            return torch.arange(len(self.grasps), device=self.total.device)
+        return rank_order(self.major, self.score, self.minor, self.total)
 
     def promising(self, min_q1: float) -> int:
         """How many are not ranked last for penetration and have Q1 of at least ``min_q1``. The energy

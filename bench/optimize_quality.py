@@ -13,6 +13,7 @@ validation split, one per family in turn. Prints one JSON object with the hardwa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -36,6 +37,7 @@ from models.pipeline import GraspQuery, PipelineConfig, preprocess
 from models.proposers import get_proposer
 from models.proposers.optimize import OptimizeConfig
 from sim_worker.arrays import GraspArrays
+from sim_worker.cloud_check import CloudCheck, CloudCheckConfig
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool
 from sim_worker.scene import object_from_mesh
@@ -65,7 +67,10 @@ def main() -> None:
     ap.add_argument("--execute", action="store_true",
                     help="also run every grasp as a table-top execution (approach, close, lift; scripted policy)")
     ap.add_argument("--set", action="append", default=[], help="OptimizeConfig override, e.g. --set num_contacts=6")
+    ap.add_argument("--no-check", action="store_true",
+                    help="rank without the simulated check on the cloud (sim_worker.cloud_check), as before 0.11.0")
     a = ap.parse_args()
+    stack = contextlib.ExitStack()
     overrides = {}
     for item in a.set:
         k, v = item.split("=", 1)
@@ -85,12 +90,13 @@ def main() -> None:
             overrides[k] = v.lower() in ("1", "true", "yes")
         else:
             overrides[k] = type(getattr(OptimizeConfig(), k))(v)
-    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=a.steps, **overrides))
+    check = None if a.no_check else stack.enter_context(CloudCheck(CloudCheckConfig(procs=a.procs))).start()  # up before timing
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=a.steps, **overrides), check=check)
     hand = get_hand("shadow", dtype="float64")
     rows = []
     t_opt = 0.0
     completed = views = 0
-    with SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool, \
+    with stack, SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool, \
             SimPool("mujoco", procs=a.procs, cfg=SimConfig.preset("pinned")) as pinned_pool:
         for oid in tqdm(pick_objects(a.skip + a.objects, a.split)[a.skip:], desc="objects"):
             mesh = objects.load_mesh(oid)
@@ -157,7 +163,7 @@ def main() -> None:
     out = {
         "hardware": hardware(), "protocol": "fc_mocap (referee of record); sim_success_pinned: the earlier pinned protocol",
         "split": a.split, "cloud": "partial" if a.partial else "complete",
-        "objects": len(rows), "skipped_first": a.skip, "grasps_per_object": a.grasps,
+        "objects": len(rows), "skipped_first": a.skip, "check": None if a.no_check else "cloud (sim_worker.cloud_check)", "grasps_per_object": a.grasps,
         **({"completion": a.completion, "viewpoint_sent": a.viewpoint, "views_completed": completed, "views_single": views} if a.partial else {}), "steps": a.steps, "overrides": dict(item.split("=", 1) for item in a.set),
         "mean": {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys},
         **({"execution": {"success": round(float(np.mean([r["exec_success"] for r in rows])), 4),

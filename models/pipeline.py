@@ -34,6 +34,7 @@ from .hands.spec import available_hands
 from .physics.grasp_batch import GraspBatch
 from .proposers import auto_proposer, available_proposers, capabilities, get_proposer
 from .proposers.base import Problem, Progress, Proposal, Proposer
+from .stages.check import GraspCheck
 from .stages.completion import MODES as COMPLETION_MODES
 from .stages.preprocess import Prepared, PreprocessConfig, preprocess
 from .stages.query import GraspQuery, QueryError
@@ -269,14 +270,18 @@ class Selected:
 
 
 def select(cands: Candidates, intent: IntentOutcome, k: int, cfg: RankConfig) -> Selected:
-    """Diversity-aware top ``k`` (grasps satisfying the instruction first), ordered by
-    (satisfies the instruction, overall score)."""
+    """Diversity-aware top ``k``: grasps satisfying the instruction first, then among them those that held in
+    the proposer's simulated check (``cloud_check_holds``, when it ran one); ordered by (satisfies the
+    instruction, held, overall score)."""
     t = time.perf_counter()
     b = cands.batch
     overall, satisfied = intent.overall, intent.satisfied
+    held = torch.tensor([int(g.scores.get("cloud_check_holds", 0.0) > 0.5) for g in cands.grasps], dtype=torch.int64)
+    sat = torch.zeros_like(held) if satisfied is None else satisfied.cpu().long()
+    tier = 2 * sat + held
     dist = grasp_distances(b.root_pos, b.root_rot, b.normalised_joints(), cfg)
-    picked = select_diverse(overall, dist, k, cfg.diversity, satisfied)
-    key = [(-(1 if satisfied is not None and bool(satisfied[i]) else 0), -float(overall[i])) for i in picked]
+    picked = select_diverse(overall, dist, k, cfg.diversity, tier)
+    key = [(-int(tier[i]), -float(overall[i])) for i in picked]
     picked = [i for _, i in sorted(zip(key, picked))]
     return Selected(picked, (time.perf_counter() - t) * 1e3)
 
@@ -293,13 +298,13 @@ def to_request_frame(g: Grasp, transform: Tensor) -> Grasp:
 
 
 def returned_grasps(cands: Candidates, picked: Sequence[int], scores: dict[str, Tensor], prep: Prepared) -> list[Grasp]:
-    """The picked grasps in the request frame, with their scores, rank and the proposer's energies."""
+    """The picked grasps in the request frame, with their scores, rank, the proposer's energies and its check's verdicts."""
     out = []
     for rank_i, i in enumerate(picked):
         g = cands.grasps[i]
         s = {k: float(v[i]) for k, v in scores.items()}
         s["rank"] = float(rank_i)
-        s.update({k: v for k, v in g.scores.items() if k.startswith("energy")})
+        s.update({k: v for k, v in g.scores.items() if k.startswith(("energy", "cloud_check"))})
         out.append(to_request_frame(g.model_copy(update={"scores": s}), prep.to_request))
     return out
 
@@ -308,9 +313,10 @@ def returned_grasps(cands: Candidates, picked: Sequence[int], scores: dict[str, 
 class GraspPipeline:
     """Holds the proposers and hands (created once, warmed) and runs queries, alone or batched."""
 
-    def __init__(self, cfg: PipelineConfig | None = None, device: str = "cpu") -> None:
+    def __init__(self, cfg: PipelineConfig | None = None, device: str = "cpu", check: GraspCheck | None = None) -> None:
         self.cfg = cfg or PipelineConfig()
         self.device = device
+        self.check = check  # given to the proposers that rank by one (Capabilities.ranks_by_check)
         self._proposers: dict[tuple[str, str], Proposer] = {}
 
     def resolve_method(self, method: str, text: str | None = None) -> str:
@@ -328,7 +334,8 @@ class GraspPipeline:
     def proposer(self, method: str, hand: str) -> Proposer:
         key = (method, hand)
         if key not in self._proposers:
-            self._proposers[key] = get_proposer(method, hand=hand, device=self.device)
+            kw = {"check": self.check} if self.check is not None and capabilities(method).ranks_by_check else {}
+            self._proposers[key] = get_proposer(method, hand=hand, device=self.device, **kw)
         return self._proposers[key]
 
     def describe(self) -> list[dict[str, Any]]:

@@ -141,7 +141,12 @@ def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAP
 
         rollouts = JobQueue(s.redis_url, ttl_s=s.rollout_ttl_s)
     device = str(resolve(s.device, "float32").device)
-    pipeline = GraspPipeline(PipelineConfig(max_points=s.max_points, max_num_grasps=s.max_num_grasps), device=device)
+    check = None
+    if s.cloud_check:
+        from sim_worker.cloud_check import CloudCheck
+
+        check = CloudCheck()
+    pipeline = GraspPipeline(PipelineConfig(max_points=s.max_points, max_num_grasps=s.max_num_grasps), device=device, check=check)
     metrics = Metrics()
     state = ServiceState(
         settings=s,
@@ -160,6 +165,8 @@ def create_app(settings: Settings | None = None, rollouts: Any = None) -> FastAP
             state.ready = True
         yield
         state.batcher.stop()
+        if check is not None:
+            check.close()
         if state.rollouts is not None:
             state.rollouts.close()
 

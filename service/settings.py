@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     batch_window_ms: float = 5.0  # how long the batcher waits for company once a request arrives
     max_queue: int = 64  # queued proposal requests beyond this get 503 + Retry-After
     warmup: bool = True
+    # method=optimize ranks its candidates by the referee's protocol simulated on the request's cloud
+    # (sim_worker.cloud_check; about 1-5 s per request on 2 cores); false: by Q1 alone, as before
+    cloud_check: bool = True
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "DEXGRASP_REDIS_URL"))
     embedded_workers: int = 1  # supervised simulation worker processes when REDIS_URL is unset
     embedded_data_dir: str | None = None  # the embedded Redis's append-only file; unset: a temporary directory

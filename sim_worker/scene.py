@@ -40,6 +40,7 @@ class ConvexPart:
     size: tuple[float, ...] = ()  # MuJoCo size semantics (half-extents, radius, half-height)
     vertices: F64 | None = None  # (V, 3) for meshes
     faces: NDArray[np.int64] | None = None  # (F, 3) for meshes
+    pos: tuple[float, ...] = ()  # primitives: centre in the object frame (empty: the origin)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class SimObject:
         for p in self.parts:
             h.update(p.kind.encode())
             h.update(np.asarray(p.size, dtype=np.float64).tobytes())
+            if p.pos:
+                h.update(np.asarray(p.pos, dtype=np.float64).tobytes())
             if p.vertices is not None and p.faces is not None:
                 h.update(np.ascontiguousarray(p.vertices, dtype=np.float64).tobytes())
                 h.update(np.ascontiguousarray(p.faces, dtype=np.int64).tobytes())
@@ -183,6 +186,35 @@ def object_from_points(points: F64, source: str = "points") -> SimObject:
     )
 
 
+def object_from_cloud(points: F64, normals: F64, max_radius_m: float = 0.004, min_radius_m: float = 0.0015,
+                      source: str = "cloud") -> SimObject:
+    """A collision proxy of a cloud with outward normals: one sphere per point, tangent to the surface at the
+    point (centre ``r`` inside along the normal). ``r`` is ``max_radius_m`` where the object is thick and half
+    the wall where it is thin (the nearest point facing the other way), so a sphere never shows through a
+    thin wall (a bowl's, a mug's); never below ``min_radius_m``. Unlike :func:`object_from_points` it keeps
+    concavities. Volume (for a density-based mass) is the cloud's convex hull's."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    p = np.asarray(points, dtype=np.float64)
+    n = np.asarray(normals, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 3 or n.shape != p.shape or len(p) < 4:
+        raise ValueError("need (N,3) points and (N,3) normals, N >= 4")
+    if not (np.isfinite(p).all() and np.isfinite(n).all()):
+        raise ValueError("points and normals must be finite")
+    n = n / np.clip(np.linalg.norm(n, axis=1, keepdims=True), 1e-12, None)
+    tree = cKDTree(p)
+    k = min(len(p), 32)
+    dist, idx = tree.query(p, k=k)
+    facing = np.einsum("ij,ikj->ik", n, n[idx]) < -0.3  # neighbours on the other side of a wall
+    wall = np.where(facing, dist, np.inf).min(axis=1)
+    r = np.clip(np.minimum(max_radius_m, 0.5 * wall), min_radius_m, max_radius_m)
+    centres = p - r[:, None] * n
+    parts = tuple(ConvexPart("sphere", (float(ri),), pos=tuple(float(x) for x in c)) for ri, c in zip(r, centres))
+    hull = trimesh.convex.convex_hull(p)
+    return SimObject(parts, float(max(hull.volume, 1e-9)), source=source)
+
+
 # ------------------------------------------------------------------------ MJCF assembly
 def _fmt(a: NDArray[np.generic] | tuple[float, ...] | list[float]) -> str:
     return " ".join(f"{float(x):.9g}" for x in np.asarray(a, dtype=np.float64).ravel())
@@ -278,6 +310,8 @@ def build_scene(
             attrs.update({"type": "mesh", "mesh": mname})
         else:
             attrs.update({"type": part.kind, "size": _fmt(part.size)})
+            if part.pos:
+                attrs["pos"] = _fmt(part.pos)
         ET.SubElement(ob, "geom", attrs)
     if table_z is not None:
         ET.SubElement(

@@ -44,6 +44,8 @@ class Capabilities:
     # method=auto picks, among the proposers that serve by default, the one with the highest
     # priority above 0; 0: served only when asked for by name
     auto_priority: int = 0
+    # it ranks its candidates by a simulated check on the cloud when given one (``check=``, models.stages.check)
+    ranks_by_check: bool = False
 
 
 @dataclass

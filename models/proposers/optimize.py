@@ -36,6 +36,7 @@ from ..stages.squeeze import SqueezeConfig
 from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
 
 if TYPE_CHECKING:  # the intent package imports nothing from here; only the type is needed
+    from ..stages.check import GraspCheck
     from ..stages.intent.priors import Priors
     from ..stages.refine import RefineConfig
     from ..stages.scoring import RankConfig
@@ -107,8 +108,16 @@ class OptimizeConfig:
     # candidate of three rounds simulated, the policies replayed): no round 55.6 / 50.6 %; one round when short
     # at Q1 0.15 65.6 / 53.1 % (6 and 7 of 10 objects get it) at 1.6x / 1.7x the time; two rounds for every
     # object 66.9 / 55.0 % at 2.9x / 2.9x (docs/optimizer.md). Synthesis sets 0 (its rate is valid grasps per minute)
-    extra_rounds: int = 1
+    extra_rounds: int = 2  # 0.11.0 (with the check): 1 -> 2, validation 73.1 / 64.4 -> 75.6 / 68.8 % at 1.1x the time
     round_min_q1: float = 0.15
+    # with a check (``OptimizeProposer(check=...)``, e.g. sim_worker.cloud_check.CloudCheck: the referee's protocol
+    # on a proxy of the object built from the cloud): the candidates that hold there are ranked first, and the
+    # extra rounds go to the objects with fewer than num_grasps of them (instead of the Q1 count above) when
+    # round_by_check. Measured in docs/optimizer.md, "A referee on the cloud"
+    round_by_check: bool = True
+    # candidates per call of the check, in rank order; a round's checking stops once num_grasps of its candidates
+    # hold (the grasps kept are those of checking every candidate: any later one ranks below them)
+    check_chunk: int = 8
     # E_qp on (0.8.0): weight 30, task forces of one contact's largest push (k = 1). Validation, complete
     # clouds, fc_mocap: 49.4 -> 53.1 % and 45.0 -> 51.2 % on two disjoint sets of 10 objects (53.7 / 52.5 % with
     # the snap's penetration cap; docs/optimizer.md)
@@ -224,12 +233,21 @@ class _Pool:
     terms: dict[str, Tensor]
     valid: Tensor
     score: Tensor | None = None
+    checked: Tensor | None = None  # (B,) bool: held in the proposer's check (None: no check ran)
 
     def order(self) -> Tensor:
-        """Indices, best first."""
+        """Indices, best first; with a check, those that held it before the rest (non-penetrating before penetrating)."""
         if self.score is None or self.minor is None:
             return torch.arange(len(self.grasps), device=self.total.device)
-        return rank_order(self.major, self.score, self.minor, self.total)
+        major = self.major
+        if self.checked is not None:  # tiers: held, then the other non-penetrating, then the penetrating
+            pen = self.major >= 8
+            major = major + 16.0 * (~self.checked & ~pen).to(major) + 32.0 * pen.to(major)
+        return rank_order(major, self.score, self.minor, self.total)
+
+    def held(self) -> int:
+        """How many held in the check (0 without one)."""
+        return 0 if self.checked is None else int(self.checked.sum())
 
     def promising(self, min_q1: float) -> int:
         """How many are not ranked last for penetration and have Q1 of at least ``min_q1``. The energy
@@ -244,7 +262,8 @@ class _Pool:
         return _Pool(self.grasps + other.grasps, torch.cat([self.major, other.major]), torch.cat([self.q1, other.q1]),
                      torch.cat([self.minor, other.minor]), torch.cat([self.total, other.total]),
                      {k: torch.cat([v, other.terms[k]]) for k, v in self.terms.items() if k in other.terms}, torch.cat([self.valid, other.valid]),
-                     torch.cat([self.score, other.score]))
+                     torch.cat([self.score, other.score]),
+                     None if self.checked is None or other.checked is None else torch.cat([self.checked, other.checked]))
 
 
 _PAD_DISTANCE_M = 1e3  # padding points this far away never touch the hand nor win a nearest-neighbour query
@@ -254,10 +273,10 @@ class OptimizeProposer:
     """``optimize``: the annealed synthesis energy (the slow oracle and data engine)."""
 
     name: ClassVar[str] = "optimize"
-    version = "0.10.1"
+    version = "0.11.0"
     # takes an instruction's priors; grasps the completed cloud (validation, partial views: sim
     # success 29.4 -> 35.6 %, eta_np 57.5 -> 63.1 %); never picked by method=auto
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    capabilities: ClassVar[Capabilities] = Capabilities(ranks_by_check=True)
     refine_config: RefineConfig | None = None  # the pipeline's own refinement and ranking
     rank_config: RankConfig | None = None
 
@@ -265,11 +284,13 @@ class OptimizeProposer:
     def serves_by_default(cls, hand: str) -> bool:
         return True
 
-    def __init__(self, hand: str = "shadow", device: str = "cpu", cfg: OptimizeConfig | None = None) -> None:
+    def __init__(self, hand: str = "shadow", device: str = "cpu", cfg: OptimizeConfig | None = None,
+                 check: GraspCheck | None = None) -> None:
         ts = resolve(device, "float32")
         self.hand = get_hand(hand, device=str(ts.device), dtype="float32")
         self.hand_name = hand
         self.cfg = cfg or OptimizeConfig()
+        self.check = check  # a simulated check the candidates that hold are ranked by (models.stages.check)
 
     def propose(
         self,
@@ -317,17 +338,22 @@ class OptimizeProposer:
         # when no object needs another round)
         rounds = 1 + (cfg.extra_rounds if cfg.rank_by == "q1" else 0)
         pools, steps_run = self._round(problems, time_budget_s, _round_progress(progress, 0, rounds, cfg.steps), t0)
+        deadline = None if time_budget_s is None else t0 + time_budget_s
+        pools = self._checked(problems, pools, deadline)
         first_s = time.perf_counter() - t0
         if cfg.rank_by == "q1":
             # more rounds, new seeds, for the objects with fewer than num_grasps promising candidates; under a
             # time budget only while a whole round as long as the first fits (a cut round still pays its finishing)
             for r in range(1, cfg.extra_rounds + 1):
-                lacking = [i for i, (pr, pool) in enumerate(zip(problems, pools)) if pool.promising(cfg.round_min_q1) < pr.num_grasps]
+                by_check = self.check is not None and cfg.round_by_check
+                lacking = [i for i, (pr, pool) in enumerate(zip(problems, pools))
+                           if (pool.held() if by_check else pool.promising(cfg.round_min_q1)) < pr.num_grasps]
                 left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - t0)
                 if not lacking or (left is not None and left < first_s):
                     break
                 again = [replace(problems[i], seed=problems[i].seed + _ROUND_SEED_STRIDE * r) for i in lacking]
                 more, _ = self._round(again, left, _round_progress(progress, r, rounds, cfg.steps), time.perf_counter())
+                more = self._checked(again, more, deadline)
                 for i, pool in zip(lacking, more):
                     pools[i] = pools[i].extend(pool)
         elapsed = time.perf_counter() - t0
@@ -341,6 +367,33 @@ class OptimizeProposer:
                 steps_run=steps_run,
                 elapsed_s=elapsed,
             ))
+        return out
+
+    def _checked(self, problems: list[Problem], pools: list[_Pool], deadline: float | None = None) -> list[_Pool]:
+        """With a check: each pool's candidates not ranked last for penetration simulated on their cloud; the
+        verdicts go into the pools (ranked first when they hold) and the grasps' scores. Past ``deadline``
+        (perf_counter) no further chunk is checked: the unchecked rank after those that held."""
+        if self.check is None or self.cfg.rank_by != "q1":
+            return pools
+        out = []
+        step = max(1, self.cfg.check_chunk)
+        for pr, pool in zip(problems, pools):
+            # in rank order, a chunk at a time, until num_grasps hold: every later candidate ranks below those
+            order = [int(i) for i in pool.order() if float(pool.major[i]) < 8.0]
+            held = torch.zeros(len(pool.grasps), dtype=torch.bool, device=pool.major.device)
+            pts, nrm = pr.points.detach().double().cpu().numpy(), pr.normals.detach().double().cpu().numpy()
+            for lo in range(0, len(order), step):
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+                rows = order[lo:lo + step]
+                verdict = self.check(pts, nrm, [pool.grasps[i] for i in rows])
+                held[rows] = torch.as_tensor(verdict["holds"], dtype=torch.bool, device=held.device)
+                for i, ok, shift in zip(rows, verdict["holds"], verdict["shift_m"]):
+                    pool.grasps[i].scores["cloud_check_holds"] = float(ok)
+                    pool.grasps[i].scores["cloud_check_shift_m"] = float(shift)
+                if int(held.sum()) >= pr.num_grasps:
+                    break
+            out.append(replace(pool, checked=held))
         return out
 
     def _round(

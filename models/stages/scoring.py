@@ -112,14 +112,14 @@ def select_diverse(scores: Tensor, distances: Tensor, k: int, diversity: float, 
 
     The first pick is the best score; each next maximises
     ``(1 - diversity) * score + diversity * min_distance_to_picked / max_distance``. With
-    ``priority`` (B,) bool, prioritised candidates are exhausted first (e.g. those satisfying the
-    instruction), so diversity never trades a satisfying grasp for one that does not satisfy it.
+    ``priority`` (B,) bool or integer tiers, the candidates of the highest tier are exhausted first (e.g.
+    those satisfying the instruction), so diversity never trades a satisfying grasp for one that does not.
     """
     b = scores.shape[0]
     k = min(k, b)
     if k <= 0:
         return []
-    prio = torch.zeros(b, dtype=torch.bool) if priority is None else priority.cpu().bool()
+    prio = torch.zeros(b, dtype=torch.int64) if priority is None else priority.cpu().long()
     s = scores.detach().cpu().double()
     d = distances.detach().cpu().double()
     dmax = float(d.max()) if b > 1 else 1.0
@@ -128,7 +128,7 @@ def select_diverse(scores: Tensor, distances: Tensor, k: int, diversity: float, 
     free = torch.ones(b, dtype=torch.bool)
     mind = torch.full((b,), math.inf, dtype=torch.float64)
     while len(picked) < k:
-        pool = free & prio if bool((free & prio).any()) else free
+        pool = free & (prio == prio[free].max())
         if picked:
             value = (1 - diversity) * s + diversity * (mind.clamp(max=dmax) / dmax)
         else:

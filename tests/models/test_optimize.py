@@ -266,3 +266,78 @@ def test_progress_never_goes_back_across_rounds():
     one: list[tuple[int, int]] = []
     get_proposer("optimize", cfg=replace(cfg, extra_rounds=0)).propose(p, n, 4, seed=1, progress=lambda s, t, e: one.append((s, t)))
     assert {t for _, t in one} == {20} and max(s for s, _ in one) <= 20
+
+
+class _AboveCheck:
+    """A :class:`models.stages.check.GraspCheck` with a plain rule (the palm above the equator holds), to test
+    how the optimiser ranks by a check; the simulated one is tested in tests/sim_worker/test_cloud_check.py."""
+
+    def __init__(self, verdict: bool | None = None) -> None:
+        self.verdict = verdict  # None: the rule; True / False: every grasp
+        self.calls: list[int] = []
+
+    def __call__(self, points, normals, grasps):
+        import numpy as np
+
+        self.calls.append(len(points))
+        holds = np.array([g.pose.position[2] > 0 if self.verdict is None else self.verdict for g in grasps], dtype=bool)
+        return {"holds": holds, "shift_m": np.where(holds, 0.001, 0.1)}
+
+
+def test_a_check_ranks_the_candidates_that_hold_first():
+    """With a check, the kept grasps are the candidates that hold there first (by score), then the rest; the
+    check sees the cloud as given (not densified) and its verdicts are in the grasps' scores."""
+    p, n = _sphere()
+    base = {"steps": 20, "max_pen_rank": 1e9, "densify_above_m": None, "max_fc": 1e9, "max_dis": 1e9, "max_pen": 1e9, "extra_rounds": 0}
+    check = _AboveCheck()
+    got = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0), check=check).propose(p, n, 4, seed=1)
+    assert check.calls == [len(p)]
+    everything = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=1.0)).propose(p, n, 8, seed=1)
+    key = sorted((g.pose.position[2] <= 0, -(g.scores["q1_cloud"] - 0.01 * g.scores["squeeze_residual_n"]), g.scores["q1_cloud"])
+                 for g in everything.grasps)
+    assert [g.scores["q1_cloud"] for g in got.grasps] == pytest.approx([k[2] for k in key[:4]], abs=1e-9)
+    held = [g.scores["cloud_check_holds"] for g in got.grasps]
+    assert held == sorted(held, reverse=True) and set(held) <= {0.0, 1.0}
+    assert all((g.pose.position[2] > 0) == bool(h) for g, h in zip(got.grasps, held))
+    no_check = get_proposer("optimize", cfg=OptimizeConfig(**base, oversample=2.0)).propose(p, n, 4, seed=1)
+    assert "cloud_check_holds" not in no_check.grasps[0].scores
+
+
+def test_with_a_check_the_extra_round_goes_to_objects_short_of_candidates_that_hold():
+    """``round_by_check``: enough candidates hold -> one round (the same grasps as without extra rounds);
+    none hold -> another round, whatever their Q1."""
+    p, n = _sphere()
+    base = {"steps": 12, "max_pen_rank": 1e9, "densify_above_m": None, "oversample": 2.0}
+    one = get_proposer("optimize", cfg=OptimizeConfig(**base, extra_rounds=0), check=_AboveCheck(True)).propose(p, n, 4, seed=1)
+    enough = _AboveCheck(True)
+    met = get_proposer("optimize", cfg=OptimizeConfig(**base, extra_rounds=1, round_min_q1=10.0), check=enough).propose(p, n, 4, seed=1)
+    assert len(enough.calls) == 1 and [g.joints for g in met.grasps] == [g.joints for g in one.grasps]
+    short = _AboveCheck(False)
+    more = get_proposer("optimize", cfg=OptimizeConfig(**base, extra_rounds=1, round_min_q1=-1.0), check=short).propose(p, n, 4, seed=1)
+    assert len(short.calls) == 2 and len(more.grasps) == 4
+    by_q1 = _AboveCheck(False)
+    get_proposer("optimize", cfg=OptimizeConfig(**base, extra_rounds=1, round_min_q1=-1.0, round_by_check=False), check=by_q1).propose(p, n, 4, seed=1)
+    assert len(by_q1.calls) == 1  # the Q1 count was met: no second round
+
+
+@pytest.mark.parametrize("verdict", [True, None])
+def test_the_check_stops_once_enough_hold_and_keeps_the_same_grasps(verdict):
+    """``check_chunk``: candidates are checked a chunk at a time in rank order until num_grasps hold; the grasps
+    kept are those of checking every candidate at once."""
+    p, n = _sphere()
+    base = {"steps": 12, "max_pen_rank": 1e9, "densify_above_m": None, "oversample": 4.0, "extra_rounds": 0}
+    few, every = _AboveCheck(verdict), _AboveCheck(verdict)
+    a = get_proposer("optimize", cfg=OptimizeConfig(**base, check_chunk=2), check=few).propose(p, n, 3, seed=2)
+    b = get_proposer("optimize", cfg=OptimizeConfig(**base, check_chunk=1000), check=every).propose(p, n, 3, seed=2)
+    assert [g.joints for g in a.grasps] == [g.joints for g in b.grasps]
+    assert len(every.calls) == 1
+    if verdict:  # all hold: the first two chunks (4 candidates) give the 3 needed
+        assert len(few.calls) == 2
+
+
+def test_the_check_respects_the_time_budget():
+    """Past the time budget no candidate is checked: the grasps come back ranked without it."""
+    p, n = _sphere()
+    check = _AboveCheck()
+    res = get_proposer("optimize", cfg=OptimizeConfig(steps=10_000, extra_rounds=0), check=check).propose(p, n, 2, time_budget_s=0.05)
+    assert check.calls == [] and len(res.grasps) == 2 and "cloud_check_holds" not in res.grasps[0].scores

@@ -98,6 +98,8 @@ def test_select_diverse():
     assert select_diverse(scores, d, 2, diversity=0.5) == [0, 2]
     # prioritised candidates (e.g. satisfying the instruction) go first, whatever their score
     assert select_diverse(scores, d, 2, diversity=0.0, priority=torch.tensor([False, False, True, True])) == [2, 3]
+    # integer tiers (instruction x2 + held in the proposer's check): the highest tier is exhausted first
+    assert select_diverse(scores, d, 3, diversity=0.0, priority=torch.tensor([0, 1, 2, 1])) == [2, 1, 3]
 
 
 def test_instruction_is_parsed_and_satisfying_grasps_rank_first(pipe):
@@ -111,3 +113,22 @@ def test_instruction_is_parsed_and_satisfying_grasps_rank_first(pipe):
         assert all(n[2] < -0.5 for n in palm_normal)  # palms facing down: approached from above
     else:
         assert any("no grasp satisfies" in w for w in res.warnings)
+
+
+def test_a_pipeline_check_reaches_the_optimiser_and_orders_the_selection():
+    """``GraspPipeline(check=...)`` (the service passes sim_worker's MuJoCo check on the cloud): the optimiser
+    gets it, ``fast`` does not; the returned grasps carry its verdicts, those that held first."""
+    from dataclasses import replace
+
+    from models.proposers.optimize import OptimizeConfig, OptimizeProposer
+    from sim_worker.cloud_check import CloudCheck
+
+    with CloudCheck() as check:
+        p = GraspPipeline(PipelineConfig(model_points=512), check=check)
+        assert p.proposer("optimize", "shadow").check is check  # type: ignore[attr-defined]
+        assert getattr(p.proposer("fast", "shadow"), "check", None) is None
+        p._proposers[("optimize", "shadow")] = OptimizeProposer(cfg=replace(OptimizeConfig(), steps=12, extra_rounds=0), check=check)
+        res = p.run(GraspQuery(points=box_on_table(), num_grasps=4, seed=3, method="optimize"))
+    held = [g.scores["cloud_check_holds"] for g in res.grasps]
+    assert len(held) == 4 and set(held) <= {0.0, 1.0} and held == sorted(held, reverse=True)
+    assert all(g.scores["cloud_check_shift_m"] >= 0 for g in res.grasps)

@@ -24,6 +24,7 @@ class LiveServer:
     def __init__(self, app: object, port: int) -> None:
         import uvicorn
 
+        self.app = app
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -95,6 +95,30 @@ def test_propose_in_each_encoding_returns_grasps_in_the_request_frame(server, en
     assert (res.poses[:, 2, 3] > offset[2]).all() and (res.pregrasp_poses[:, 2, 3] > offset[2]).all()
 
 
+def test_optimize_ranks_by_the_referees_protocol_on_the_cloud(server):
+    """The service gives method=optimize sim_worker's check on the request's cloud (DEXGRASP_CLOUD_CHECK, on by
+    default): the grasps carry its verdicts over HTTP, those that held first. A short optimiser, for test time."""
+    from dataclasses import replace
+
+    from models.proposers.optimize import OptimizeConfig, OptimizeProposer
+    from sim_worker.cloud_check import CloudCheck
+
+    pipe = server.app.state.service.pipeline  # type: ignore[attr-defined]
+    assert isinstance(pipe.check, CloudCheck)
+    key = ("optimize", "shadow")
+    before = pipe._proposers.get(key)
+    pipe._proposers[key] = OptimizeProposer(cfg=replace(OptimizeConfig(), steps=12, extra_rounds=0), check=pipe.check)
+    try:
+        res = GraspClient(server.url, api_key=API_KEY, retries=1).propose(box_on_table(4), num_grasps=3, method="optimize", seed=2)
+    finally:
+        pipe._proposers.pop(key)
+        if before is not None:
+            pipe._proposers[key] = before
+    held = res.scores["cloud_check_holds"].tolist()
+    assert len(held) == 3 and set(held) <= {0.0, 1.0} and held == sorted(held, reverse=True)
+    assert (res.scores["cloud_check_shift_m"] >= 0).all()
+
+
 def test_npy_and_ply_uploads(server):
     from models.objects.ply import ply_bytes
 

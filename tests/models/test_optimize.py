@@ -341,3 +341,16 @@ def test_the_check_respects_the_time_budget():
     check = _AboveCheck()
     res = get_proposer("optimize", cfg=OptimizeConfig(steps=10_000, extra_rounds=0), check=check).propose(p, n, 2, time_budget_s=0.05)
     assert check.calls == [] and len(res.grasps) == 2 and "cloud_check_holds" not in res.grasps[0].scores
+
+
+def test_single_views_get_fewer_extra_rounds_triggered_by_q1():
+    """``single_view_extra_rounds``: a single view gets at most that many extra rounds, asked for by the Q1 count
+    (not the check, whose proxy lacks the unseen side); a complete cloud up to ``extra_rounds``."""
+    p, n = _sphere()
+    base = {"steps": 6, "max_pen_rank": 1e9, "densify_above_m": None, "oversample": 2.0, "extra_rounds": 2,
+            "single_view_extra_rounds": 1, "round_min_q1": 10.0}
+    view, full = _AboveCheck(True), _AboveCheck(False)
+    get_proposer("optimize", cfg=OptimizeConfig(**base), check=view).propose(p, n, 2, seed=1, single_view=True)
+    get_proposer("optimize", cfg=OptimizeConfig(**base), check=full).propose(p, n, 2, seed=1, single_view=False)
+    assert len(view.calls) == 2  # every candidate held, yet Q1 asked for the one extra round a view may have
+    assert len(full.calls) == 3

@@ -84,7 +84,7 @@ def main() -> None:
     # columns: per case, pregrasp and after the squeeze; rows: mesh, proxy
     w = 300
     sheet = Image.new("RGB", (4 * w, 2 * w), "white")
-    for c, (oid, _) in enumerate(CASES):
+    for c in range(len(CASES)):
         for row in range(2):
             b, af = tiles[2 * c + row]
             sheet.paste(b, ((2 * c) * w, row * w))

@@ -48,6 +48,7 @@ class CloudCheck:
     cfg: CloudCheckConfig = field(default_factory=CloudCheckConfig)
     hand: str = "shadow"
     _pool: SimPool | None = field(default=None, init=False, repr=False)
+    _proxy: tuple[bytes, Any] | None = field(default=None, init=False, repr=False)  # the last cloud's proxy (checks come in chunks)
 
     def _sim_config(self) -> SimConfig:
         v = ValidationConfig(disturb_s=self.cfg.disturb_s, check_every_s=min(ValidationConfig().check_every_s, self.cfg.disturb_s))
@@ -74,7 +75,10 @@ class CloudCheck:
         if self._pool is None:
             self.start()
         assert self._pool is not None
-        obj = object_from_cloud(points, normals, self.cfg.max_radius_m, self.cfg.min_radius_m, source="cloud check")
+        key = np.ascontiguousarray(points, dtype=np.float64).tobytes() + np.ascontiguousarray(normals, dtype=np.float64).tobytes()
+        if self._proxy is None or self._proxy[0] != key:
+            self._proxy = (key, object_from_cloud(points, normals, self.cfg.max_radius_m, self.cfg.min_radius_m, source="cloud check"))
+        obj = self._proxy[1]
         res: list[dict[str, Any]] = self._pool.validate(obj, [GraspArrays.from_grasp(g) for g in grasps], hand=self.hand,
                                                         diverged_fails=True)
         return {"holds": np.array([bool(r["success"]) for r in res]),

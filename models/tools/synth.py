@@ -15,6 +15,7 @@ which is what ``dexgrasp synth`` runs.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -43,6 +44,12 @@ class SynthConfig:
     seed: int = 0
     procs: int = 2  # simulation processes
     simulate: bool = True
+    # optimise ceil(oversample x grasps_per_scene) candidates per scene and referee every one that passes the
+    # penetration filters, in the optimiser's rank order, ``referee_chunk`` at a time, until grasps_per_scene
+    # pass (until session 15 only the optimiser's best grasps_per_scene of the same candidates were refereed:
+    # the referee is cheap on a grasp that fails, it stops at the first push that moves the object)
+    oversample: float = 3.0
+    referee_chunk: int = 16
 
 
 class SimFilter(Protocol):
@@ -59,9 +66,14 @@ def shard_name(object_id: str, pose: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", object_id) + f"__p{pose}.npz"
 
 
+SELECTION = "every candidate refereed"  # shards without a ``selection`` referee the optimiser's best grasps_per_scene
+
+
 def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: SimFilter | None) -> dict[str, np.ndarray]:
     """Grasps for one scene; returns the shard's arrays (object frame). ``sim_filter`` is used when
-    ``cfg.simulate`` (and then required)."""
+    ``cfg.simulate`` (and then required): every candidate that passes the penetration filters goes to it, best
+    ranked first, until ``cfg.grasps_per_scene`` pass; those are stored. Without it the best
+    ``grasps_per_scene`` non-penetrating candidates are."""
     from .. import objects
     from ..core.geometry import ObjectCloud as ObjectSurface
     from ..core.geometry import Plane as SupportPlane
@@ -77,9 +89,11 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
     # the table plane z = 0 (world) expressed in the object frame: n_o = R^T e_z, offset = t_z
     plane = SupportPlane(torch.tensor(rot.T @ np.array([0.0, 0.0, 1.0]), dtype=torch.float32), float(trans[2]))
     p, n = objects.complete_cloud(mesh, n=cfg.cloud_points, seed=pose_index)
-    # no extra rounds: a round costs a scene's whole optimisation time, and synthesis is paid in valid grasps per minute
-    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=cfg.steps, extra_rounds=0))
-    res = prop.propose(torch.tensor(p), torch.tensor(n), cfg.grasps_per_scene, plane=plane,
+    # no extra rounds: a round costs a scene's whole optimisation time, and synthesis is paid in valid grasps per
+    # minute. Every candidate comes back (oversample 1 over all of them: the same candidates, in the same rank order)
+    n_cand = max(cfg.grasps_per_scene, math.ceil(cfg.oversample * cfg.grasps_per_scene))
+    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=cfg.steps, extra_rounds=0, oversample=1.0))
+    res = prop.propose(torch.tensor(p), torch.tensor(n), n_cand, plane=plane,
                        seed=cfg.seed * 7919 + pose_index, progress=None)
     hand = get_hand("shadow", dtype="float64")
     pos, rotm, q = grasps_to_tensors(res.grasps, dtype=torch.float64)
@@ -88,16 +102,21 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
     table = (plane.normal.double(), plane.offset)
     per = grasp_quality(hand, pos, rotm, q, surf, table=table)
     keep = (per["max_penetration_m"] < 0.005) & (per["table_penetration_m"] < 0.01)
-    sim_ok = np.zeros(len(res.grasps), dtype=bool)
-    if cfg.simulate and bool(keep.any()):
+    idx = torch.nonzero(keep)[:, 0].tolist()  # rank order
+    refereed = 0
+    if cfg.simulate:
         if sim_filter is None:
             raise ValueError("cfg.simulate needs a sim_filter (sim_worker.synth provides one)")
-        idx = torch.nonzero(keep)[:, 0].tolist()
-        verdicts = sim_filter(np.asarray(mesh.vertices), np.asarray(mesh.faces), [res.grasps[i] for i in idx], object_id)
-        for i, ok in zip(idx, verdicts):
-            sim_ok[i] = bool(ok)
-    final = sim_ok if cfg.simulate else keep.numpy()
-    sel = np.nonzero(final)[0]
+        passed: list[int] = []
+        for lo in range(0, len(idx), max(1, cfg.referee_chunk)):
+            rows = idx[lo:lo + max(1, cfg.referee_chunk)]
+            verdicts = sim_filter(np.asarray(mesh.vertices), np.asarray(mesh.faces), [res.grasps[i] for i in rows], object_id)
+            passed += [i for i, ok in zip(rows, verdicts) if ok]
+            refereed += len(rows)
+            if len(passed) >= cfg.grasps_per_scene:
+                break
+        idx = passed
+    sel = np.array(idx[: cfg.grasps_per_scene], dtype=np.int64)
     names = hand.joint_names
 
     def arr(fn: Any, width: int) -> np.ndarray:
@@ -117,8 +136,10 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
         "q1": per["q1"].numpy()[sel].astype(np.float32),
         "energy": res.energy["total"].numpy()[sel].astype(np.float32),
         "stats": np.array([len(res.grasps), int(keep.sum()), len(sel)], dtype=np.int64),
+        "refereed": np.array(refereed, dtype=np.int64),
         "optimizer_s": np.array(res.elapsed_s),
         "optimizer": np.array(f"optimize {prop.version}"),
+        "selection": np.array(SELECTION),
     }
 
 
@@ -210,6 +231,8 @@ def _by_optimizer(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if "error" in r:
             continue
         v = str(r["optimizer"]) if "optimizer" in r else "unrecorded"
+        if "selection" in r:
+            v += f", {r['selection']}"
         d = out.setdefault(v, {"scenes": 0, "grasps_optimised": 0, "grasps_sim_validated": 0})
         d["scenes"] += 1
         d["grasps_optimised"] += int(r["stats"][0])

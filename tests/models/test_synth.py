@@ -15,13 +15,13 @@ def test_tiny_run_writes_shards_and_resumes(tmp_path):
     summary = run_synth(tmp_path, cfg, progress=False)
     shards = sorted((tmp_path / "shards").glob("*.npz"))
     assert len(shards) == 2 and summary["scenes"] == 2
-    assert summary["grasps_optimised"] == 8
-    assert summary["grasps_sim_validated"] <= summary["grasps_passing_penetration"] <= 8
+    assert summary["grasps_optimised"] == 2 * 12  # ceil(oversample 3 x 4) candidates per scene
+    assert summary["grasps_sim_validated"] <= min(8, summary["grasps_passing_penetration"])
     from models.proposers.optimize import OptimizeProposer
 
     # each shard names the optimizer that made it; the card splits its counts by that
     (version, part), = summary["by_optimizer"].items()
-    assert version == f"optimize {OptimizeProposer.version}"
+    assert version == f"optimize {OptimizeProposer.version}, every candidate refereed"
     assert part["scenes"] == 2 and part["grasps_sim_validated"] == summary["grasps_sim_validated"]
     rows = load_dataset(tmp_path)
     for r in rows:
@@ -78,3 +78,36 @@ def test_simulation_filter_comes_from_the_caller(tmp_path):
     assert summary["scenes"] == 1 and summary["grasps_sim_validated"] == 0
     assert sum(n for _, _, n, _ in calls) == summary["grasps_passing_penetration"]
     assert all(v == 3 and f == 3 and isinstance(src, str) for v, f, _, src in calls)
+
+
+def test_candidates_refereed_in_rank_order_until_enough_pass(tmp_path):
+    """Every candidate that passes the penetration filters may go to the referee, ``referee_chunk`` at a time in
+    the optimiser's order; refereeing stops once ``grasps_per_scene`` have passed, and those first passing are stored."""
+    from models.tools.synth import run_synth as synthesise
+
+    cfg = SynthConfig(split="validation", poses_per_object=1, grasps_per_scene=3, steps=30, max_objects=1, procs=1,
+                      oversample=4.0, referee_chunk=2)
+    seen: list[list[float]] = []
+    calls: list[int] = []
+
+    def reject_first_three(vertices, faces, grasps, source):
+        calls.append(len(grasps))
+        out = []
+        for g in grasps:
+            seen.append(list(g.pose.position))
+            out.append(len(seen) > 3)
+        return out
+
+    summary = synthesise(tmp_path, cfg, progress=False, sim_filter=reject_first_three)
+    (row,) = load_dataset(tmp_path)
+    kept = int(row["stats"][1])
+    assert int(row["stats"][0]) == 12 and summary["grasps_optimised"] == 12
+    assert sum(calls) == int(row["refereed"]) == len(seen) <= kept
+    assert all(c == 2 for c in calls[:-1])
+    accepted = seen[3:]
+    assert int(row["stats"][2]) == min(3, len(accepted))
+    if len(accepted) >= 3:  # stopped at the first chunk that brought the third pass
+        assert len(accepted) - calls[-1] < 3
+    else:  # ran out of candidates
+        assert len(seen) == kept
+    np.testing.assert_allclose(row["palm_position"], np.array(accepted[:3]).reshape(-1, 3), atol=1e-6)

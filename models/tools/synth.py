@@ -143,6 +143,15 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
     }
 
 
+def scene_order(ids: Sequence[str], poses: int) -> list[tuple[str, int]]:
+    """The order scenes are synthesised in: every object's first resting pose before any later pose, so that a
+    partial run covers as many objects as it can; then each object's later poses one after another, so that a run
+    computes its collision decomposition (CoACD, 15-80 s for a non-convex mesh on a 2-core VM; cached on disk,
+    which a fresh machine has not) once for all of them instead of once per pose (until session 15 the later
+    poses were pose-major too)."""
+    return [(oid, 0) for oid in ids] + [(oid, k) for oid in ids for k in range(1, poses)]
+
+
 def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_filter: SimFilter | None = None) -> dict[str, Any]:
     """Synthesise every scene of ``cfg`` not yet in ``out_dir`` and return the summary card.
     With ``cfg.simulate`` grasps must pass ``sim_filter`` (``sim_worker.synth.run_synth`` supplies
@@ -167,9 +176,7 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_
                 ids.append(by_family[fam].pop(0))
     if cfg.max_objects is not None:
         ids = ids[: cfg.max_objects]
-    # pose-major: every object's first resting pose before any object's second, so that a partial
-    # run covers as many objects as it can (and raising poses_per_object adds objects' later poses last)
-    todo = [(oid, k) for k in range(cfg.poses_per_object) for oid in ids if not (shards / shard_name(oid, k)).exists()]
+    todo = [(oid, k) for oid, k in scene_order(ids, cfg.poses_per_object) if not (shards / shard_name(oid, k)).exists()]
     total = len(ids) * cfg.poses_per_object
     bar = tqdm(total=total, initial=total - len(todo), desc=f"synth {cfg.split}", unit="scene", disable=not progress)
     kept = 0
@@ -267,4 +274,4 @@ def summarize_dataset(out_dir: str | Path) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["SimFilter", "SynthConfig", "load_dataset", "run_synth", "scene_diversity", "shard_name", "summarize_dataset", "synth_scene"]
+__all__ = ["SimFilter", "SynthConfig", "load_dataset", "run_synth", "scene_diversity", "scene_order", "shard_name", "summarize_dataset", "synth_scene"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.tools.synth import SynthConfig, load_dataset, scene_diversity, shard_name
+from models.tools.synth import SynthConfig, load_dataset, scene_diversity, scene_order, shard_name
 from sim_worker.synth import run_synth
 
 
@@ -111,3 +111,8 @@ def test_candidates_refereed_in_rank_order_until_enough_pass(tmp_path):
     else:  # ran out of candidates
         assert len(seen) == kept
     np.testing.assert_allclose(row["palm_position"], np.array(accepted[:3]).reshape(-1, 3), atol=1e-6)
+
+
+def test_scene_order_first_poses_then_object_by_object():
+    assert scene_order(["a", "b"], 3) == [("a", 0), ("b", 0), ("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+    assert scene_order(["a", "b"], 1) == [("a", 0), ("b", 0)]

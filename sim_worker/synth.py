@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +30,19 @@ class PoolFilter:
 
     pool: SimPool
     hand: str = "shadow"
+    # the last mesh's collision object: synthesis referees a scene's candidates a chunk at a time
+    _last: dict[bytes, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, vertices: np.ndarray, faces: np.ndarray, grasps: Sequence[Grasp], source: str) -> list[bool]:
         from .arrays import GraspArrays
         from .scene import object_from_mesh
 
-        obj = object_from_mesh(np.asarray(vertices), np.asarray(faces), source=source)
+        v, f = np.ascontiguousarray(vertices, dtype=np.float64), np.ascontiguousarray(faces, dtype=np.int64)
+        key = source.encode() + b"\0" + v.tobytes() + f.tobytes()
+        if key not in self._last:
+            self._last.clear()
+            self._last[key] = object_from_mesh(v, f, source=source)
+        obj = self._last[key]
         results = self.pool.validate(obj, [GraspArrays.from_grasp(g) for g in grasps], hand=self.hand, diverged_fails=True)
         return [bool(r["success"]) for r in results]
 

@@ -2,7 +2,7 @@
 record (``fc_mocap``; the earlier ``pinned`` protocol beside it, labelled), six directions;
 Q1, eta_np, eta_tb, diversity (delta_t), time and valid grasps per minute.
 
-Run: ``.venv/bin/python bench/optimize_quality.py [--objects 8] [--grasps 16] [--steps 300] [--execute] [--partial
+Run: ``.venv/bin/python bench/optimize_quality.py [--objects 8] [--grasps 16] [--steps 300] [--execute] [--device cuda] [--partial
 [--completion auto|mirror|off] [--viewpoint]]``.
 Complete clouds by default; ``--partial`` uses single-view depth-camera clouds (table in view), put
 through the service's own preprocessing (RANSAC table removal, normals, mirror completion of the
@@ -64,6 +64,7 @@ def main() -> None:
                     help="partial clouds: the pipeline's mirror completion of the unseen back")
     ap.add_argument("--viewpoint", action="store_true", help="partial clouds: send the camera position, as a robot would")
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="where the optimiser runs: cpu, cuda or auto (the check and the referee: CPU)")
     ap.add_argument("--execute", action="store_true",
                     help="also run every grasp as a table-top execution (approach, close, lift; scripted policy)")
     ap.add_argument("--set", action="append", default=[], help="OptimizeConfig override, e.g. --set num_contacts=6")
@@ -91,7 +92,7 @@ def main() -> None:
         else:
             overrides[k] = type(getattr(OptimizeConfig(), k))(v)
     check = None if a.no_check else stack.enter_context(CloudCheck(CloudCheckConfig(procs=a.procs))).start()  # up before timing
-    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=a.steps, **overrides), check=check)
+    prop = get_proposer("optimize", device=a.device, cfg=OptimizeConfig(steps=a.steps, **overrides), check=check)
     hand = get_hand("shadow", dtype="float64")
     rows = []
     t_opt = 0.0
@@ -161,7 +162,7 @@ def main() -> None:
             "mean_q1", "eta_np", "eta_tb", "delta_t"]
     total_ok = sum(r["sim_ok"] for r in rows)
     out = {
-        "hardware": hardware(), "protocol": "fc_mocap (referee of record); sim_success_pinned: the earlier pinned protocol",
+        "hardware": hardware(), "optimizer_device": a.device, "protocol": "fc_mocap (referee of record); sim_success_pinned: the earlier pinned protocol",
         "split": a.split, "cloud": "partial" if a.partial else "complete",
         "objects": len(rows), "skipped_first": a.skip, "check": None if a.no_check else "cloud (sim_worker.cloud_check)", "grasps_per_object": a.grasps,
         **({"completion": a.completion, "viewpoint_sent": a.viewpoint, "views_completed": completed, "views_single": views} if a.partial else {}), "steps": a.steps, "overrides": dict(item.split("=", 1) for item in a.set),

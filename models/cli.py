@@ -84,7 +84,7 @@ def _cmd_synth(a: argparse.Namespace, run_synth: SynthRunner | None = None) -> i
         print(json.dumps(summarize_dataset(a.out), indent=1))
         return 0
     cfg = SynthConfig(split=a.split, poses_per_object=a.poses, grasps_per_scene=a.grasps, steps=a.steps,
-                      max_objects=a.max_objects, seed=a.seed, procs=a.procs, simulate=not a.no_sim)
+                      max_objects=a.max_objects, seed=a.seed, procs=a.procs, simulate=not a.no_sim, device=a.device)
     run = run_synth or synth_without_simulator  # the latter refuses cfg.simulate: --no-sim only
     print(json.dumps(run(a.out, cfg), indent=1))
     return 0
@@ -182,6 +182,7 @@ def add_commands(sub: Any, *, run_synth: SynthRunner | None = None) -> None:
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--procs", type=int, default=2, help="simulation processes")
     y.add_argument("--no-sim", action="store_true", help="filter by penetration only (no MuJoCo test)")
+    y.add_argument("--device", default="cpu", help="where the optimiser runs: cpu, cuda or auto (the referee runs on CPU)")
     y.add_argument("--summary", action="store_true", help="only print the summary card of --out")
     y.set_defaults(fn=functools.partial(_cmd_synth, run_synth=run_synth))
 

@@ -50,6 +50,9 @@ class SynthConfig:
     # the referee is cheap on a grasp that fails, it stops at the first push that moves the object)
     oversample: float = 3.0
     referee_chunk: int = 16
+    # where the optimiser runs ("cpu", "cuda", "auto"; models/device.py); the referee is MuJoCo on CPU processes
+    # either way. Grasps are repeatable for a seed on one device only: shards record the device
+    device: str = "cpu"
 
 
 class SimFilter(Protocol):
@@ -77,6 +80,7 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
     from .. import objects
     from ..core.geometry import ObjectCloud as ObjectSurface
     from ..core.geometry import Plane as SupportPlane
+    from ..device import resolve_device
     from ..grasp import grasps_to_tensors
     from ..hands import get_hand
     from ..physics.quality import grasp_quality
@@ -92,7 +96,7 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
     # no extra rounds: a round costs a scene's whole optimisation time, and synthesis is paid in valid grasps per
     # minute. Every candidate comes back (oversample 1 over all of them: the same candidates, in the same rank order)
     n_cand = max(cfg.grasps_per_scene, math.ceil(cfg.oversample * cfg.grasps_per_scene))
-    prop = get_proposer("optimize", cfg=OptimizeConfig(steps=cfg.steps, extra_rounds=0, oversample=1.0))
+    prop = get_proposer("optimize", device=cfg.device, cfg=OptimizeConfig(steps=cfg.steps, extra_rounds=0, oversample=1.0))
     res = prop.propose(torch.tensor(p), torch.tensor(n), n_cand, plane=plane,
                        seed=cfg.seed * 7919 + pose_index, progress=None)
     hand = get_hand("shadow", dtype="float64")
@@ -134,12 +138,13 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
         "pregrasp_position": arr(lambda g: g.pregrasp.pose.position, 3),
         "pregrasp_joints": arr(lambda g: [g.pregrasp.joints[k] for k in names], len(names)),
         "q1": per["q1"].numpy()[sel].astype(np.float32),
-        "energy": res.energy["total"].numpy()[sel].astype(np.float32),
+        "energy": res.energy["total"].detach().cpu().numpy()[sel].astype(np.float32),
         "stats": np.array([len(res.grasps), int(keep.sum()), len(sel)], dtype=np.int64),
         "refereed": np.array(refereed, dtype=np.int64),
         "optimizer_s": np.array(res.elapsed_s),
         "optimizer": np.array(f"optimize {prop.version}"),
         "selection": np.array(SELECTION),
+        "optimizer_device": np.array(resolve_device(cfg.device).type),
     }
 
 

@@ -8,6 +8,8 @@ import pytest
 from models.tools.synth import SynthConfig, load_dataset, scene_diversity, scene_order, shard_name
 from sim_worker.synth import run_synth
 
+from ..conftest import DEVICES
+
 
 def test_tiny_run_writes_shards_and_resumes(tmp_path):
     cfg = SynthConfig(split="validation", poses_per_object=1, grasps_per_scene=4, steps=10, max_objects=2,
@@ -116,3 +118,25 @@ def test_candidates_refereed_in_rank_order_until_enough_pass(tmp_path):
 def test_scene_order_first_poses_then_object_by_object():
     assert scene_order(["a", "b"], 3) == [("a", 0), ("b", 0), ("a", 1), ("a", 2), ("b", 1), ("b", 2)]
     assert scene_order(["a", "b"], 1) == [("a", 0), ("b", 0)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_optimiser_device_is_chosen_and_recorded(tmp_path, device):
+    """``SynthConfig.device`` (``dexgrasp synth --device``) is where the optimiser runs; every shard records it
+    (grasps repeat for a seed on one device only). The referee is the caller's, on CPU, either way."""
+    from models.tools.synth import run_synth as synthesise
+
+    cfg = SynthConfig(split="validation", poses_per_object=1, grasps_per_scene=2, steps=10, max_objects=1, procs=1,
+                      device=device)
+    seen: list[int] = []
+
+    def accept_all(vertices, faces, grasps, source):
+        seen.append(len(grasps))
+        return [True] * len(grasps)
+
+    summary = synthesise(tmp_path, cfg, progress=False, sim_filter=accept_all)
+    (row,) = load_dataset(tmp_path)
+    assert str(row["optimizer_device"]) == device
+    assert int(row["stats"][2]) == min(2, int(row["stats"][1])) == summary["grasps_sim_validated"]
+    assert row["energy"].dtype == np.float32 and np.isfinite(row["energy"]).all()
+    assert sum(seen) == int(row["refereed"])

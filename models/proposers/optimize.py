@@ -277,7 +277,7 @@ class OptimizeProposer:
     """``optimize``: the annealed synthesis energy (the slow oracle and data engine)."""
 
     name: ClassVar[str] = "optimize"
-    version = "0.11.0"
+    version = "0.12.0"  # 0.12.0: pregrasps whose path to the grasp clears the cloud (models/stages/squeeze.py)
     # takes an instruction's priors; grasps the completed cloud (validation, partial views: sim
     # success 29.4 -> 35.6 %, eta_np 57.5 -> 63.1 %); never picked by method=auto
     capabilities: ClassVar[Capabilities] = Capabilities(ranks_by_check=True)

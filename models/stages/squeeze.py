@@ -22,10 +22,12 @@ flicks the object away before any disturbance. So the squeeze is solved per gras
    squeeze closes them) with the palm ``pregrasp_backoff_m`` back along its approach direction, as
    the grasps the referee's authors publish do. A pregrasp must clear the object: pulling the palm
    back drives the inside of fingers that wrap the object into its far side, and the free object
-   is then kicked away before the approach begins. So candidates (``pregrasp_candidates``: palm
-   backoff, extra opening towards the open pose) are tried in order; the first that keeps every
-   cloud point ``pregrasp_clearance_m`` from the hand is taken, else the one with the most
-   clearance.
+   is then kicked away before the approach begins; and a hand that touches the object on its way in
+   sets it drifting (gravity is off in the referee), so it is gone by the end of the squeeze. So
+   candidates (``pregrasp_candidates``: palm backoff, extra opening towards the open pose) are tried
+   in order; the first whose straight path to the grasp keeps every cloud point
+   ``pregrasp_clearance_m x (1 - t)`` from the hand at the ``pregrasp_path_samples`` t is taken, else
+   the one that comes least short of it.
 
 Inputs are batched torch tensors in the object frame; nothing here runs simulation.
 """
@@ -66,6 +68,11 @@ class SqueezeConfig:
     pregrasp_candidates: tuple[tuple[float, float], ...] = (
         (0.01, 0.0), (0.01, 0.3), (0.01, 0.6), (0.005, 0.3), (0.005, 0.6), (0.0, 0.3), (0.0, 0.6), (0.0, 0.0))
     pregrasp_clearance_m: float = 0.003
+    # where along the straight path pregrasp -> grasp (0: the pregrasp, 1: the grasp; palm and joints interpolated
+    # as the referee drives them) a pregrasp candidate must clear the cloud, by pregrasp_clearance_m x (1 - t).
+    # (0.0,): the pregrasp alone (until session 16). A free object touched on the way in is set drifting (gravity is
+    # off in the referee) and leaves during the squeeze; see docs/optimizer.md, "The approach"
+    pregrasp_path_samples: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     jacobian_step_rad: float = 1e-4  # finite-difference step of the contact Jacobians
     snap: bool = True  # move hovering fingers onto the surface before solving the squeeze
     snap_distance_m: float = 0.008  # links nearer than this are moved onto the surface first
@@ -277,15 +284,16 @@ def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     approach = rot @ hand.approach_direction.to(dt)
     if not cfg.pregrasp_candidates:
         return SqueezeResult(squeeze, pos - cfg.pregrasp_backoff_m * approach, pre_q, residual, count, fingers)
-    pre_pos, pre_q = _clear_pregrasp(hand, pos, rot, pre_q, approach, surf, cfg)
+    pre_pos, pre_q = _clear_pregrasp(hand, pos, rot, q, pre_q, approach, surf, cfg)
     return SqueezeResult(squeeze, pre_pos, pre_q, residual, count, fingers)
 
 
-def _clear_pregrasp(hand: HandModel, pos: Tensor, rot: Tensor, mirror_q: Tensor, approach: Tensor,
+def _clear_pregrasp(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, mirror_q: Tensor, approach: Tensor,
                     surf: ObjectCloud, cfg: SqueezeConfig) -> tuple[Tensor, Tensor]:
-    """Per grasp, the first of ``cfg.pregrasp_candidates`` whose hand keeps every cloud point
-    ``cfg.pregrasp_clearance_m`` away (else the candidate with the most clearance): palm position
-    and joints. Opening moves the closing joints of the mirrored pregrasp towards the open pose."""
+    """Per grasp, the first of ``cfg.pregrasp_candidates`` whose straight path to the grasp (``q`` at ``pos``)
+    keeps every cloud point ``cfg.pregrasp_clearance_m x (1 - t)`` away at each of ``cfg.pregrasp_path_samples``
+    (else the candidate whose path comes least short of that): palm position and joints. Opening moves the
+    closing joints of the mirrored pregrasp towards the open pose."""
     dt = mirror_q.dtype
     b = pos.shape[0]
     closing = torch.sign(hand.init_pose.to(dt) - hand.open_pose.to(dt))
@@ -295,13 +303,18 @@ def _clear_pregrasp(hand: HandModel, pos: Tensor, rot: Tensor, mirror_q: Tensor,
         cands_pos.append(pos - backoff * approach)
         cands_q.append(hand.project_joints(mirror_q + share * towards_open))
     c = len(cands_pos)
-    all_pos, all_q = torch.cat(cands_pos), torch.cat(cands_q)  # (C*B, ...)
-    frames = hand.forward_kinematics(all_pos, rot.repeat(c, 1, 1), all_q)
+    start_pos, start_q = torch.cat(cands_pos), torch.cat(cands_q)  # (C*B, ...)
+    end_pos, end_q, rots = pos.repeat(c, 1), q.repeat(c, 1), rot.repeat(c, 1, 1)
     cloud = surf if surf.points.dim() == 2 else ObjectCloud(surf.points.repeat(c, 1, 1), surf.normals.repeat(c, 1, 1))
-    contacts, _ = contacts_and_penetration(hand, frames, cloud, threshold=cfg.pregrasp_clearance_m)
-    clearance = contacts.distance.min(dim=1).values.reshape(c, b)  # nearest cloud point to the hand (m)
-    clear = clearance >= cfg.pregrasp_clearance_m
-    first = torch.where(clear.any(0), clear.to(torch.int64).argmax(0), clearance.argmax(0))  # (B,)
+    short = torch.full((c * b,), torch.inf, dtype=dt)  # the most any sample falls short of its clearance (m, <= 0: clear)
+    for t in cfg.pregrasp_path_samples:
+        frames = hand.forward_kinematics(start_pos + t * (end_pos - start_pos), rots, start_q + t * (end_q - start_q))
+        contacts, _ = contacts_and_penetration(hand, frames, cloud, threshold=cfg.pregrasp_clearance_m)
+        clearance = contacts.distance.min(dim=1).values  # nearest cloud point to the hand (m)
+        short = torch.minimum(short, clearance - cfg.pregrasp_clearance_m * (1.0 - t))
+    short = short.reshape(c, b)
+    clear = short >= 0
+    first = torch.where(clear.any(0), clear.to(torch.int64).argmax(0), short.argmax(0))  # (B,)
     rows = torch.arange(b)
     return (torch.stack(cands_pos)[first, rows], torch.stack(cands_q)[first, rows])
 

@@ -144,6 +144,43 @@ def test_pregrasp_is_the_first_candidate_that_clears_the_object(hand):
     assert ((q - out.pre_joints) * closing >= -1e-9).all()
 
 
+def test_pregrasp_path_to_the_grasp_must_clear_the_object(hand):
+    """A pregrasp that clears the object but whose straight path to the grasp runs through it (the palm 5 cm back
+    with the fingers curled round a cylinder: on the way in they meet its near side) is skipped when the path is
+    checked, taken when only the pregrasp is (``pregrasp_path_samples=(0.0,)``, the earlier rule)."""
+    pos, rot, q = _trust_grasps()
+    surf = _cylinder_surface()
+    curled, open_in_place = (0.05, 0.0), (0.0, 0.6)
+
+    def path_clearance(cfg: SqueezeConfig, ts: list[float]) -> torch.Tensor:
+        out = solve_squeeze(GraspBatch(hand, pos, rot, q), surf, cfg)
+        rows = []
+        for t in ts:
+            frames = hand.forward_kinematics(out.pre_position + t * (pos - out.pre_position), rot,
+                                             out.pre_joints + t * (q - out.pre_joints))
+            contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=0.01)
+            rows.append(contacts.distance.min(dim=1).values)
+        return torch.stack(rows)  # (T, B)
+
+    only = SqueezeConfig(pregrasp_candidates=(curled,))
+    assert (path_clearance(only, [0.0]) >= only.pregrasp_clearance_m).all()  # every pregrasp itself clears
+    margins = torch.tensor([only.pregrasp_clearance_m * (1 - t) for t in (0.25, 0.5, 0.75)], dtype=torch.float64)[:, None]
+    through = (path_clearance(only, [0.25, 0.5, 0.75]) < margins).any(0)  # (B,) the grasps whose path runs into it
+    assert bool(through.any()) and not bool(through.all())  # the wrap does, the pinches do not
+    old = SqueezeConfig(pregrasp_candidates=(curled, open_in_place), pregrasp_path_samples=(0.0,))
+    new = SqueezeConfig(pregrasp_candidates=(curled, open_in_place))
+    back = lambda cfg: ((pos - solve_squeeze(GraspBatch(hand, pos, rot, q), surf, cfg).pre_position)  # noqa: E731
+                        * (rot @ hand.approach_direction)).sum(-1)
+    assert torch.allclose(back(old), torch.full_like(back(old), 0.05))  # the earlier rule: the first candidate for all
+    assert torch.allclose(back(new), torch.where(through, 0.0, 0.05).to(torch.float64))
+    # where no candidate's path clears, the one that comes least short of it is taken
+    samples = new.pregrasp_path_samples
+    margins = torch.tensor([new.pregrasp_clearance_m * (1 - t) for t in samples], dtype=torch.float64)[:, None]
+    short_new = (path_clearance(new, list(samples)) - margins).min(0).values
+    short_curled = (path_clearance(only, list(samples)) - margins).min(0).values
+    assert (short_new[through] > short_curled[through]).all()
+
+
 def _joint_moves_link(hand, joint: int, link: int) -> bool:
     li = link
     while li > 0:

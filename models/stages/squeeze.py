@@ -302,21 +302,37 @@ def _clear_pregrasp(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, mirror
     for backoff, share in cfg.pregrasp_candidates:
         cands_pos.append(pos - backoff * approach)
         cands_q.append(hand.project_joints(mirror_q + share * towards_open))
-    c = len(cands_pos)
-    start_pos, start_q = torch.cat(cands_pos), torch.cat(cands_q)  # (C*B, ...)
-    end_pos, end_q, rots = pos.repeat(c, 1), q.repeat(c, 1), rot.repeat(c, 1, 1)
-    cloud = surf if surf.points.dim() == 2 else ObjectCloud(surf.points.repeat(c, 1, 1), surf.normals.repeat(c, 1, 1))
-    short = torch.full((c * b,), torch.inf, dtype=dt)  # the most any sample falls short of its clearance (m, <= 0: clear)
-    for t in cfg.pregrasp_path_samples:
-        frames = hand.forward_kinematics(start_pos + t * (end_pos - start_pos), rots, start_q + t * (end_q - start_q))
-        contacts, _ = contacts_and_penetration(hand, frames, cloud, threshold=cfg.pregrasp_clearance_m)
-        clearance = contacts.distance.min(dim=1).values  # nearest cloud point to the hand (m)
-        short = torch.minimum(short, clearance - cfg.pregrasp_clearance_m * (1.0 - t))
-    short = short.reshape(c, b)
-    clear = short >= 0
-    first = torch.where(clear.any(0), clear.to(torch.int64).argmax(0), short.argmax(0))  # (B,)
+    # candidate by candidate, each only for the grasps that no earlier candidate cleared (most clear on the first),
+    # which costs about what checking every candidate at the pregrasp alone did
+    first = torch.zeros(b, dtype=torch.int64, device=pos.device)
+    best = torch.full((b,), -torch.inf, dtype=dt, device=pos.device)  # the least shortfall seen, while none clears
+    pending = torch.arange(b, device=pos.device)
+    for ci, (cp, cq) in enumerate(zip(cands_pos, cands_q)):
+        if pending.numel() == 0:
+            break
+        short = _path_shortfall(hand, cp[pending], cq[pending], pos[pending], q[pending], rot[pending],
+                                surf if surf.points.dim() == 2 else ObjectCloud(surf.points[pending], surf.normals[pending]), cfg)
+        clear = short >= 0
+        better = short > best[pending]  # strictly: the earlier candidate keeps a tie
+        first[pending] = torch.where(clear | better, torch.full_like(pending, ci), first[pending])
+        best[pending] = torch.where(better, short, best[pending])
+        pending = pending[~clear]
     rows = torch.arange(b)
     return (torch.stack(cands_pos)[first, rows], torch.stack(cands_q)[first, rows])
+
+
+def _path_shortfall(hand: HandModel, start_pos: Tensor, start_q: Tensor, end_pos: Tensor, end_q: Tensor, rot: Tensor,
+                    surf: ObjectCloud, cfg: SqueezeConfig) -> Tensor:
+    """(B,) the most the straight path from (start_pos, start_q) to (end_pos, end_q) falls short of keeping the
+    hand ``cfg.pregrasp_clearance_m x (1 - t)`` from the cloud at the ``cfg.pregrasp_path_samples`` t (m; <= 0: clear)."""
+    b, n_t = start_pos.shape[0], len(cfg.pregrasp_path_samples)
+    t = torch.tensor(cfg.pregrasp_path_samples, dtype=start_pos.dtype, device=start_pos.device).repeat_interleave(b)  # (T*B,)
+    sp, sq, ep, eq = (x.repeat(n_t, 1) for x in (start_pos, start_q, end_pos, end_q))
+    frames = hand.forward_kinematics(sp + t[:, None] * (ep - sp), rot.repeat(n_t, 1, 1), sq + t[:, None] * (eq - sq))
+    cloud = surf if surf.points.dim() == 2 else ObjectCloud(surf.points.repeat(n_t, 1, 1), surf.normals.repeat(n_t, 1, 1))
+    contacts, _ = contacts_and_penetration(hand, frames, cloud, threshold=cfg.pregrasp_clearance_m)
+    clearance = contacts.distance.min(dim=1).values  # (T*B,) nearest cloud point to the hand (m)
+    return (clearance - cfg.pregrasp_clearance_m * (1.0 - t)).reshape(n_t, b).min(dim=0).values
 
 
 def _share_coupled(hand: HandModel, offsets: Tensor) -> Tensor:

@@ -181,6 +181,31 @@ def test_pregrasp_path_to_the_grasp_must_clear_the_object(hand):
     assert (short_new[through] > short_curled[through]).all()
 
 
+@pytest.mark.parametrize("clearance_m", [0.003, 0.03])  # 3 cm: no candidate clears, the least short is taken
+def test_pregrasp_choice_matches_checking_every_candidate(hand, clearance_m):
+    """The pregrasp search checks a candidate only for the grasps no earlier one cleared; it picks what checking
+    every candidate's whole path for every grasp picks (the first that clears, else the least short, the earlier on a tie)."""
+    from models.stages.squeeze import _path_shortfall
+
+    pos, rot, q = _trust_grasps()
+    surf = _cylinder_surface()
+    cfg = SqueezeConfig(pregrasp_clearance_m=clearance_m)
+    out = solve_squeeze(GraspBatch(hand, pos, rot, q), surf, cfg)
+    mirror = solve_squeeze(GraspBatch(hand, pos, rot, q), surf, SqueezeConfig(pregrasp_candidates=()))
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    towards_open = ((hand.open_pose - mirror.pre_joints) * closing).clamp_max(0.0) * closing
+    approach = rot @ hand.approach_direction
+    cands = [(pos - back * approach, hand.project_joints(mirror.pre_joints + share * towards_open))
+             for back, share in cfg.pregrasp_candidates]
+    short = torch.stack([_path_shortfall(hand, cp, cq, pos, q, rot, surf, cfg) for cp, cq in cands])  # (C, B)
+    clear = short >= 0
+    pick = torch.where(clear.any(0), clear.to(torch.int64).argmax(0), short.argmax(0))
+    assert bool(clear.any(0).all()) == (clearance_m < 0.01)
+    rows = torch.arange(pos.shape[0])
+    assert torch.allclose(out.pre_position, torch.stack([c[0] for c in cands])[pick, rows], atol=1e-12, rtol=0)
+    assert torch.allclose(out.pre_joints, torch.stack([c[1] for c in cands])[pick, rows], atol=1e-12, rtol=0)
+
+
 def _joint_moves_link(hand, joint: int, link: int) -> bool:
     li = link
     while li > 0:

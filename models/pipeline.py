@@ -40,7 +40,7 @@ from .stages.preprocess import Prepared, PreprocessConfig, preprocess
 from .stages.query import GraspQuery, QueryError
 from .stages.refine import RefineConfig, refine_batch
 from .stages.scoring import RankConfig, grasp_distances, score_batch, select_diverse
-from .stages.squeeze import SqueezeConfig, finish
+from .stages.squeeze import SqueezeConfig, finish, pregrasp_at_start_only
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ class PipelineConfig(PreprocessConfig):
     candidates_per_grasp: float = 2.0  # proposer candidates per returned grasp, for the selection
     refine: RefineConfig = field(default_factory=RefineConfig)  # unless the proposer carries its own
     rank: RankConfig = field(default_factory=RankConfig)  # unless the proposer carries its own
-    squeeze: SqueezeConfig = field(default_factory=SqueezeConfig)  # finishing refined grasps (models/stages/squeeze.py)
+    # finishing refined grasps (models/stages/squeeze.py); the pregrasp checked where it starts, for latency
+    squeeze: SqueezeConfig = field(default_factory=pregrasp_at_start_only)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from ..core.geometry import ObjectCloud
 from ..core.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from ..hands import get_hand
 from ..physics.energy import object_penetration
-from ..stages.squeeze import SqueezeConfig
+from ..stages.squeeze import SqueezeConfig, pregrasp_at_start_only
 from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
 
 WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"  # models/weights
@@ -80,7 +80,8 @@ class DGTRProposer:
         from ..device import resolve
         from ..learned.dgtr.export import OnnxRunner, TorchRunner
 
-        self.squeeze = squeeze  # the finishing stage's settings (None: its defaults)
+        # the finishing stage's settings (None: its defaults, the pregrasp checked where it starts: the served default's latency)
+        self.squeeze = squeeze or pregrasp_at_start_only()
         d = Path(weights) if weights is not None else weights_dir(hand)
         if not (d / "model.json").is_file():
             raise ValueError(

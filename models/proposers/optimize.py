@@ -32,7 +32,7 @@ from ..physics.contact_qp import ContactQPConfig, QPWarmStart
 from ..physics.energy import EnergyWeights, PenetrationPairs, grasp_energy
 from ..physics.init_poses import palm_placements
 from ..stages.completion import CompletionConfig, partial_score
-from ..stages.squeeze import SqueezeConfig
+from ..stages.squeeze import SqueezeConfig, pregrasp_at_start_only
 from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
 
 if TYPE_CHECKING:  # the intent package imports nothing from here; only the type is needed
@@ -708,10 +708,10 @@ def fast_config() -> OptimizeConfig:
     # no oversampling: the pipeline already asks for candidates_per_grasp times the grasps it returns
     # and no E_inside: the fast path keeps its latency (single views measured with it: follow-up).
     # Contacts on every link, no finger-count ranking and no E_qp: the 0.7.0 and 0.8.0 choices of
-    # ``optimize`` are not measured on the fast path yet, nor are 0.9.0's ranking by Q1 and 0.9.1's densifying
+    # ``optimize`` are not measured on the fast path yet, nor are 0.9.0's ranking by Q1, 0.9.1's densifying and 0.12.0's path-checked pregrasp
     return replace(OptimizeConfig(), steps=60, step_size=0.008, decay_every=15, temperature_every=8, oversample=1.0,
                    single_view_inside=0.0, contact_links=(), min_squeeze_fingers=0, weights=EnergyWeights(), rank_by="energy",
-                   max_pen_rank=0.002, densify_above_m=None)
+                   max_pen_rank=0.002, densify_above_m=None, squeeze=pregrasp_at_start_only())
 
 
 def _demo() -> None:  # pragma: no cover - manual check

@@ -34,7 +34,7 @@ Inputs are batched torch tensors in the object frame; nothing here runs simulati
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -86,6 +86,14 @@ class SqueezeConfig:
     # eta_np 85.6 -> 95.0 % and 81.9 -> 88.1 % on two sets of 10 objects (unchecked, the snap pressed links
     # moved by the snapped joints 1-2 mm in; replay: 0 mm 42.5 %, 0.5 mm 43.8 %, 1 mm 41.9 %, None 40.6 %)
     snap_max_penetration_m: float | None = 0.0005
+
+
+def pregrasp_at_start_only(cfg: SqueezeConfig | None = None) -> SqueezeConfig:
+    """``cfg`` (default: the defaults) with its pregrasp checked where the path starts only, the rule before the
+    path check (``pregrasp_path_samples=(0.0,)``). For the latency-bound paths (``dgtr``, ``fast``, the pipeline's
+    re-finishing of refined grasps), which the path check would slow by about 0.9 s a request on a 2-core CPU
+    (docs/optimizer.md, "The approach") before anyone has measured whether it helps their grasps."""
+    return replace(cfg or SqueezeConfig(), pregrasp_path_samples=(0.0,))
 
 
 @dataclass(frozen=True)

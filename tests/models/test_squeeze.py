@@ -304,3 +304,17 @@ def test_snap_cap_checks_only_the_moving_finger(hand, monkeypatch):
     every = tuple(range(len(hand.geom_type)))
     monkeypatch.setattr(squeeze, "_finger_geoms", lambda h: [every] * len(groups))
     torch.testing.assert_close(snap_contacts(GraspBatch(hand, pos, rot, hovering), surf, cfg).joints, fast, rtol=0, atol=0)
+
+
+def test_latency_bound_paths_check_the_pregrasp_where_it_starts():
+    """The path check (0.12.0) is ``optimize``'s (synthesis, method=optimize); the served default's paths (``fast``,
+    ``dgtr``'s finishing, the pipeline's re-finishing of refined grasps) keep the start-only rule and its latency."""
+    from models.pipeline import PipelineConfig
+    from models.proposers.optimize import OptimizeConfig, fast_config
+    from models.stages.squeeze import pregrasp_at_start_only
+
+    assert len(OptimizeConfig().squeeze.pregrasp_path_samples) > 1
+    assert fast_config().squeeze.pregrasp_path_samples == (0.0,)
+    assert PipelineConfig().squeeze.pregrasp_path_samples == (0.0,)
+    kept = SqueezeConfig(total_normal_force_n=20.0)
+    assert pregrasp_at_start_only(kept) == SqueezeConfig(total_normal_force_n=20.0, pregrasp_path_samples=(0.0,))

@@ -310,8 +310,8 @@ def _clear_pregrasp(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, mirror
     for backoff, share in cfg.pregrasp_candidates:
         cands_pos.append(pos - backoff * approach)
         cands_q.append(hand.project_joints(mirror_q + share * towards_open))
-    # candidate by candidate, each only for the grasps that no earlier candidate cleared (most clear on the first),
-    # which costs about what checking every candidate at the pregrasp alone did
+    # candidate by candidate, each only for the grasps that no earlier candidate cleared (most clear on the first);
+    # with four path samples the squeeze solve still takes about 2.7x its time with the pregrasp alone (docs/optimizer.md)
     first = torch.zeros(b, dtype=torch.int64, device=pos.device)
     best = torch.full((b,), -torch.inf, dtype=dt, device=pos.device)  # the least shortfall seen, while none clears
     pending = torch.arange(b, device=pos.device)

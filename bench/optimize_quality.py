@@ -50,6 +50,33 @@ def pick_objects(n: int, split: str = "validation") -> list[str]:
     return pick(split, n)
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``OptimizeConfig`` overrides from ``key=value`` strings: ``num_contacts=6``; a nested config from
+    the optimiser's defaults, ``weights.qp=0``, ``squeeze.snap_target_m=0.002``; tuples comma-separated,
+    ``contact_links=ffdistal,thdistal``, ``squeeze.pregrasp_path_samples=0``; ``none`` for an optional."""
+    def value(current: object, v: str) -> object:
+        if isinstance(current, bool):
+            return v.lower() in ("1", "true", "yes")
+        if isinstance(current, tuple):
+            parts = [x for x in v.split(",") if x]
+            return tuple(type(current[0])(x) for x in parts) if current and not isinstance(current[0], tuple) else tuple(parts)
+        if current is None or v.lower() == "none":
+            return None if v.lower() == "none" else float(v)
+        return type(current)(v)
+
+    base = OptimizeConfig()
+    overrides: dict = {}
+    for item in items:
+        k, v = item.split("=", 1)
+        if k.split(".", 1)[0] in ("weights", "squeeze", "contact_qp"):
+            group, name = k.split(".", 1)
+            sub = overrides.get(group, getattr(base, group))
+            overrides[group] = replace(sub, **{name: value(getattr(sub, name), v)})
+        else:
+            overrides[k] = value(getattr(base, k), v)
+    return overrides
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, default=8)
@@ -72,25 +99,7 @@ def main() -> None:
                     help="rank without the simulated check on the cloud (sim_worker.cloud_check), as before 0.11.0")
     a = ap.parse_args()
     stack = contextlib.ExitStack()
-    overrides = {}
-    for item in a.set:
-        k, v = item.split("=", 1)
-        if k.split(".", 1)[0] in ("weights", "squeeze", "contact_qp"):
-            # a nested config, from the optimiser's defaults: --set weights.qp=0, --set squeeze.snap_target_m=0.002
-            group, name = k.split(".", 1)
-            sub = overrides.get(group, getattr(OptimizeConfig(), group))
-            field_type = type(getattr(sub, name))
-            value = ((v.lower() in ("1", "true", "yes")) if field_type is bool
-                     else (None if v.lower() == "none" else float(v)) if getattr(sub, name) is None else field_type(v))
-            overrides[group] = replace(sub, **{name: value})
-        elif isinstance(getattr(OptimizeConfig(), k), tuple):  # comma-separated, e.g. --set contact_links=ffdistal,thdistal
-            overrides[k] = tuple(x for x in v.split(",") if x)
-        elif k == "free_link_margin_m":
-            overrides[k] = None if v.lower() == "none" else float(v)
-        elif isinstance(getattr(OptimizeConfig(), k), bool):
-            overrides[k] = v.lower() in ("1", "true", "yes")
-        else:
-            overrides[k] = type(getattr(OptimizeConfig(), k))(v)
+    overrides = parse_overrides(a.set)
     check = None if a.no_check else stack.enter_context(CloudCheck(CloudCheckConfig(procs=a.procs))).start()  # up before timing
     prop = get_proposer("optimize", device=a.device, cfg=OptimizeConfig(steps=a.steps, **overrides), check=check)
     hand = get_hand("shadow", dtype="float64")

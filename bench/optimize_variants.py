@@ -119,7 +119,7 @@ def main() -> None:
         for oid, name in tqdm(todo, desc="object x variant"):
             mesh = objects.load_mesh(oid)
             p, n = objects.complete_cloud(mesh, n=1024, seed=0)
-            cfg = OptimizeConfig(steps=a.steps, extra_rounds=0, **parse_overrides(variants[name]))
+            cfg = OptimizeConfig(**{"steps": a.steps, "extra_rounds": 0, **parse_overrides(variants[name])})  # a variant may set steps
             prop = get_proposer("optimize", cfg=cfg)
             problem = Problem(torch.tensor(p), torch.tensor(n), KEEP, None, 0, single_view=False)
             t0 = time.perf_counter()

@@ -83,6 +83,11 @@ def _cmd_synth(a: argparse.Namespace, run_synth: SynthRunner | None = None) -> i
     if a.summary:
         print(json.dumps(summarize_dataset(a.out), indent=1))
         return 0
+    if a.picture:
+        from .tools.synth import dataset_picture
+
+        print(json.dumps(dataset_picture(a.out, a.picture, scenes=a.picture_scenes), indent=1))
+        return 0
     cfg = SynthConfig(split=a.split, poses_per_object=a.poses, grasps_per_scene=a.grasps, steps=a.steps,
                       max_objects=a.max_objects, seed=a.seed, procs=a.procs, simulate=not a.no_sim, device=a.device)
     run = run_synth or synth_without_simulator  # the latter refuses cfg.simulate: --no-sim only
@@ -184,6 +189,8 @@ def add_commands(sub: Any, *, run_synth: SynthRunner | None = None) -> None:
     y.add_argument("--no-sim", action="store_true", help="filter by penetration only (no MuJoCo test)")
     y.add_argument("--device", default="cpu", help="where the optimiser runs: cpu, cuda or auto (the referee runs on CPU)")
     y.add_argument("--summary", action="store_true", help="only print the summary card of --out")
+    y.add_argument("--picture", default=None, help="only draw scenes of --out (one per family in turn, best grasp) to this PNG")
+    y.add_argument("--picture-scenes", type=int, default=8, help="how many scenes --picture draws")
     y.set_defaults(fn=functools.partial(_cmd_synth, run_synth=run_synth))
 
     t = sub.add_parser("train", help="train a learned proposer (resumable: re-run the same command to continue)")

@@ -209,6 +209,48 @@ def load_dataset(out_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def dataset_picture(out_dir: str | Path, path: str | Path, scenes: int = 8, cols: int = 4) -> dict[str, Any]:
+    """A look at the dataset: ``scenes`` scenes with grasps, one family after another (families and their
+    scenes in name order), each drawn in its resting pose on the table with its highest-Q1 grasp and that
+    grasp's pregrasp (semi-transparent); labelled object, Q1 and the scene's count of grasps. Writes a PNG at
+    ``path`` and returns what it drew."""
+    from .. import objects
+    from ..core.rotations import quat_to_matrix
+    from .pictures import render_grasps, save_png
+
+    rows = [r for r in load_dataset(out_dir) if "joints" in r and len(r["joints"])]
+    if not rows:
+        raise ValueError(f"{out_dir}: no scene with grasps to draw")
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_family.setdefault(str(r["object_id"]).rsplit("/", 1)[0], []).append(r)
+    picked: list[dict[str, Any]] = []
+    while len(picked) < scenes and any(by_family.values()):
+        for fam in sorted(by_family):
+            if by_family[fam] and len(picked) < scenes:
+                picked.append(by_family[fam].pop(0))
+    tiles, drawn = [], []
+    for r in picked:
+        i = int(np.argmax(r["q1"]))
+        rest = np.asarray(r["rest_pose"], dtype=np.float64)
+        world = objects.load_mesh(str(r["object_id"])).copy()
+        world.apply_transform(rest)
+        rot = rest[:3, :3] @ quat_to_matrix(torch.tensor(r["palm_quaternion_wxyz"][i], dtype=torch.float64)).numpy()
+        pos = rest[:3, :3] @ r["palm_position"][i] + rest[:3, 3]
+        pre = rest[:3, :3] @ r["pregrasp_position"][i] + rest[:3, 3]
+        label = f"{r['object_id']}  Q1 {float(r['q1'][i]):.2f}  ({len(r['q1'])} in the scene)"
+        tiles.append(render_grasps("shadow", pos[None], rot[None], r["joints"][i][None], mesh=world, table_z=0.0,
+                                   pregrasp=(pre[None], rot[None], r["pregrasp_joints"][i][None]), labels=[label]))
+        drawn.append({"object_id": str(r["object_id"]), "q1": round(float(r["q1"][i]), 4), "grasps_in_scene": len(r["q1"])})
+    h, w, _ = tiles[0].shape
+    rows_n = -(-len(tiles) // cols)
+    grid = np.full((rows_n * h, min(cols, len(tiles)) * w, 3), 255, dtype=np.uint8)
+    for k, t in enumerate(tiles):
+        grid[(k // cols) * h:(k // cols + 1) * h, (k % cols) * w:(k % cols + 1) * w] = t
+    save_png(grid, path)
+    return {"picture": str(path), "scenes": drawn}
+
+
 def scene_diversity(rows: list[dict[str, Any]], hand_name: str = "shadow") -> dict[str, Any]:
     """DGTR's occupancies (``models.physics.diversity``, 16 bins) per scene with two or more grasps, averaged:
     delta_t over palm directions from the object's centre (the object frame's origin: meshes are

@@ -140,3 +140,41 @@ def test_optimiser_device_is_chosen_and_recorded(tmp_path, device):
     assert int(row["stats"][2]) == min(2, int(row["stats"][1])) == summary["grasps_sim_validated"]
     assert row["energy"].dtype == np.float32 and np.isfinite(row["energy"]).all()
     assert sum(seen) == int(row["refereed"])
+
+
+def test_dataset_picture_draws_each_scenes_best_grasp(tmp_path):
+    from models.tools import pictures
+    from models.tools.synth import FORMAT, dataset_picture
+
+    try:
+        pictures.ensure_gl_backend()
+    except pictures.RenderBackendError as err:
+        pytest.skip(f"no offscreen OpenGL backend: {err}")
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    rest = np.eye(4)
+    rest[2, 3] = 0.05
+    n = 3
+    palm = np.array([[0.0, -0.12, 0.0]] * n, dtype=np.float32)
+    common = {"format": np.array(FORMAT), "scale": np.array(1.0), "rest_pose": rest,
+              "palm_position": palm, "palm_quaternion_wxyz": np.tile(np.float32([1, 0, 0, 0]), (n, 1)),
+              "joints": np.zeros((n, 22), np.float32), "squeeze": np.zeros((n, 22), np.float32),
+              "pregrasp_position": palm, "pregrasp_joints": np.zeros((n, 22), np.float32),
+              "stats": np.array([n, n, n])}
+    np.savez(shards / shard_name("prim/box/0000", 0), object_id=np.array("prim/box/0000"),
+             q1=np.float32([0.1, 0.3, 0.2]), **common)
+    np.savez(shards / shard_name("comp/bottle/0000", 0), object_id=np.array("comp/bottle/0000"),
+             q1=np.float32([0.05, 0.02, 0.04]), **common)
+    np.savez(shards / shard_name("comp/mug/0000", 0), format=np.array(FORMAT), object_id=np.array("comp/mug/0000"),
+             error=np.array("a bad mesh"), stats=np.array([0, 0, 0]))  # no grasps: not drawn
+    out = dataset_picture(tmp_path, tmp_path / "look.png", scenes=8)
+    # one per family in name order (comp/bottle, prim/box), each with its highest-Q1 grasp
+    assert [(s["object_id"], s["q1"]) for s in out["scenes"]] == [("comp/bottle/0000", 0.05), ("prim/box/0000", 0.3)]
+    from PIL import Image
+
+    img = np.asarray(Image.open(tmp_path / "look.png"))
+    assert img.shape == (480, 2 * 640, 3) and img.std() > 5  # two tiles, not blank
+    with pytest.raises(ValueError, match="no scene with grasps"):
+        empty = tmp_path / "empty"
+        (empty / "shards").mkdir(parents=True)
+        dataset_picture(empty, tmp_path / "none.png")

@@ -53,13 +53,16 @@ def pick_objects(n: int, split: str = "validation") -> list[str]:
 def parse_overrides(items: list[str]) -> dict:
     """``OptimizeConfig`` overrides from ``key=value`` strings: ``num_contacts=6``; a nested config from
     the optimiser's defaults, ``weights.qp=0``, ``squeeze.snap_target_m=0.002``; tuples comma-separated,
-    ``contact_links=ffdistal,thdistal``, ``squeeze.pregrasp_path_samples=0``; ``none`` for an optional."""
+    ``contact_links=ffdistal,thdistal``, ``squeeze.pregrasp_path_samples=0``, pairs ``a:b``
+    (``squeeze.pregrasp_candidates=0.01:0,0.02:0``); ``none`` for an optional."""
     def value(current: object, v: str) -> object:
         if isinstance(current, bool):
             return v.lower() in ("1", "true", "yes")
         if isinstance(current, tuple):
             parts = [x for x in v.split(",") if x]
-            return tuple(type(current[0])(x) for x in parts) if current and not isinstance(current[0], tuple) else tuple(parts)
+            if current and isinstance(current[0], tuple):  # pairs as a:b, e.g. squeeze.pregrasp_candidates=0.01:0,0.02:0
+                return tuple(tuple(float(y) for y in x.split(":")) for x in parts)
+            return tuple(type(current[0])(x) for x in parts) if current else tuple(parts)
         if current is None or v.lower() == "none":
             return None if v.lower() == "none" else float(v)
         return type(current)(v)

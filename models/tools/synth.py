@@ -237,10 +237,13 @@ def dataset_picture(out_dir: str | Path, path: str | Path, scenes: int = 8, cols
         world.apply_transform(rest)
         rot = rest[:3, :3] @ quat_to_matrix(torch.tensor(r["palm_quaternion_wxyz"][i], dtype=torch.float64)).numpy()
         pos = rest[:3, :3] @ r["palm_position"][i] + rest[:3, 3]
-        pre = rest[:3, :3] @ r["pregrasp_position"][i] + rest[:3, 3]
+        pregrasp = None
+        if "pregrasp_position" in r and "pregrasp_joints" in r:  # v1 shards have no pregrasp joints: no pregrasp drawn; it keeps the grasp's rotation
+            pre = rest[:3, :3] @ r["pregrasp_position"][i] + rest[:3, 3]
+            pregrasp = (pre[None], rot[None], r["pregrasp_joints"][i][None])
         label = f"{r['object_id']}  Q1 {float(r['q1'][i]):.2f}  ({len(r['q1'])} in the scene)"
         tiles.append(render_grasps("shadow", pos[None], rot[None], r["joints"][i][None], mesh=world, table_z=0.0,
-                                   pregrasp=(pre[None], rot[None], r["pregrasp_joints"][i][None]), labels=[label]))
+                                   pregrasp=pregrasp, labels=[label]))
         drawn.append({"object_id": str(r["object_id"]), "q1": round(float(r["q1"][i]), 4), "grasps_in_scene": len(r["q1"])})
     h, w, _ = tiles[0].shape
     rows_n = -(-len(tiles) // cols)

@@ -24,6 +24,11 @@ def test_overrides_scalars_tuples_nested_and_none() -> None:
     OptimizeConfig(**o)  # and they make a config
 
 
+def test_pairs() -> None:
+    sq = parse_overrides(["squeeze.pregrasp_candidates=0.01:0,0.02:0.3"])["squeeze"]
+    assert sq.pregrasp_candidates == ((0.01, 0.0), (0.02, 0.3))
+
+
 def test_optional_given_a_number() -> None:
     assert parse_overrides(["free_link_margin_m=0.005"])["free_link_margin_m"] == 0.005
 

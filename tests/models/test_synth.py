@@ -163,8 +163,9 @@ def test_dataset_picture_draws_each_scenes_best_grasp(tmp_path):
               "stats": np.array([n, n, n])}
     np.savez(shards / shard_name("prim/box/0000", 0), object_id=np.array("prim/box/0000"),
              q1=np.float32([0.1, 0.3, 0.2]), **common)
+    v1 = {k: v for k, v in common.items() if not k.startswith("pregrasp")}  # a v1 shard: no pregrasp
     np.savez(shards / shard_name("comp/bottle/0000", 0), object_id=np.array("comp/bottle/0000"),
-             q1=np.float32([0.05, 0.02, 0.04]), **common)
+             q1=np.float32([0.05, 0.02, 0.04]), **v1)
     np.savez(shards / shard_name("comp/mug/0000", 0), format=np.array(FORMAT), object_id=np.array("comp/mug/0000"),
              error=np.array("a bad mesh"), stats=np.array([0, 0, 0]))  # no grasps: not drawn
     out = dataset_picture(tmp_path, tmp_path / "look.png", scenes=8)

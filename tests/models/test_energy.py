@@ -137,7 +137,7 @@ def test_gradients_match_finite_differences(shadow64):
     q2.requires_grad_(True)
     eye = torch.eye(3, dtype=torch.float64)[None]
     z = torch.zeros(1, 3, dtype=torch.float64)
-    assert float(self_penetration(h, h.forward_kinematics(z, eye, q2))) > 0
+    assert float(self_penetration(h, h.forward_kinematics(z, eye, q2)).detach()) > 0
     assert _gradcheck(lambda qq: self_penetration(h, h.forward_kinematics(z, eye, qq)), q2)
     # force closure and contact distance w.r.t. contact positions
     cand = h.contact_candidates(fr(pos, q))[:, :4].detach().clone().requires_grad_(True)

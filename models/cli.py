@@ -89,7 +89,8 @@ def _cmd_synth(a: argparse.Namespace, run_synth: SynthRunner | None = None) -> i
         print(json.dumps(dataset_picture(a.out, a.picture, scenes=a.picture_scenes), indent=1))
         return 0
     cfg = SynthConfig(split=a.split, poses_per_object=a.poses, grasps_per_scene=a.grasps, steps=a.steps,
-                      max_objects=a.max_objects, seed=a.seed, procs=a.procs, simulate=not a.no_sim, device=a.device)
+                      max_objects=a.max_objects, seed=a.seed, procs=a.procs, simulate=not a.no_sim, device=a.device,
+                      workers=a.workers)
     run = run_synth or synth_without_simulator  # the latter refuses cfg.simulate: --no-sim only
     print(json.dumps(run(a.out, cfg), indent=1))
     return 0
@@ -185,7 +186,9 @@ def add_commands(sub: Any, *, run_synth: SynthRunner | None = None) -> None:
     y.add_argument("--steps", type=int, default=200)
     y.add_argument("--max-objects", type=int, default=None)
     y.add_argument("--seed", type=int, default=0)
-    y.add_argument("--procs", type=int, default=2, help="simulation processes")
+    y.add_argument("--procs", type=int, default=2, help="simulation processes (in all, shared by the workers)")
+    y.add_argument("--workers", type=int, default=1,
+                   help="scene processes, each on one torch thread with procs/workers simulation processes (2 on a 2-core machine)")
     y.add_argument("--no-sim", action="store_true", help="filter by penetration only (no MuJoCo test)")
     y.add_argument("--device", default="cpu", help="where the optimiser runs: cpu, cuda or auto (the referee runs on CPU)")
     y.add_argument("--summary", action="store_true", help="only print the summary card of --out")

@@ -60,11 +60,83 @@ def pool_filter(procs: int, cfg: SimConfig | None = None, backend: str = "mujoco
 
 def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
     """:func:`models.tools.synth.run_synth` with the MuJoCo filter on ``cfg.procs`` processes; returns the
-    summary card. The pool is opened whether or not ``cfg.simulate``, so ``procs`` is checked alike."""
+    summary card. The pool is opened whether or not ``cfg.simulate``, so ``procs`` is checked alike.
+
+    With ``cfg.workers`` > 1 the scenes are shared by that many worker processes (scene j goes to worker
+    j mod workers), each on one torch thread with ``procs // workers`` (at least 1) simulation processes of its
+    own; this process shows one progress bar over the shards they write, and waits. A worker stops when this
+    process is gone (after its current scene); the run resumes from the shards, with any number of workers."""
+    from models.tools.synth import run_synth as synthesise
+    from models.tools.synth import summarize_dataset
+
+    if cfg.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {cfg.workers}")
+    if cfg.workers == 1:
+        with pool_filter(cfg.procs) as sim_filter:
+            return synthesise(out_dir, cfg, progress, sim_filter=sim_filter)
+    _run_workers(Path(out_dir), cfg, progress)
+    return summarize_dataset(out_dir)
+
+
+def _worker(out_dir: str, cfg: SynthConfig, index: int, parent: int) -> None:
+    """One worker of :func:`run_synth`: its part of the scenes, one torch thread, its own simulation processes."""
+    import os
+
+    import torch
+
     from models.tools.synth import run_synth as synthesise
 
-    with pool_filter(cfg.procs) as sim_filter:
-        return synthesise(out_dir, cfg, progress, sim_filter=sim_filter)
+    torch.set_num_threads(1)
+    with pool_filter(max(1, cfg.procs // cfg.workers)) as sim_filter:
+        synthesise(out_dir, cfg, progress=False, sim_filter=sim_filter, part=(index, cfg.workers),
+                   should_stop=lambda: os.getppid() != parent, summary=False)
+
+
+def _run_workers(out: Path, cfg: SynthConfig, progress: bool) -> None:
+    import multiprocessing as mp
+    import os
+    import time
+
+    from tqdm import tqdm
+
+    from models.tools.synth import scenes, shard_name
+
+    names = [shard_name(oid, k) for oid, k in scenes(cfg)]
+    shards = out / "shards"
+
+    def present() -> set[str]:
+        return {n for n in names if (shards / n).exists()}
+
+    seen = present()
+    bar = tqdm(total=len(names), initial=len(seen), desc=f"synth {cfg.split} ({cfg.workers} workers)",
+               unit="scene", disable=not progress)
+    ctx = mp.get_context("spawn")  # no fork of a process holding torch threads
+    workers = [ctx.Process(target=_worker, args=(str(out), cfg, i, os.getpid()), name=f"synth-{i}")
+               for i in range(cfg.workers)]
+    kept = 0
+    try:
+        for w in workers:
+            w.start()
+        while any(w.is_alive() for w in workers):
+            time.sleep(1.0)
+            new = present() - seen
+            if not new:
+                continue
+            for n in new:
+                with np.load(shards / n, allow_pickle=False) as z:
+                    kept += int(z["stats"][2])
+            seen |= new
+            bar.update(len(new))
+            bar.set_postfix(valid=kept)
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+            w.join()
+        bar.close()
+    failed = [f"{w.name} exited with {w.exitcode}" for w in workers if w.exitcode != 0]
+    if failed:
+        raise RuntimeError("synthesis worker failed: " + "; ".join(failed) + " (the shards written so far are kept: re-run to resume)")
 
 
 __all__ = ["PoolFilter", "pool_filter", "run_synth"]

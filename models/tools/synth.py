@@ -18,7 +18,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,7 +42,12 @@ class SynthConfig:
     cloud_points: int = 1024
     max_objects: int | None = None
     seed: int = 0
-    procs: int = 2  # simulation processes
+    procs: int = 2  # simulation processes (in all: with workers, each worker gets procs // workers, at least 1)
+    # scene processes, each optimising its own scenes on one torch thread beside its own referee processes
+    # (sim_worker.synth.run_synth). The optimiser's small batched ops gain little from a second thread (one
+    # 96-candidate scene: 19.3 s on two threads, 21.3 s on one, 2-core AVX2 VM), so two scenes at a time on
+    # two cores keep both busy where one leaves one idle for most of the optimisation
+    workers: int = 1
     simulate: bool = True
     # optimise ceil(oversample x grasps_per_scene) candidates per scene and referee every one that passes the
     # penetration filters, in the optimiser's rank order, ``referee_chunk`` at a time, until grasps_per_scene
@@ -157,20 +162,12 @@ def scene_order(ids: Sequence[str], poses: int) -> list[tuple[str, int]]:
     return [(oid, 0) for oid in ids] + [(oid, k) for oid in ids for k in range(1, poses)]
 
 
-def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_filter: SimFilter | None = None) -> dict[str, Any]:
-    """Synthesise every scene of ``cfg`` not yet in ``out_dir`` and return the summary card.
-    With ``cfg.simulate`` grasps must pass ``sim_filter`` (``sim_worker.synth.run_synth`` supplies
-    the MuJoCo one); without, the penetration filter alone decides."""
+def scenes(cfg: SynthConfig) -> list[tuple[str, int]]:
+    """Every scene of ``cfg`` as (object id, resting pose), in the order they are synthesised: objects
+    round-robin over families, so that a partial (killed) run already spans every family; then
+    :func:`scene_order`."""
     from .. import objects
 
-    if cfg.simulate and sim_filter is None:
-        raise ValueError("simulate=True needs a sim_filter: use sim_worker.synth.run_synth, or simulate=False")
-
-    out = Path(out_dir)
-    shards = out / "shards"
-    shards.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({"format": FORMAT, **asdict(cfg)}, indent=1) + "\n")
-    # round-robin over families so that a partial (killed) run already spans every family
     by_family: dict[str, list[str]] = {}
     for e in objects.objects(cfg.split):
         by_family.setdefault(e.family, []).append(e.id)
@@ -181,11 +178,38 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_
                 ids.append(by_family[fam].pop(0))
     if cfg.max_objects is not None:
         ids = ids[: cfg.max_objects]
-    todo = [(oid, k) for oid, k in scene_order(ids, cfg.poses_per_object) if not (shards / shard_name(oid, k)).exists()]
-    total = len(ids) * cfg.poses_per_object
+    return scene_order(ids, cfg.poses_per_object)
+
+
+def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_filter: SimFilter | None = None,
+              part: tuple[int, int] = (0, 1), should_stop: Callable[[], bool] | None = None,
+              summary: bool = True) -> dict[str, Any]:
+    """Synthesise every scene of ``cfg`` not yet in ``out_dir`` and return the summary card.
+    With ``cfg.simulate`` grasps must pass ``sim_filter`` (``sim_worker.synth.run_synth`` supplies
+    the MuJoCo one); without, the penetration filter alone decides. ``part=(i, n)`` takes only the
+    scenes whose place in :func:`scenes` is i modulo n (n processes share a run that way: a shard is
+    written whole or not at all, and each scene belongs to one part); ``should_stop`` is asked before each
+    scene (True: return now); ``summary=False`` returns ``{}`` instead of reading every shard for the card."""
+    i_part, n_part = part
+    if not 0 <= i_part < n_part:
+        raise ValueError(f"part must be (i, n) with 0 <= i < n, got {part}")
+    if cfg.simulate and sim_filter is None:
+        raise ValueError("simulate=True needs a sim_filter: use sim_worker.synth.run_synth, or simulate=False")
+
+    out = Path(out_dir)
+    shards = out / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({"format": FORMAT, **asdict(cfg)}, indent=1) + "\n")
+    mine = [sc for j, sc in enumerate(scenes(cfg)) if j % n_part == i_part]
+    for oid, k in mine:  # a run killed while writing leaves its shard's temporary file: that scene is redone
+        (shards / (shard_name(oid, k) + ".tmp.npz")).unlink(missing_ok=True)
+    todo = [(oid, k) for oid, k in mine if not (shards / shard_name(oid, k)).exists()]
+    total = len(mine)
     bar = tqdm(total=total, initial=total - len(todo), desc=f"synth {cfg.split}", unit="scene", disable=not progress)
     kept = 0
     for oid, k in todo:
+        if should_stop is not None and should_stop():
+            break
         try:
             arrays = synth_scene(oid, k, cfg, sim_filter)
         except (ValueError, RuntimeError) as exc:  # a bad mesh must not stop the run
@@ -198,12 +222,14 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_
         bar.update(1)
         bar.set_postfix(valid=kept)
     bar.close()
-    return summarize_dataset(out)
+    return summarize_dataset(out) if summary else {}
 
 
 def load_dataset(out_dir: str | Path) -> list[dict[str, Any]]:
     rows = []
     for f in sorted((Path(out_dir) / "shards").glob("*.npz")):
+        if f.name.endswith(".tmp.npz"):  # a shard being written (or left by a killed run)
+            continue
         with np.load(f, allow_pickle=False) as z:
             rows.append({k: z[k] for k in z.files})
     return rows
@@ -324,4 +350,4 @@ def summarize_dataset(out_dir: str | Path) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["SimFilter", "SynthConfig", "load_dataset", "run_synth", "scene_diversity", "scene_order", "shard_name", "summarize_dataset", "synth_scene"]
+__all__ = ["SimFilter", "SynthConfig", "load_dataset", "run_synth", "scene_diversity", "scene_order", "scenes", "shard_name", "summarize_dataset", "synth_scene"]

@@ -179,3 +179,52 @@ def test_dataset_picture_draws_each_scenes_best_grasp(tmp_path):
         empty = tmp_path / "empty"
         (empty / "shards").mkdir(parents=True)
         dataset_picture(empty, tmp_path / "none.png")
+
+
+def test_parts_split_the_scenes_and_stop_when_asked(tmp_path):
+    """``part=(i, n)`` takes the scenes whose place in ``scenes(cfg)`` is i mod n, so n processes share a run and
+    together write each scene once; ``should_stop`` ends a part before its next scene; a shard's temporary file
+    left by a killed run is removed (that scene is redone) and never read as a shard."""
+    from models.tools.synth import run_synth as synthesise
+    from models.tools.synth import scenes
+
+    cfg = SynthConfig(split="validation", poses_per_object=2, grasps_per_scene=2, steps=5, max_objects=2, procs=1,
+                      simulate=False)
+    order = [shard_name(oid, k) for oid, k in scenes(cfg)]
+    assert len(order) == 4
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    stale = shards / (order[2] + ".tmp.npz")
+    stale.write_bytes(b"half a shard")
+    assert load_dataset(tmp_path) == []  # the temporary file is not a shard
+    asked = []
+    out = synthesise(tmp_path, cfg, progress=False, part=(0, 2), should_stop=lambda: asked.append(1) or len(asked) > 1,
+                     summary=False)
+    assert out == {} and not stale.exists()
+    assert sorted(p.name for p in shards.glob("*.npz")) == [order[0]]  # stopped before its second scene
+    synthesise(tmp_path, cfg, progress=False, part=(0, 2), summary=False)
+    assert sorted(p.name for p in shards.glob("*.npz")) == sorted(order[0::2])
+    summary = synthesise(tmp_path, cfg, progress=False, part=(1, 2))
+    assert sorted(p.name for p in shards.glob("*.npz")) == sorted(order) and summary["scenes"] == 4
+    with pytest.raises(ValueError, match="part"):
+        synthesise(tmp_path, cfg, progress=False, part=(2, 2))
+
+
+def test_workers_share_one_run(tmp_path):
+    """``workers=2`` (``dexgrasp synth --workers 2``): two processes, each with its own simulator, write every scene
+    once, through the real referee; the card counts them all, and a re-run with one worker has nothing left to do."""
+    from models.tools.synth import scenes
+
+    cfg = SynthConfig(split="validation", poses_per_object=1, grasps_per_scene=4, steps=10, max_objects=3, procs=2,
+                      workers=2)
+    summary = run_synth(tmp_path, cfg, progress=False)
+    names = sorted(p.name for p in (tmp_path / "shards").glob("*.npz"))
+    assert names == sorted(shard_name(oid, k) for oid, k in scenes(cfg))
+    assert summary["scenes"] == 3 and summary["grasps_optimised"] == 3 * 12
+    assert all("error" not in r for r in load_dataset(tmp_path))
+    before = {n: (tmp_path / "shards" / n).stat().st_mtime_ns for n in names}
+    again = run_synth(tmp_path, SynthConfig(**{**cfg.__dict__, "workers": 1}), progress=False)
+    assert again["scenes"] == 3
+    assert {n: (tmp_path / "shards" / n).stat().st_mtime_ns for n in names} == before
+    with pytest.raises(ValueError, match="workers"):
+        run_synth(tmp_path, SynthConfig(**{**cfg.__dict__, "workers": 0}), progress=False)

@@ -17,9 +17,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from models import cli as models_cli
-from sim_worker import cli as sim_cli
-from sim_worker.synth import run_synth
+
+def quiet_openmp(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Tell OpenMP (torch's CPU threads) to sleep while it waits for work, unless ``OMP_WAIT_POLICY`` is set.
+
+    By default its threads spin for a while before sleeping. Beside busy simulation processes on the same cores
+    (the embedded workers of ``dexgrasp serve``, a compose host running workers beside the API, a synthesis or a
+    test run beside another) the spinning threads fight them for the cores: one synthesis scene's optimisation (two
+    threads, both cores busy with simulation) took 472 s instead of 28 s with ``PASSIVE``. Alone on the machine
+    ``PASSIVE`` costs about a sixth (17.0 -> 20.0 s, median of three; ``docker/README.md``, "Variables"). It takes
+    effect only before torch is loaded: the ``dexgrasp`` command calls it first thing."""
+    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+quiet_openmp()  # before anything below can load torch (its verbs and the processes they start inherit it)
+
+from models import cli as models_cli  # noqa: E402
+from sim_worker import cli as sim_cli  # noqa: E402
+from sim_worker.synth import run_synth  # noqa: E402
 
 # offscreen MuJoCo rendering needs no display; set before any verb imports MuJoCo (workers inherit it)
 os.environ.setdefault("MUJOCO_GL", "egl")

@@ -102,6 +102,7 @@ class Served:
                "DEXGRASP_WARMUP": "false", "DEXGRASP_API_KEYS": API_KEY}
         env.pop("REDIS_URL", None)
         env.pop("DEXGRASP_REDIS_URL", None)
+        env.pop("OMP_WAIT_POLICY", None)  # serve's own default is checked below
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1",
                                       "--port", str(self.port)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
@@ -142,6 +143,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield s
     finally:
         s.close()
+
+
+def test_serve_tells_openmp_to_sleep_while_waiting(served: Served) -> None:
+    """The ``dexgrasp`` command sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads (spinning OpenMP threads fight
+    the simulation workers for the cores: ``service.cli.quiet_openmp``); the worker ``serve`` starts inherits it.
+    An explicit value is kept."""
+    from service.cli import quiet_openmp
+
+    pid = worker_child(served.proc.pid)
+    assert pid is not None
+    env = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item)
+    assert env.get(b"OMP_WAIT_POLICY") == b"PASSIVE"
+    mine = {"OMP_WAIT_POLICY": "ACTIVE"}
+    quiet_openmp(mine)
+    assert mine == {"OMP_WAIT_POLICY": "ACTIVE"}
+    fresh: dict[str, str] = {}
+    quiet_openmp(fresh)
+    assert fresh == {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def _case(name: str = "box_pinch") -> tuple[dict[str, Any], list[dict[str, Any]]]:

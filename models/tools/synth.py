@@ -45,7 +45,7 @@ class SynthConfig:
     procs: int = 2  # simulation processes (in all: with workers, each worker gets procs // workers, at least 1)
     # scene processes, each optimising its own scenes on one torch thread beside its own referee processes
     # (sim_worker.synth.run_synth). The optimiser's small batched ops gain little from a second thread (one
-    # 96-candidate scene: 19.3 s on two threads, 21.3 s on one, 2-core AVX2 VM), so two scenes at a time on
+    # 96-candidate scene: 17.1 s on two threads, 22.3 s on one, 2-core AVX2 VM), so two scenes at a time on
     # two cores keep both busy where one leaves one idle for most of the optimisation
     workers: int = 1
     simulate: bool = True

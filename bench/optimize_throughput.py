@@ -21,6 +21,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import sys
 import time
 from pathlib import Path
@@ -71,14 +72,19 @@ def run_jobs(oids: list[str], jobs: int, a: dict[str, Any]) -> tuple[float, dict
     procs = [ctx.Process(target=_job, args=(jobs, a, tasks, ready, go, out)) for _ in range(jobs)]
     for p in procs:
         p.start()
-    ready.wait()  # every job has its check running
+    ready.wait(timeout=600)  # every job has its check running (a job that died first breaks the barrier: an error, not a hang)
     t0 = time.perf_counter()
-    go.wait()
+    go.wait(timeout=60)
     results: dict[str, Any] = {}
     done = 0
     with tqdm(total=len(oids), desc=f"{jobs} job(s)", unit="object") as bar:
         while done < jobs:
-            item = out.get()
+            try:
+                item = out.get(timeout=10)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    raise RuntimeError("every job has exited before finishing its objects") from None
+                continue
             if item is None:
                 done += 1
                 continue

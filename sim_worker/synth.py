@@ -71,6 +71,8 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> d
 
     if cfg.workers < 1:
         raise ValueError(f"workers must be >= 1, got {cfg.workers}")
+    if cfg.procs < 1:  # the workers' pools take max(1, procs // workers): refuse what one pool would refuse
+        raise ValueError(f"procs must be >= 1, got {cfg.procs}")
     if cfg.workers == 1:
         with pool_filter(cfg.procs) as sim_filter:
             return synthesise(out_dir, cfg, progress, sim_filter=sim_filter)
@@ -101,11 +103,11 @@ def _run_workers(out: Path, cfg: SynthConfig, progress: bool) -> None:
 
     from models.tools.synth import scenes, shard_name
 
-    names = [shard_name(oid, k) for oid, k in scenes(cfg)]
+    names = {shard_name(oid, k) for oid, k in scenes(cfg)}
     shards = out / "shards"
 
-    def present() -> set[str]:
-        return {n for n in names if (shards / n).exists()}
+    def present() -> set[str]:  # one directory listing per poll
+        return names.intersection(os.listdir(shards)) if shards.is_dir() else set()
 
     seen = present()
     bar = tqdm(total=len(names), initial=len(seen), desc=f"synth {cfg.split} ({cfg.workers} workers)",

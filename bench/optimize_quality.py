@@ -169,7 +169,7 @@ def main() -> None:
                          "sim_success_pinned": float(np.mean(ok_pinned)),
                          "squeeze_phase_moved": float(np.mean([r["phase_translation_m"].get("squeeze", 0) > 0.05
                                                                or r["phase_rotation_deg"].get("squeeze", 0) > 15 for r in sim])),
-                         "opt_s": round(res.elapsed_s, 2), "sim_ok": int(sum(ok)), **extra, **({"single_view": single_view} if a.partial else {})})
+                         "opt_s": round(res.elapsed_s, 2), "sim_ok": int(sum(ok)), "rounds_held": list(res.rounds_held), **extra, **({"single_view": single_view} if a.partial else {})})
     keys = ["sim_success", "sim_success_top4", "sim_and_np", "sim_success_pinned", "squeeze_phase_moved", "energy_valid",
             "mean_q1", "eta_np", "eta_tb", "delta_t"]
     total_ok = sum(r["sim_ok"] for r in rows)

@@ -12,7 +12,7 @@ the referee of record (``fc_mocap``, on ``--procs`` processes) and a grasp count
 (as ``sim_valid_grasps_per_min_optimizer_time`` of ``optimize_quality.py``).
 
 Run: ``.venv/bin/python bench/optimize_throughput.py --objects 10 --steps 200 --jobs 1 2 [--skip 10] [--split test]
-[--out FILE]``. Prints (and with ``--out`` writes) one JSON object with the hardware.
+[--set KEY=VALUE] [--no-check] [--out FILE]``. Prints (and with ``--out`` writes) one JSON object with the hardware.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def _job(jobs: int, a: dict[str, Any], tasks: Any, ready: Any, go: Any, out: Any
     processes), then None."""
     import torch
 
+    from bench.optimize_quality import parse_overrides
     from models.proposers import get_proposer
     from models.proposers.optimize import OptimizeConfig
     from sim_worker.arrays import GraspArrays
@@ -43,15 +44,17 @@ def _job(jobs: int, a: dict[str, Any], tasks: Any, ready: Any, go: Any, out: Any
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
     with CloudCheck(CloudCheckConfig(procs=max(1, a["procs"] // jobs))) as check:
-        check.start()
-        prop = get_proposer("optimize", device="cpu", cfg=OptimizeConfig(steps=a["steps"]), check=check)
+        if a["check"]:
+            check.start()
+        cfg = OptimizeConfig(steps=a["steps"], **parse_overrides(a["set"]))
+        prop = get_proposer("optimize", device="cpu", cfg=cfg, check=check if a["check"] else None)
         ready.wait()
         go.wait()
         while (task := tasks.get()) is not None:
             oid, p, n = task
             t0 = time.perf_counter()
             res = prop.propose(torch.from_numpy(p), torch.from_numpy(n), a["grasps"], seed=0)
-            out.put((oid, [GraspArrays.from_grasp(g) for g in res.grasps], time.perf_counter() - t0))
+            out.put((oid, [GraspArrays.from_grasp(g) for g in res.grasps], time.perf_counter() - t0, list(res.rounds_held)))
     out.put(None)
 
 
@@ -88,7 +91,7 @@ def run_jobs(oids: list[str], jobs: int, a: dict[str, Any]) -> tuple[float, dict
             if item is None:
                 done += 1
                 continue
-            results[item[0]] = {"grasps": item[1], "opt_s": item[2]}
+            results[item[0]] = {"grasps": item[1], "opt_s": item[2], "rounds_held": item[3]}
             bar.update(1)
     wall = time.perf_counter() - t0
     for p in procs:
@@ -102,7 +105,7 @@ def main() -> None:
     import numpy as np
 
     from bench.foundation import hardware
-    from bench.optimize_quality import pick_objects
+    from bench.optimize_quality import parse_overrides, pick_objects
     from models import objects
     from sim_worker.config import SimConfig
     from sim_worker.parallel import SimPool
@@ -117,12 +120,16 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=1024)
     ap.add_argument("--procs", type=int, default=2, help="simulator processes in all (the checks', shared by the jobs; the referee's)")
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="process counts to measure, in this order")
+    ap.add_argument("--set", action="append", default=[], help="OptimizeConfig override, as optimize_quality.py: --set extra_rounds=0")
+    ap.add_argument("--no-check", dest="check", action="store_false",
+                    help="no simulated check on the cloud (the optimiser's own ranking, as synthesis runs it)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args()
     if any(j < 1 for j in a.jobs):
         ap.error("--jobs: every count must be >= 1")
     oids = pick_objects(a.skip + a.objects, a.split)[a.skip:]
-    settings = {"steps": a.steps, "grasps": a.grasps, "points": a.points, "procs": a.procs}
+    parse_overrides(a.set)  # a bad override fails here, not in every job
+    settings = {"steps": a.steps, "grasps": a.grasps, "points": a.points, "procs": a.procs, "check": a.check, "set": a.set}
     runs = []
     with SimPool("mujoco", procs=a.procs, cfg=SimConfig()) as pool:
         for jobs in a.jobs:
@@ -134,7 +141,8 @@ def main() -> None:
                 arrays = res[oid]["grasps"]
                 ok = sum(bool(r["success"]) for r in pool.validate(sim_obj, arrays, diverged_fails=True))
                 valid += ok
-                per_object.append({"object": oid, "sim_ok": ok, "grasps": len(arrays), "opt_s": round(res[oid]["opt_s"], 2)})
+                per_object.append({"object": oid, "sim_ok": ok, "grasps": len(arrays), "opt_s": round(res[oid]["opt_s"], 2),
+                                   "rounds_held": res[oid]["rounds_held"]})
             n = sum(r["grasps"] for r in per_object)
             runs.append({"jobs": jobs, "torch_threads_per_job": max(1, (os.cpu_count() or 1) // jobs),
                          "check_procs_per_job": max(1, a.procs // jobs), "wall_s": round(wall, 1),

@@ -71,6 +71,8 @@ class Proposal:
     valid: Tensor  # (B,) bool: passed the proposer's own filter
     steps_run: int
     elapsed_s: float
+    # per round of candidates the proposer ran for this problem, how many held its simulated check (empty: no check)
+    rounds_held: tuple[int, ...] = ()
 
 
 class Proposer(Protocol):

@@ -113,6 +113,9 @@ class OptimizeConfig:
     # sorter 0 -> 2; no object worse); the objects that never reach 16 on the check (the large boxes) pay 5 rounds
     extra_rounds: int = 4
     round_min_q1: float = 0.15
+    # with a check and round_by_check: an object's extra rounds stop once one of them adds fewer than this many
+    # candidates that hold the check (0: never; the first round always gets its extra round when short)
+    round_min_gain: int = 0
     # with a check (``OptimizeProposer(check=...)``, e.g. sim_worker.cloud_check.CloudCheck: the referee's protocol
     # on a proxy of the object built from the cloud): the candidates that hold there are ranked first, and the
     # extra rounds go to the objects with fewer than num_grasps of them (instead of the Q1 count above) when
@@ -349,14 +352,16 @@ class OptimizeProposer:
         pools = self._checked(problems, pools, deadline)
         first_s = time.perf_counter() - t0
         views = [_is_single_view(pr) for pr in problems]
+        held = [[pool.held()] if self.check is not None else [] for pool in pools]  # per problem, per round
         if cfg.rank_by == "q1":
             # more rounds, new seeds, for the objects with fewer than num_grasps promising candidates; under a
             # time budget only while a whole round as long as the first fits (a cut round still pays its finishing)
             for r in range(1, cfg.extra_rounds + 1):
+                by_check = [self.check is not None and cfg.round_by_check and not v for v in views]
                 lacking = [i for i, (pr, pool) in enumerate(zip(problems, pools))
                            if r <= (cfg.single_view_extra_rounds if views[i] else cfg.extra_rounds)
-                           and (pool.held() if self.check is not None and cfg.round_by_check and not views[i]
-                                else pool.promising(cfg.round_min_q1)) < pr.num_grasps]
+                           and (pool.held() if by_check[i] else pool.promising(cfg.round_min_q1)) < pr.num_grasps
+                           and not (by_check[i] and r > 1 and held[i][-1] < cfg.round_min_gain)]
                 left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - t0)
                 if not lacking or (left is not None and left < first_s):
                     break
@@ -365,9 +370,11 @@ class OptimizeProposer:
                 more = self._checked(again, more, deadline)
                 for i, pool in zip(lacking, more):
                     pools[i] = pools[i].extend(pool)
+                    if self.check is not None:
+                        held[i].append(pool.held())
         elapsed = time.perf_counter() - t0
-        out = []
-        for pr, pool in zip(problems, pools):
+        out: list[Proposal] = []
+        for i, (pr, pool) in enumerate(zip(problems, pools)):
             ii = pool.order()[: pr.num_grasps]
             out.append(Proposal(
                 grasps=[pool.grasps[int(j)] for j in ii],
@@ -375,6 +382,7 @@ class OptimizeProposer:
                 valid=pool.valid[ii],
                 steps_run=steps_run,
                 elapsed_s=elapsed,
+                rounds_held=tuple(held[i]),
             ))
         return out
 

@@ -320,6 +320,27 @@ def test_with_a_check_the_extra_round_goes_to_objects_short_of_candidates_that_h
     assert len(by_q1.calls) == 1  # the Q1 count was met: no second round
 
 
+def test_extra_rounds_stop_once_a_round_adds_too_few_that_hold():
+    """``round_min_gain``: the first extra round always runs for a short object; a later one only if the round
+    before added at least ``round_min_gain`` candidates that hold. ``rounds_held`` counts them per round run."""
+    p, n = _sphere()
+    base = {"steps": 12, "max_pen_rank": 1e9, "densify_above_m": None, "oversample": 2.0, "extra_rounds": 3}
+    every = _AboveCheck(False)
+    res = get_proposer("optimize", cfg=OptimizeConfig(**base), check=every).propose(p, n, 4, seed=1)
+    assert len(every.calls) == 4 and res.rounds_held == (0, 0, 0, 0)
+    stop = _AboveCheck(False)
+    res = get_proposer("optimize", cfg=OptimizeConfig(**base, round_min_gain=1), check=stop).propose(p, n, 4, seed=1)
+    assert len(stop.calls) == 2 and res.rounds_held == (0, 0)
+    rule = _AboveCheck()  # about half the candidates hold: every round adds some, so the stop never bites
+    a = get_proposer("optimize", cfg=OptimizeConfig(**base, round_min_gain=1), check=rule).propose(p, n, 8, seed=1)
+    b = get_proposer("optimize", cfg=OptimizeConfig(**base), check=_AboveCheck()).propose(p, n, 8, seed=1)
+    assert a.rounds_held == b.rounds_held and len(a.rounds_held) > 1 and min(a.rounds_held) >= 1
+    assert [g.joints for g in a.grasps] == [g.joints for g in b.grasps]
+    assert (sum(a.rounds_held[:-1]) < 8) and (sum(a.rounds_held) >= 8 or len(a.rounds_held) == 4)  # rounds ran while short
+    no_check = get_proposer("optimize", cfg=OptimizeConfig(**{**base, "extra_rounds": 0})).propose(p, n, 4, seed=1)
+    assert no_check.rounds_held == ()
+
+
 @pytest.mark.parametrize("verdict", [True, None])
 def test_the_check_stops_once_enough_hold_and_keeps_the_same_grasps(verdict):
     """``check_chunk``: candidates are checked a chunk at a time in rank order until num_grasps hold; the grasps

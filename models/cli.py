@@ -86,7 +86,7 @@ def _cmd_synth(a: argparse.Namespace, run_synth: SynthRunner | None = None) -> i
     if a.picture:
         from .tools.synth import dataset_picture
 
-        print(json.dumps(dataset_picture(a.out, a.picture, scenes=a.picture_scenes), indent=1))
+        print(json.dumps(dataset_picture(a.out, a.picture, scenes=a.picture_scenes, newest=a.picture_newest), indent=1))
         return 0
     cfg = SynthConfig(split=a.split, poses_per_object=a.poses, grasps_per_scene=a.grasps, steps=a.steps,
                       max_objects=a.max_objects, seed=a.seed, procs=a.procs, simulate=not a.no_sim, device=a.device,
@@ -194,6 +194,7 @@ def add_commands(sub: Any, *, run_synth: SynthRunner | None = None) -> None:
     y.add_argument("--summary", action="store_true", help="only print the summary card of --out")
     y.add_argument("--picture", default=None, help="only draw scenes of --out (one per family in turn, best grasp) to this PNG")
     y.add_argument("--picture-scenes", type=int, default=8, help="how many scenes --picture draws")
+    y.add_argument("--picture-newest", action="store_true", help="--picture draws the scenes written last instead")
     y.set_defaults(fn=functools.partial(_cmd_synth, run_synth=run_synth))
 
     t = sub.add_parser("train", help="train a learned proposer (resumable: re-run the same command to continue)")

@@ -235,26 +235,43 @@ def load_dataset(out_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def dataset_picture(out_dir: str | Path, path: str | Path, scenes: int = 8, cols: int = 4) -> dict[str, Any]:
+def _newest_scenes(out_dir: str | Path, scenes: int) -> list[dict[str, Any]]:
+    """The ``scenes`` shards with grasps written last (file modification time), newest first; reads no more
+    shards than it needs."""
+    files = [f for f in (Path(out_dir) / "shards").glob("*.npz") if not f.name.endswith(".tmp.npz")]
+    picked = []
+    for f in sorted(files, key=lambda f: (f.stat().st_mtime, f.name), reverse=True):
+        with np.load(f, allow_pickle=False) as z:
+            if "joints" in z.files and len(z["joints"]):
+                picked.append({k: z[k] for k in z.files})
+        if len(picked) >= scenes:
+            break
+    return picked
+
+
+def dataset_picture(out_dir: str | Path, path: str | Path, scenes: int = 8, cols: int = 4, newest: bool = False) -> dict[str, Any]:
     """A look at the dataset: ``scenes`` scenes with grasps, one family after another (families and their
-    scenes in name order), each drawn in its resting pose on the table with its highest-Q1 grasp and that
-    grasp's pregrasp (semi-transparent); labelled object, Q1 and the scene's count of grasps. Writes a PNG at
-    ``path`` and returns what it drew."""
+    scenes in name order), or with ``newest`` the scenes written last (what synthesis makes today), each drawn
+    in its resting pose on the table with its highest-Q1 grasp and that grasp's pregrasp (semi-transparent);
+    labelled object, Q1 and the scene's count of grasps. Writes a PNG at ``path`` and returns what it drew."""
     from .. import objects
     from ..core.rotations import quat_to_matrix
     from .pictures import render_grasps, save_png
 
-    rows = [r for r in load_dataset(out_dir) if "joints" in r and len(r["joints"])]
-    if not rows:
-        raise ValueError(f"{out_dir}: no scene with grasps to draw")
-    by_family: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_family.setdefault(str(r["object_id"]).rsplit("/", 1)[0], []).append(r)
     picked: list[dict[str, Any]] = []
-    while len(picked) < scenes and any(by_family.values()):
-        for fam in sorted(by_family):
-            if by_family[fam] and len(picked) < scenes:
-                picked.append(by_family[fam].pop(0))
+    if newest:
+        picked = _newest_scenes(out_dir, scenes)
+    else:
+        by_family: dict[str, list[dict[str, Any]]] = {}
+        for r in load_dataset(out_dir):
+            if "joints" in r and len(r["joints"]):
+                by_family.setdefault(str(r["object_id"]).rsplit("/", 1)[0], []).append(r)
+        while len(picked) < scenes and any(by_family.values()):
+            for fam in sorted(by_family):
+                if by_family[fam] and len(picked) < scenes:
+                    picked.append(by_family[fam].pop(0))
+    if not picked:
+        raise ValueError(f"{out_dir}: no scene with grasps to draw")
     tiles, drawn = [], []
     for r in picked:
         i = int(np.argmax(r["q1"]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -175,6 +177,13 @@ def test_dataset_picture_draws_each_scenes_best_grasp(tmp_path):
 
     img = np.asarray(Image.open(tmp_path / "look.png"))
     assert img.shape == (480, 2 * 640, 3) and img.std() > 5  # two tiles, not blank
+    # newest: the scenes written last, newest first, whatever their family (the mug's, newest, has no grasps)
+    for k, oid in enumerate(["prim/box/0000", "comp/bottle/0000", "comp/mug/0000"]):
+        os.utime(shards / shard_name(oid, 0), (1_000_000 + k, 1_000_000 + k))
+    out = dataset_picture(tmp_path, tmp_path / "new.png", scenes=1, newest=True)
+    assert [s["object_id"] for s in out["scenes"]] == ["comp/bottle/0000"]
+    out = dataset_picture(tmp_path, tmp_path / "new.png", scenes=8, newest=True)
+    assert [s["object_id"] for s in out["scenes"]] == ["comp/bottle/0000", "prim/box/0000"]
     with pytest.raises(ValueError, match="no scene with grasps"):
         empty = tmp_path / "empty"
         (empty / "shards").mkdir(parents=True)

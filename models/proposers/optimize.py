@@ -114,7 +114,9 @@ class OptimizeConfig:
     extra_rounds: int = 4
     round_min_q1: float = 0.15
     # with a check and round_by_check: an object's extra rounds stop once one of them adds fewer than this many
-    # candidates that hold the check (0: never; the first round always gets its extra round when short)
+    # candidates that hold the check (0: never; the first round always gets its extra round when short). Session 19,
+    # validation 1-10: with 1 the same rounds run (every extra round adds one, the check's false positives included:
+    # box 0017 18 on the proxy over five rounds, none on the mesh), so it stays off (docs/optimizer.md)
     round_min_gain: int = 0
     # with a check (``OptimizeProposer(check=...)``, e.g. sim_worker.cloud_check.CloudCheck: the referee's protocol
     # on a proxy of the object built from the cloud): the candidates that hold there are ranked first, and the

@@ -62,8 +62,8 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> d
     """:func:`models.tools.synth.run_synth` with the MuJoCo filter on ``cfg.procs`` processes; returns the
     summary card. The pool is opened whether or not ``cfg.simulate``, so ``procs`` is checked alike.
 
-    With ``cfg.workers`` > 1 the scenes are shared by that many worker processes (scene j goes to worker
-    j mod workers), each on one torch thread with ``procs // workers`` (at least 1) simulation processes of its
+    With ``cfg.workers`` > 1 the scenes are shared by that many worker processes (by object: every resting pose
+    of the j-th object goes to worker j mod workers, ``models.tools.synth.part_of``), each on one torch thread with ``procs // workers`` (at least 1) simulation processes of its
     own; this process shows one progress bar over the shards they write, and waits. A worker stops when this
     process is gone (after its current scene); the run resumes from the shards, with any number of workers."""
     from models.tools.synth import run_synth as synthesise

@@ -181,14 +181,26 @@ def scenes(cfg: SynthConfig) -> list[tuple[str, int]]:
     return scene_order(ids, cfg.poses_per_object)
 
 
+def part_of(all_scenes: Sequence[tuple[str, int]], part: tuple[int, int]) -> list[tuple[str, int]]:
+    """The scenes of ``part=(i, n)``: those of the objects whose place among the objects (in the order their first
+    scene comes in ``all_scenes``) is i modulo n. One object's resting poses stay with one process, so its collision
+    decomposition (CoACD, cached on disk) is computed once, not by two processes at the same time for its adjacent
+    later poses (session 19: splitting scene by scene did that on every object a machine had no cache for)."""
+    i_part, n_part = part
+    place: dict[str, int] = {}
+    for oid, _ in all_scenes:
+        place.setdefault(oid, len(place))
+    return [(oid, k) for oid, k in all_scenes if place[oid] % n_part == i_part]
+
+
 def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_filter: SimFilter | None = None,
               part: tuple[int, int] = (0, 1), should_stop: Callable[[], bool] | None = None,
               summary: bool = True) -> dict[str, Any]:
     """Synthesise every scene of ``cfg`` not yet in ``out_dir`` and return the summary card.
     With ``cfg.simulate`` grasps must pass ``sim_filter`` (``sim_worker.synth.run_synth`` supplies
     the MuJoCo one); without, the penetration filter alone decides. ``part=(i, n)`` takes only the
-    scenes whose place in :func:`scenes` is i modulo n (n processes share a run that way: a shard is
-    written whole or not at all, and each scene belongs to one part); ``should_stop`` is asked before each
+    scenes of the objects whose place is i modulo n (:func:`part_of`; n processes share a run that way: a shard
+    is written whole or not at all, and each scene belongs to one part); ``should_stop`` is asked before each
     scene (True: return now); ``summary=False`` returns ``{}`` instead of reading every shard for the card."""
     i_part, n_part = part
     if not 0 <= i_part < n_part:
@@ -200,7 +212,7 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_
     shards = out / "shards"
     shards.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({"format": FORMAT, **asdict(cfg)}, indent=1) + "\n")
-    mine = [sc for j, sc in enumerate(scenes(cfg)) if j % n_part == i_part]
+    mine = part_of(scenes(cfg), part)
     for oid, k in mine:  # a run killed while writing leaves its shard's temporary file: that scene is redone
         (shards / (shard_name(oid, k) + ".tmp.npz")).unlink(missing_ok=True)
     todo = [(oid, k) for oid, k in mine if not (shards / shard_name(oid, k)).exists()]

@@ -191,11 +191,17 @@ def test_dataset_picture_draws_each_scenes_best_grasp(tmp_path):
 
 
 def test_parts_split_the_scenes_and_stop_when_asked(tmp_path):
-    """``part=(i, n)`` takes the scenes whose place in ``scenes(cfg)`` is i mod n, so n processes share a run and
+    """``part=(i, n)`` takes the scenes of the objects whose place is i mod n, so n processes share a run and
     together write each scene once; ``should_stop`` ends a part before its next scene; a shard's temporary file
     left by a killed run is removed (that scene is redone) and never read as a shard."""
+    from models.tools.synth import part_of, scenes
     from models.tools.synth import run_synth as synthesise
-    from models.tools.synth import scenes
+
+    # an object's resting poses stay with one part (its collision decomposition is computed once)
+    three = [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("a", 2), ("b", 1), ("b", 2), ("c", 1), ("c", 2)]
+    assert part_of(three, (0, 2)) == [("a", 0), ("c", 0), ("a", 1), ("a", 2), ("c", 1), ("c", 2)]
+    assert part_of(three, (1, 2)) == [("b", 0), ("b", 1), ("b", 2)]
+    assert part_of(three, (0, 1)) == three
 
     cfg = SynthConfig(split="validation", poses_per_object=2, grasps_per_scene=2, steps=5, max_objects=2, procs=1,
                       simulate=False)

@@ -355,11 +355,11 @@ class OptimizeProposer:
         first_s = time.perf_counter() - t0
         views = [_is_single_view(pr) for pr in problems]
         held = [[pool.held()] if self.check is not None else [] for pool in pools]  # per problem, per round
+        by_check = [self.check is not None and cfg.round_by_check and not v for v in views]  # rounds by the check's count
         if cfg.rank_by == "q1":
             # more rounds, new seeds, for the objects with fewer than num_grasps promising candidates; under a
             # time budget only while a whole round as long as the first fits (a cut round still pays its finishing)
             for r in range(1, cfg.extra_rounds + 1):
-                by_check = [self.check is not None and cfg.round_by_check and not v for v in views]
                 lacking = [i for i, (pr, pool) in enumerate(zip(problems, pools))
                            if r <= (cfg.single_view_extra_rounds if views[i] else cfg.extra_rounds)
                            and (pool.held() if by_check[i] else pool.promising(cfg.round_min_q1)) < pr.num_grasps

@@ -237,25 +237,28 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_
     return summarize_dataset(out) if summary else {}
 
 
+def shard_files(out_dir: str | Path) -> list[Path]:
+    """The dataset's written shards, in name order (a ``.tmp.npz`` is a shard being written, or left by a killed run)."""
+    return [f for f in sorted((Path(out_dir) / "shards").glob("*.npz")) if not f.name.endswith(".tmp.npz")]
+
+
+def _read_shard(f: Path) -> dict[str, Any]:
+    with np.load(f, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def load_dataset(out_dir: str | Path) -> list[dict[str, Any]]:
-    rows = []
-    for f in sorted((Path(out_dir) / "shards").glob("*.npz")):
-        if f.name.endswith(".tmp.npz"):  # a shard being written (or left by a killed run)
-            continue
-        with np.load(f, allow_pickle=False) as z:
-            rows.append({k: z[k] for k in z.files})
-    return rows
+    return [_read_shard(f) for f in shard_files(out_dir)]
 
 
 def _newest_scenes(out_dir: str | Path, scenes: int) -> list[dict[str, Any]]:
     """The ``scenes`` shards with grasps written last (file modification time), newest first; reads no more
     shards than it needs."""
-    files = [f for f in (Path(out_dir) / "shards").glob("*.npz") if not f.name.endswith(".tmp.npz")]
     picked = []
-    for f in sorted(files, key=lambda f: (f.stat().st_mtime, f.name), reverse=True):
-        with np.load(f, allow_pickle=False) as z:
-            if "joints" in z.files and len(z["joints"]):
-                picked.append({k: z[k] for k in z.files})
+    for f in sorted(shard_files(out_dir), key=lambda f: (f.stat().st_mtime, f.name), reverse=True):
+        r = _read_shard(f)
+        if "joints" in r and len(r["joints"]):
+            picked.append(r)
         if len(picked) >= scenes:
             break
     return picked

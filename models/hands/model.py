@@ -328,6 +328,25 @@ class HandModel:
         d_box = q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
         return torch.where(self._is_box[geom_index], d_box, d_round)
 
+    def narrow_signed_distance(self, geom_frames: tuple[Tensor, Tensor], batch_index: Tensor, geom_index: Tensor,
+                               points: Tensor) -> Tensor:
+        """:meth:`signed_distance_to_geom` for a broad phase's narrow check, given the :meth:`geom_frames` already
+        computed: each point goes into its primitive's own frame (an elementwise product with the rotation, no 3x3
+        matmul per pair), where a capsule lies along z and a box is axis-aligned. The same distances up to float
+        rounding (a few 1e-8 m in float32) and 1.6x faster on 15 000 pairs (session 20); not for gradients (the
+        energies differentiate :meth:`signed_distance_to_geom`, which keeps their values bit for bit)."""
+        rot, pos = geom_frames
+        rel = points - pos[batch_index, geom_index]
+        x = (rel[:, :, None] * rot[batch_index, geom_index]).sum(1)  # R^T rel: local coordinates (K, 3)
+        size = self._geom_size[geom_index]
+        half = size[:, 1] * self._is_capsule[geom_index]
+        s = x[:, 2]
+        axial = s - torch.maximum(torch.minimum(s, half), -half)
+        d_round = (x[:, 0].square() + x[:, 1].square() + axial.square()).clamp_min(1e-18).sqrt() - size[:, 0]
+        q = x.abs() - size
+        d_box = q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
+        return torch.where(self._is_box[geom_index], d_box, d_round)
+
     def signed_distance(self, frames: LinkFrames, points: Tensor) -> Tensor:
         """Signed distance (B, P) of points to the hand (union of primitives); < 0 inside."""
         return self.signed_distance_per_geom(frames, points).min(dim=1).values

@@ -239,6 +239,29 @@ def test_sparse_penetration_terms_match_the_dense_reference(shadow64, margin):
         torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-9)
 
 
+def test_self_penetration_broad_phase_misses_no_pair_in_float32():
+    """E_spen's broad phase takes squared distances from a matmul, which rounds in float32 most where the hand
+    is far from the origin: the value must still be the dense sum of every overlapping pair, and its gradient
+    the same, for hands a metre away in curled, penetrating poses."""
+    from models.hands import get_hand
+
+    h = get_hand("shadow", dtype="float32")
+    gen = torch.Generator().manual_seed(5)
+    b = 64
+    pos = (torch.rand(b, 3, generator=gen) - 0.5) * 2.0  # up to a metre out
+    rot = torch.linalg.qr(torch.randn(b, 3, 3, generator=gen))[0]
+    q = (h.lower + (h.upper - h.lower) * torch.rand(b, h.num_joints, generator=gen)).requires_grad_(True)
+    out = []
+    for spen in (self_penetration, _self_penetration_dense):
+        e = spen(h, h.forward_kinematics(pos, rot, q))
+        (g,) = torch.autograd.grad(e.sum(), q)
+        out.append((e.detach(), g))
+    (e, g), (e_ref, g_ref) = out
+    assert int((e_ref > 0).sum()) >= 10  # random poses cross fingers: the case exercises the term
+    torch.testing.assert_close(e, e_ref, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-6)
+
+
 def test_penetration_pairs_give_the_fresh_broad_phase(shadow64):
     """A neighbour list kept across calls (as the optimiser's steps move the hand) gives E_pen and its
     gradient exactly as a fresh broad phase does, and searches again only the grasps that moved."""

@@ -101,3 +101,27 @@ def test_open_pose_is_free_of_self_penetration(shadow64):
         gap = (c[0, i] - c[0, j]).norm(dim=-1) - r[i] - r[j]
         assert gap.min() > 0, f"keypoint pair overlaps by {-gap.min():.4f} m in a canonical pose"
     assert np.isfinite(h.init_pose.numpy()).all()
+
+
+def test_narrow_signed_distance_is_the_per_pair_distance(shadow64):
+    """The broad phase's narrow check (points in each primitive's own frame) gives the distance of
+    signed_distance_to_geom for every primitive type, inside and outside, up to rounding."""
+    from models.hands.model import GEOM_BOX
+
+    h = shadow64
+    gen = torch.Generator().manual_seed(2)
+    b, k = 6, 4000
+    rot = random_rotations(b, generator=gen, dtype=torch.float64)
+    pos = torch.randn(b, 3, generator=gen, dtype=torch.float64) * 0.3
+    q = h.lower + (h.upper - h.lower) * torch.rand(b, h.num_joints, generator=gen, dtype=torch.float64)
+    frames = h.forward_kinematics(pos, rot, q)
+    gf = h.geom_frames(frames)
+    bi = torch.randint(0, b, (k,), generator=gen)
+    gi = torch.randint(0, len(h.geom_type), (k,), generator=gen)
+    # points around each chosen primitive's centre, a few cm out: many inside, many outside
+    pts = gf[1][bi, gi] + torch.randn(k, 3, generator=gen, dtype=torch.float64) * 0.015
+    ref = h.signed_distance_to_geom(frames, bi, gi, pts)
+    got = h.narrow_signed_distance(gf, bi, gi, pts)
+    boxes = torch.tensor([h.geom_type[g] == GEOM_BOX for g in gi.tolist()])
+    assert int((ref < 0).sum()) > 200 and int((ref > 0).sum()) > 200 and bool(boxes.any())
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)

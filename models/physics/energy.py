@@ -214,7 +214,8 @@ def self_penetration(hand: HandModel, frames: LinkFrames) -> Tensor:
     takes squared distances from one batched matmul (|a|^2 + |b|^2 - 2 a.b) against the pairs' reach padded by
     :data:`_SELF_PAD_M`, which covers that formula's rounding; a pair it lets through that does not overlap
     adds relu(...) = 0 exactly, so the value and the gradient are those of the dense sum (session 20: 1.7x
-    faster than the exact pairwise distances it replaces, which cost 8 % of an optimiser step)."""
+    faster than the exact pairwise distances it replaces, 7.2 -> 4.3 ms on 96 grasps; those were about a tenth of
+    an optimiser step)."""
     c, r = hand.penetration_keypoints(frames)
     with torch.no_grad():
         cd = c.detach()

@@ -4,7 +4,8 @@ validate -> preprocess (:mod:`models.stages.preprocess`: table, outliers, downsa
 canonical frame) -> for each group of queries sharing a proposer and a hand: intent (parse an
 instruction into priors) -> propose (a registered proposer, batched over the group) -> per query:
 refine (:mod:`models.stages.refine`) -> score (:mod:`models.stages.scoring`) -> intent (blend the instruction's
-match into the score) -> select (diversity-aware top K) -> to request frame.
+match into the score) -> select (diversity-aware top K) -> finish the selected refined grasps (snap, squeeze,
+pregrasp: :mod:`models.stages.squeeze`) -> to request frame.
 
 Every stage is a plain function with a small result type; :class:`GraspPipeline` composes them and
 times each. The pipeline names no proposer: what it does with one (refine its output, feed it the
@@ -157,15 +158,16 @@ class Proposed:
 
 def propose(
     proposer: Proposer, preps: Sequence[Prepared], intents: Sequence[ParsedIntent | None], candidates_per_grasp: float,
-    progress: Progress | None = None,
+    progress: Progress | None = None, refined: Sequence[bool] | None = None,
 ) -> Proposed:
     """``candidates_per_grasp`` times the asked grasps per query, in one batch; the tightest query
-    budget, less what preprocessing took, leaves a quarter for scoring and selection."""
+    budget, less what preprocessing took, leaves a quarter for scoring and selection. Queries whose
+    candidates will be ``refined`` ask for them unfinished: the pipeline finishes the ones it returns."""
     problems = []
-    for p, it in zip(preps, intents):
+    for k, (p, it) in enumerate(zip(preps, intents)):
         n_cand = max(p.query.num_grasps, math.ceil(candidates_per_grasp * p.query.num_grasps))
         problems.append(Problem(p.points, p.normals, n_cand, p.plane, p.query.seed, priors=it.priors if it else None,
-                                observed=p.observed, single_view=p.single_view))
+                                observed=p.observed, single_view=p.single_view, finish=not (refined and refined[k])))
     budgets = [p.query.timeout_s for p in preps if p.query.timeout_s is not None]
     budget = None if not budgets else max(0.05, 0.75 * min(budgets) - max(sum(p.timings_ms.values()) for p in preps) / 1e3)
     t = time.perf_counter()
@@ -191,27 +193,46 @@ class Refined:
     elapsed_ms: float
 
 
-def refine(cands: Candidates, prep: Prepared, cfg: RefineConfig | None, squeeze: SqueezeConfig | None = None) -> Refined:
-    """Refine the candidates on the query's cloud and table (``cfg`` None: leave them as proposed),
-    then finish the moved grasps again (:func:`models.stages.squeeze.finish`: contacts onto the surface,
-    the squeeze and the pregrasp solved for where the grasps now are)."""
+def refine(cands: Candidates, prep: Prepared, cfg: RefineConfig | None) -> Refined:
+    """Refine the candidates on the query's cloud and table (``cfg`` None: leave them as proposed). The
+    moved grasps are unfinished: :func:`finish_picked` finishes the ones the selection keeps."""
     t = time.perf_counter()
     if cfg is None:
         return Refined(cands, {}, (time.perf_counter() - t) * 1e3)
     b = cands.batch
-    cloud = prep.cloud()
-    ref = refine_batch(b, cloud, prep.plane, cfg)
-    done, sol = finish(GraspBatch(b.hand, ref.root_pos, ref.root_rot, ref.joints), cloud, squeeze)
-    grasps = []
-    for i, g in enumerate(cands.grasps):
-        sc = {**g.scores, "squeeze_residual_n": float(sol.residual_n[i]), "squeeze_contacts": float(sol.contact_count[i]),
-              "squeeze_fingers": float(sol.finger_count[i])}
-        grasps.append(make_grasp(g.hand, done.root_rot[i], done.root_pos[i], done.joints[i], done.root_rot[i],
-                                 sol.pre_position[i], sol.pre_joints[i], sc, sol.squeeze[i]))
+    ref = refine_batch(b, prep.cloud(), prep.plane, cfg)
+    grasps = [make_grasp(g.hand, ref.root_rot[i], ref.root_pos[i], ref.joints[i], ref.root_rot[i], ref.root_pos[i],
+                         ref.joints[i], g.scores) for i, g in enumerate(cands.grasps)]
     dt = b.root_pos.dtype
-    moved = Candidates(grasps, GraspBatch(b.hand, done.root_pos.to(dt), done.root_rot.to(dt), done.joints.to(dt)))
+    moved = Candidates(grasps, GraspBatch(b.hand, ref.root_pos.to(dt), ref.root_rot.to(dt), ref.joints.to(dt)))
     info = {"refine_pen_before": ref.before["pen"], "refine_pen_after": ref.after["pen"]}
     return Refined(moved, info, (time.perf_counter() - t) * 1e3)
+
+
+# ------------------------------------------------------------------------------------------ finish
+@dataclass
+class Finished:
+    """The finish stage's output: the picked candidates finished, in the order picked."""
+
+    grasps: list[Grasp]
+    elapsed_ms: float
+
+
+def finish_picked(cands: Candidates, picked: Sequence[int], prep: Prepared, squeeze: SqueezeConfig | None) -> Finished:
+    """Finish the picked candidates (:func:`models.stages.squeeze.finish`: contacts onto the surface, the
+    squeeze and the pregrasp solved for where the grasps are): only what is returned pays for it."""
+    t = time.perf_counter()
+    b = cands.batch
+    rows = torch.as_tensor(list(picked), dtype=torch.long)
+    done, sol = finish(GraspBatch(b.hand, b.root_pos[rows], b.root_rot[rows], b.joints[rows]), prep.cloud(), squeeze)
+    grasps = []
+    for k, i in enumerate(picked):
+        g = cands.grasps[i]
+        sc = {**g.scores, "squeeze_residual_n": float(sol.residual_n[k]), "squeeze_contacts": float(sol.contact_count[k]),
+              "squeeze_fingers": float(sol.finger_count[k])}
+        grasps.append(make_grasp(g.hand, done.root_rot[k], done.root_pos[k], done.joints[k], done.root_rot[k],
+                                 sol.pre_position[k], sol.pre_joints[k], sc, sol.squeeze[k]))
+    return Finished(grasps, (time.perf_counter() - t) * 1e3)
 
 
 # ------------------------------------------------------------------------------------------ score
@@ -411,28 +432,34 @@ class GraspPipeline:
         return out
 
     def _run_group(self, method: str, hand_name: str, preps: list[Prepared], progress: Progress | None) -> list[PipelineResult]:
-        """propose (one batch) -> per query: refine -> score -> intent -> select -> to request frame."""
+        """propose (one batch) -> per query: refine -> score -> intent -> select -> finish -> to request frame."""
         prop = self.proposer(method, hand_name)
         hand = get_hand(hand_name, device=self.device, dtype="float32")
         t = time.perf_counter()
         intents = [parse_instruction(p, hand) for p in preps]
         t_intent = (time.perf_counter() - t) * 1e3 / max(1, len(preps))
-        proposed = propose(prop, preps, intents, self.cfg.candidates_per_grasp, progress)
+        do_refine = [p.query.refine if p.query.refine is not None else prop.capabilities.refined_by_default for p in preps]
+        proposed = propose(prop, preps, intents, self.cfg.candidates_per_grasp, progress, refined=do_refine)
         rank_cfg = prop.rank_config or self.cfg.rank
         results = []
-        for p, proposal, it in zip(preps, proposed.proposals, intents):
+        for p, proposal, it, refining in zip(preps, proposed.proposals, intents, do_refine):
             cands = Candidates(proposal.grasps, GraspBatch.from_grasps(hand, proposal.grasps, device=self.device))
-            do_refine = p.query.refine if p.query.refine is not None else prop.capabilities.refined_by_default
-            refined = refine(cands, p, (prop.refine_config or self.cfg.refine) if do_refine else None, self.cfg.squeeze)
+            refined = refine(cands, p, (prop.refine_config or self.cfg.refine) if refining else None)
             cands = refined.candidates
             scored = score(cands, p, rank_cfg)
             intent = apply_intent(it, cands, p, scored.scores["quality"], rank_cfg)
             scores = {**scored.scores, **intent.scores, "overall": intent.overall, **refined.scores}
             selected = select(cands, intent, p.query.num_grasps, rank_cfg)
-            results.append(self._result(method, prop, p, cands, selected.picked, scores, intent, {
-                "intent_ms": t_intent if it is not None else 0.0, "propose_ms": proposed.elapsed_ms,
-                "refine_ms": refined.elapsed_ms, "score_ms": scored.elapsed_ms, "select_ms": selected.elapsed_ms,
-            }))
+            stage_ms = {"intent_ms": t_intent if it is not None else 0.0, "propose_ms": proposed.elapsed_ms,
+                        "refine_ms": refined.elapsed_ms, "score_ms": scored.elapsed_ms, "select_ms": selected.elapsed_ms}
+            picked = list(selected.picked)
+            if refining:  # refined grasps moved: finish the returned ones where they now are
+                done = finish_picked(cands, picked, p, self.cfg.squeeze)
+                cands = Candidates(list(cands.grasps), cands.batch)
+                for k, i in enumerate(picked):
+                    cands.grasps[i] = done.grasps[k]
+                stage_ms["finish_ms"] = done.elapsed_ms
+            results.append(self._result(method, prop, p, cands, picked, scores, intent, stage_ms))
         return results
 
     @staticmethod

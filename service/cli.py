@@ -113,7 +113,7 @@ def _cmd_propose(a: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     overall = [g["scores"].get("overall", float("nan")) for g in grasps]
     print(f"wrote {len(grasps)} grasps to {a.out} (proposer {proposer}; best overall {max(overall):.3f}; "
-          f"{sum(v for k, v in timings.items() if k.endswith('_ms') and k in ('preprocess_ms', 'intent_ms', 'propose_ms', 'refine_ms', 'score_ms', 'select_ms')):.0f} ms)")
+          f"{sum(v for k, v in timings.items() if k.endswith('_ms') and k in ('preprocess_ms', 'intent_ms', 'propose_ms', 'refine_ms', 'score_ms', 'select_ms', 'finish_ms')):.0f} ms)")
     if a.render:
         import tempfile
 

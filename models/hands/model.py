@@ -190,6 +190,18 @@ class HandModel:
         self.init_pose = torch.tensor(spec.init_pose, dtype=f64)
         self.approach_direction = torch.tensor(spec.approach_direction, dtype=f64)
         self.palm_center = torch.tensor(spec.palm_center, dtype=f64)
+        # links carrying a hinge, their joint index, and per link which of them lie on its chain from the palm
+        self._joint_links = torch.tensor([li for li in range(len(bodies)) if joint_of_link[li] >= 0], dtype=torch.long)
+        self._joint_of_joint_link = torch.tensor([joint_of_link[li] for li in self._joint_links.tolist()], dtype=torch.long)
+        chain = np.zeros((len(bodies), len(self._joint_links)))
+        slot = {li: k for k, li in enumerate(self._joint_links.tolist())}
+        for li in range(len(bodies)):
+            a = li
+            while a > 0:
+                if a in slot:
+                    chain[li, slot[a]] = 1.0
+                a = self.parent[a]
+        self._chain = torch.tensor(chain, dtype=f64)
         self._move(self.ts)
 
     # ------------------------------------------------------------------ set-up helpers
@@ -258,6 +270,20 @@ class HandModel:
             rots.append(r)
             poss.append(t)
         return LinkFrames(torch.stack(rots, 1), torch.stack(poss, 1))
+
+    def point_jacobians(self, frames: LinkFrames, link: Tensor, world: Tensor) -> Tensor:
+        """(B, K, 3, J) d(point)/d(joints) of points ``world`` (B, K, 3) rigidly attached to links ``link`` (K,),
+        at the configuration of ``frames``: for every hinge on the chain from the palm to the point's link, its
+        world axis crossed with the point's offset from the axis (0 for joints off the chain)."""
+        jl = self._joint_links
+        r = frames.rotation[:, jl]  # (B, Lj, 3, 3): a hinge's own rotation keeps its axis, so this is its world axis frame
+        axis_w = (r @ self._axis[jl][None, :, :, None]).squeeze(-1)  # (B, Lj, 3)
+        origin_w = (r @ self._anchor[jl][None, :, :, None]).squeeze(-1) + frames.translation[:, jl]
+        cols = torch.linalg.cross(axis_w[:, None].expand(-1, world.shape[1], -1, -1), world[:, :, None] - origin_w[:, None])
+        cols = cols * self._chain[link][None, :, :, None]  # (B, K, Lj, 3)
+        out = torch.zeros(*world.shape[:2], 3, self.num_joints, dtype=world.dtype, device=world.device)
+        out[..., self._joint_of_joint_link] = cols.transpose(-1, -2)
+        return out
 
     # ------------------------------------------------------------------ attached point sets
     def contact_candidates(self, frames: LinkFrames) -> Tensor:

@@ -60,6 +60,10 @@ class Problem:
     priors: Priors | None = None  # an instruction's priors (models.stages.intent.intent_priors): approach cone, contact mask
     observed: tuple[Tensor, Tensor] | None = None  # what the sensor saw, when ``points`` adds a completed back (learned encoders read this)
     single_view: bool | None = None  # a one-camera cloud (E_inside on); None: decided from the normals' lean
+    # finish the grasps (snap, squeeze, pregrasp) before returning them; False: the caller finishes the ones it
+    # keeps (the pipeline does when it refines them, as refining moves them). A proposer whose own ranking needs
+    # finished grasps may finish regardless.
+    finish: bool = True
 
 
 @dataclass
@@ -109,6 +113,12 @@ def closing_direction(hand: HandModel) -> Tensor:
     return torch.sign(hand.init_pose - hand.open_pose)
 
 
+def unfinished_grasps(hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, scores: list[dict[str, float]]) -> list[Grasp]:
+    """Grasps in the shared schema without a squeeze, their pregrasp a placeholder (the grasp itself), for a
+    caller that finishes them later (:attr:`Problem.finish` False)."""
+    return [make_grasp(hand_name, rot[i], pos[i], q[i], rot[i], pos[i], q[i], scores[i]) for i in range(pos.shape[0])]
+
+
 def finish_grasps(
     h: HandModel, hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, cloud: ObjectCloud,
     scores: list[dict[str, float]], squeeze: SqueezeConfig | None = None,
@@ -128,4 +138,5 @@ def finish_grasps(
     return out
 
 
-__all__ = ["Capabilities", "Problem", "Progress", "Proposal", "Proposer", "closing_direction", "finish_grasps"]
+__all__ = ["Capabilities", "Problem", "Progress", "Proposal", "Proposer", "closing_direction", "finish_grasps",
+           "unfinished_grasps"]

@@ -27,7 +27,7 @@ from ..core.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from ..hands import get_hand
 from ..physics.energy import object_penetration
 from ..stages.squeeze import SqueezeConfig, pregrasp_at_start_only
-from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
+from .base import Capabilities, Problem, Progress, Proposal, finish_grasps, unfinished_grasps
 
 WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"  # models/weights
 
@@ -180,7 +180,11 @@ class DGTRProposer:
             frames = h.forward_kinematics(pos, rot, q)
             pen = object_penetration(h, frames, ObjectCloud(pts, pr.normals.to(dev, torch.float32)))
             scores = [{"energy_pen": float(pen[j])} for j in range(pos.shape[0])]
-            grasps = finish_grasps(h, self.hand_name, pos, rot, q, ObjectCloud(pts, pr.normals.to(dev, torch.float32)), scores, self.squeeze)
+            if pr.finish:
+                grasps = finish_grasps(h, self.hand_name, pos, rot, q, ObjectCloud(pts, pr.normals.to(dev, torch.float32)), scores,
+                                       self.squeeze)
+            else:
+                grasps = unfinished_grasps(self.hand_name, pos, rot, q, scores)
             out.append(Proposal(grasps=grasps, energy={"pen": pen}, valid=pen < 0.02, steps_run=1,
                                       elapsed_s=time.perf_counter() - t0))
         if progress is not None:

@@ -273,3 +273,30 @@ def test_model_card_settings_reach_the_refine_and_rank_stages(tiny_weights, tmp_
     # penetration alone decides the score: overall equals the penetration score
     for g in res.grasps:
         assert g.scores["overall"] == pytest.approx(math.exp(-(g.scores["penetration_m"] + g.scores["table_penetration_m"]) / 0.003), abs=1e-6)
+
+
+def test_refined_queries_finish_only_the_grasps_returned(tiny_weights):
+    """A refined query asks the proposer for unfinished candidates and finishes the returned ones where
+    refining left them; an unrefined one gets them finished by the proposer."""
+    from models.pipeline import GraspPipeline, GraspQuery
+    from models.proposers.dgtr import DGTRProposer
+
+    prop = DGTRProposer(weights=tiny_weights)
+    asked: list[bool] = []
+    real = prop.propose_batch
+
+    def recording(problems, *args, **kwargs):
+        asked.extend(pr.finish for pr in problems)
+        return real(problems, *args, **kwargs)
+
+    prop.propose_batch = recording  # type: ignore[method-assign]
+    pipe = GraspPipeline()
+    pipe._proposers[("dgtr", "shadow")] = prop
+    pts = _mug_problem(4).points.numpy()
+    for refine in (True, False):
+        asked.clear()
+        res = pipe.run(GraspQuery(points=pts, num_grasps=3, method="dgtr", seed=0, refine=refine))
+        assert asked == [not refine]
+        # finished: a squeeze (an unfinished grasp has none); refined ones were finished by the pipeline
+        assert len(res.grasps) == 3 and all(g.squeeze is not None for g in res.grasps)
+        assert ("finish_ms" in res.timings_ms) == refine

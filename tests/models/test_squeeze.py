@@ -17,7 +17,7 @@ from models.grasp import Grasp, grasps_to_tensors
 from models.hands import get_hand, hand_model
 from models.physics.grasp_batch import GraspBatch
 from models.physics.quality import contact_wrenches, contacts_and_penetration
-from models.stages.squeeze import SqueezeConfig, _balance, _point_jacobians, snap_contacts, solve_squeeze
+from models.stages.squeeze import SqueezeConfig, _balance, snap_contacts, solve_squeeze
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
 
@@ -51,7 +51,7 @@ def _trust_grasps():
 
 
 def test_contact_jacobians_match_mujoco(hand):
-    """Finite-difference Jacobians of points fixed to links equal mj_jac on the same MJCF."""
+    """The hand model's analytic Jacobians of points fixed to links equal mj_jac on the same MJCF."""
     pos, rot, q = _trust_grasps()
     m = hand_model(hand.spec, root="fixed", with_visual=False)
     d = mujoco.MjData(m)
@@ -59,7 +59,7 @@ def test_contact_jacobians_match_mujoco(hand):
     frames = hand.forward_kinematics(pos[:1], rot[:1], q[:1])
     offset = torch.tensor([0.003, -0.006, 0.01], dtype=torch.float64)
     world = frames.translation[:, links] + (frames.rotation[:, links] @ offset[:, None]).squeeze(-1)
-    jac = _point_jacobians(hand, pos[:1], rot[:1], q[:1], links, world, 1e-6)[0].numpy()  # (K, 3, J)
+    jac = hand.point_jacobians(frames, links, world)[0].numpy()  # (K, 3, J)
     palm = hand.body_ids[0]
     m.body_pos[palm] = pos[0].numpy()
     m.body_quat[palm] = matrix_to_quat(rot[0]).numpy()
@@ -71,7 +71,7 @@ def test_contact_jacobians_match_mujoco(hand):
         jacp = np.zeros((3, m.nv))
         mujoco.mj_jac(m, d, jacp, None, world[0, k].numpy(), hand.body_ids[li])
         ref = np.stack([jacp[:, m.jnt_dofadr[j]] for j in hand.mj_joint_ids], 1)
-        assert np.abs(jac[k] - ref).max() < 1e-5
+        assert np.abs(jac[k] - ref).max() < 1e-9
 
 
 def test_balance_cancels_opposing_contacts():
@@ -304,6 +304,82 @@ def test_snap_cap_checks_only_the_moving_finger(hand, monkeypatch):
     every = tuple(range(len(hand.geom_type)))
     monkeypatch.setattr(squeeze, "_finger_geoms", lambda h: [every] * len(groups))
     torch.testing.assert_close(snap_contacts(GraspBatch(hand, pos, rot, hovering), surf, cfg).joints, fast, rtol=0, atol=0)
+
+
+def test_a_fingers_self_pairs_carry_all_the_self_penetration_its_move_changes(hand):
+    """Moving one finger's joints changes the hand's self-penetration by exactly what it changes over the pairs
+    that finger is part of (what the snap checks per finger); the pairs of all fingers cover every pair
+    that is not palm-palm."""
+    import models.stages.squeeze as squeeze
+    from models.physics.energy import self_penetration
+
+    pos, rot, q = _trust_grasps()
+    frames = hand.forward_kinematics(pos, rot, q)
+    kp, r = hand.penetration_keypoints(frames)
+    groups, pairs = squeeze._finger_joint_groups(hand), squeeze._finger_self_pairs(hand)
+    assert len(pairs) == len(groups) == 5
+    covered = {tuple(x) for p in pairs for x in p.tolist()}
+    palm = {k for k, li in enumerate(hand.keypoint_link.tolist()) if li == 0}
+    assert covered == {tuple(x) for x in hand.self_pairs.tolist() if not (x[0] in palm and x[1] in palm)}
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    changed = 0
+    for group, fp in zip(groups, pairs):
+        moved = q.clone()
+        moved[:, group] += 0.4 * closing[group]  # close this finger hard into its neighbours
+        fr = hand.forward_kinematics(pos, rot, moved)
+        kp2 = hand.penetration_keypoints(fr)[0]
+        total = self_penetration(hand, fr) - self_penetration(hand, frames)
+        part = squeeze._pair_penetration(kp2, r, fp) - squeeze._pair_penetration(kp, r, fp)
+        torch.testing.assert_close(part, total, rtol=0, atol=1e-12)
+        changed += int((total.abs() > 1e-6).sum())
+    assert changed > 0  # the moves did change the self-penetration somewhere
+
+
+def test_snap_keeps_self_penetration_within_its_tolerance(hand):
+    """Fingers whose steps are checked one by one against the hand before the step, then taken together:
+    no grasp ends with more self-penetration than it began with plus the tolerance per finger move, from
+    hovering fingers and from fingers closed hard onto each other."""
+    from models.physics.energy import self_penetration
+
+    pos, rot, q = _trust_grasps()
+    surf = _cylinder_surface()
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    for shift in (-0.08, 0.3):
+        start = hand.project_joints(q + shift * closing)
+        cfg = SqueezeConfig(snap_max_step_rad=0.3)
+        snapped = snap_contacts(GraspBatch(hand, pos, rot, start), surf, cfg).joints
+        before = self_penetration(hand, hand.forward_kinematics(pos, rot, start))
+        after = self_penetration(hand, hand.forward_kinematics(pos, rot, snapped))
+        assert bool((after <= before + cfg.snap_iterations * 5 * cfg.snap_self_tolerance_m + 1e-12).all())
+        assert not torch.equal(snapped, start)
+
+
+def test_fingers_that_clash_when_moved_together_are_moved_one_by_one(hand, monkeypatch):
+    """Where the fingers' moves, taken together, add more self-penetration than allowed, the snap falls back
+    to moving them finger after finger for those grasps: forced here by fingers all driven closed at once."""
+    import models.stages.squeeze as squeeze
+    from models.physics.energy import self_penetration
+
+    pos, rot, q = _trust_grasps()
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    fell_back = []
+    real = squeeze._finger_by_finger
+
+    def every_finger_closes(h, p, r, qq, step, *rest):  # every finger moves, unchecked, hard into the others
+        return 0.6 * closing.expand_as(qq), torch.full((qq.shape[0],), 5.0, dtype=qq.dtype)
+
+    def recording(h, p, r, qq, *rest):
+        fell_back.append(qq.shape[0])
+        return real(h, p, r, qq, *rest)
+
+    monkeypatch.setattr(squeeze, "_finger_moves", every_finger_closes)
+    monkeypatch.setattr(squeeze, "_finger_by_finger", recording)
+    cfg = SqueezeConfig(snap_iterations=1)
+    snapped = snap_contacts(GraspBatch(hand, pos, rot, q), _cylinder_surface(), cfg).joints
+    before = self_penetration(hand, hand.forward_kinematics(pos, rot, q))
+    after = self_penetration(hand, hand.forward_kinematics(pos, rot, snapped))
+    assert sum(fell_back) >= 1
+    assert bool((after <= before + 5 * cfg.snap_self_tolerance_m + 1e-12).all())
 
 
 def test_latency_bound_paths_check_the_pregrasp_where_it_starts():

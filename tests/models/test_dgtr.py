@@ -130,6 +130,22 @@ def test_training_resumes_and_runs_every_phase(tiny_run):
     assert meta["model"]["queries"] == SMALL.queries and meta["scenes"] == 2
 
 
+def test_views_rendered_in_processes_are_the_views_rendered_in_one(tiny_run, tmp_path):
+    """The training-view cache made by two processes holds the same arrays as the single-process one
+    (each scene's views depend on its own seed only), in the same scene order."""
+    from models.learned.dgtr.data import build_views
+
+    cfg = tiny_run["cfg"]
+    one = build_views(cfg.data, tiny_run["run"] / "views", cfg.views, progress=False)
+    two = build_views(cfg.data, tmp_path / "views", cfg.views, progress=False, procs=2)
+    assert [f.name for f in one] == [f.name for f in two] and len(one) == 2
+    for a, b in zip(one, two):
+        za, zb = np.load(a), np.load(b)
+        assert sorted(za.files) == sorted(zb.files)
+        for k in za.files:
+            assert np.array_equal(za[k], zb[k]), k
+
+
 def test_saved_weights_reload_to_the_same_network(tiny_run):
     model = load_weights(tiny_run["run"])
     state = torch.load(tiny_run["run"] / "checkpoint.pt", weights_only=True)["model"]

@@ -98,24 +98,53 @@ def _scene_key(scene: dict[str, np.ndarray]) -> tuple[str, int]:
     return shard_name(str(scene["object_id"]), 0).replace("__p0.npz", "") + "_" + digest, int(digest, 16) % 1_000_000
 
 
-def build_views(data_dir: str | Path, cache_dir: str | Path, cfg: ViewConfig, progress: bool = True) -> list[Path]:
-    """Render and preprocess every scene's views into ``cache_dir`` (resumable); returns the files."""
+def _write_views(scene: dict[str, np.ndarray], cfg: ViewConfig, seed: int, f: Path) -> bool:
+    """Render one scene's views into ``f`` (atomically); False when no view shows enough of the object."""
+    arrays = scene_views(scene, cfg, seed)
+    if len(arrays["points"]) == 0:
+        return False
+    tmp = f.with_name(f.name.replace(".npz", ".tmp.npz"))
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+    os.replace(tmp, f)
+    return True
+
+
+def _write_views_job(job: tuple[dict[str, np.ndarray], ViewConfig, int, Path]) -> tuple[Path, bool]:
+    import torch
+
+    torch.set_num_threads(1)  # one scene per process: the processes share the cores
+    return job[3], _write_views(*job)
+
+
+def build_views(data_dir: str | Path, cache_dir: str | Path, cfg: ViewConfig, progress: bool = True,
+                procs: int = 1) -> list[Path]:
+    """Render and preprocess every scene's views into ``cache_dir`` (resumable: scenes already there are
+    kept), in ``procs`` processes; returns the files in scene order."""
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     scenes = [s for s in load_dataset(data_dir) if "joints" in s and len(s["joints"]) > 0]
-    files = []
-    for s in tqdm(scenes, desc="views", unit="scene", disable=not progress):
+    jobs = []
+    for s in scenes:
         key, seed = _scene_key(s)
-        f = cache / f"{key}.npz"
-        if not f.exists():
-            arrays = scene_views(s, cfg, seed)
-            if len(arrays["points"]) == 0:
-                continue
-            tmp = cache / f"{key}.tmp.npz"
-            np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-            os.replace(tmp, f)
-        files.append(f)
-    return files
+        jobs.append((s, cfg, seed, cache / f"{key}.npz"))
+    todo = [j for j in jobs if not j[3].exists()]
+    empty: set[Path] = set()
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="views", unit="scene", disable=not progress)
+    if procs <= 1:
+        for job in todo:
+            if not _write_views(*job):
+                empty.add(job[3])
+            bar.update()
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(procs) as pool:
+            for f, ok in pool.imap_unordered(_write_views_job, todo):
+                if not ok:
+                    empty.add(f)
+                bar.update()
+    bar.close()
+    return [j[3] for j in jobs if j[3] not in empty and j[3].exists()]
 
 
 __all__ = ["ViewConfig", "build_views", "scene_views"]

@@ -244,17 +244,17 @@ def _lr(epoch: int, cfg: TrainConfig) -> float:
 
 def train(
     out_dir: str | Path, cfg: TrainConfig, cache_dir: str | Path | None = None, progress: bool = True,
-    stop_after: int | None = None,
+    stop_after: int | None = None, procs: int = 1,
 ) -> dict[str, Any]:
     """Train (or resume) into ``out_dir``; returns the last epoch's log line. ``stop_after``: end
     this call after that epoch (a chunk of a longer run; the next call resumes), weights are only
-    written when the run reaches ``cfg.epochs``."""
+    written when the run reaches ``cfg.epochs``. ``procs``: processes rendering the training views."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg_json = json.dumps(asdict(cfg), indent=1, default=list)
     (out / "config.json").write_text(cfg_json + "\n")
     torch.manual_seed(cfg.seed)
-    files = build_views(cfg.data, cache_dir or out / "views", cfg.views, progress)
+    files = build_views(cfg.data, cache_dir or out / "views", cfg.views, progress, procs=procs)
     scenes = load_views(files)
     if not scenes:
         raise ValueError(f"no scenes with grasps under {cfg.data}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -148,6 +148,12 @@ def parse_instruction(prep: Prepared, hand: HandModel) -> ParsedIntent | None:
 
 
 # ------------------------------------------------------------------------------------------ propose
+def _spent_s(p: Prepared) -> float:
+    """Seconds of the query's budget spent before proposing: validation and preprocessing (whose sub-stage
+    timings are part of ``preprocess_ms``)."""
+    return (p.timings_ms.get("validate_ms", 0.0) + p.timings_ms.get("preprocess_ms", 0.0)) / 1e3
+
+
 @dataclass
 class Proposed:
     """The propose stage's output: one proposal per query of the group, and its wall time."""
@@ -169,7 +175,7 @@ def propose(
         problems.append(Problem(p.points, p.normals, n_cand, p.plane, p.query.seed, priors=it.priors if it else None,
                                 observed=p.observed, single_view=p.single_view, finish=not (refined and refined[k])))
     budgets = [p.query.timeout_s for p in preps if p.query.timeout_s is not None]
-    budget = None if not budgets else max(0.05, 0.75 * min(budgets) - max(sum(p.timings_ms.values()) for p in preps) / 1e3)
+    budget = None if not budgets else max(0.05, 0.75 * min(budgets) - max(_spent_s(p) for p in preps))
     t = time.perf_counter()
     raw = proposer.propose_batch(problems, time_budget_s=budget, progress=progress)
     return Proposed(raw, (time.perf_counter() - t) * 1e3)
@@ -193,14 +199,18 @@ class Refined:
     elapsed_ms: float
 
 
-def refine(cands: Candidates, prep: Prepared, cfg: RefineConfig | None) -> Refined:
-    """Refine the candidates on the query's cloud and table (``cfg`` None: leave them as proposed). The
+def refine(cands: Candidates, prep: Prepared, cfg: RefineConfig | None, deadline: float | None = None) -> Refined:
+    """Refine the candidates on the query's cloud and table (``cfg`` None: leave them as proposed), no step
+    starting after ``deadline`` (``time.perf_counter()``; a warning says when it cut the refinement short). The
     moved grasps are unfinished: :func:`finish_picked` finishes the ones the selection keeps."""
     t = time.perf_counter()
     if cfg is None:
         return Refined(cands, {}, (time.perf_counter() - t) * 1e3)
     b = cands.batch
-    ref = refine_batch(b, prep.cloud(), prep.plane, cfg)
+    ref = refine_batch(b, prep.cloud(), prep.plane, cfg, deadline=deadline)
+    if ref.steps_run < cfg.steps:
+        prep.warnings.append(f"time budget (timeout_ms) reached: refinement stopped after {ref.steps_run} of {cfg.steps} "
+                             "steps; the grasps are the best states so far")
     grasps = [make_grasp(g.hand, ref.root_rot[i], ref.root_pos[i], ref.joints[i], ref.root_rot[i], ref.root_pos[i],
                          ref.joints[i], g.scores) for i, g in enumerate(cands.grasps)]
     dt = b.root_pos.dtype
@@ -218,10 +228,17 @@ class Finished:
     elapsed_ms: float
 
 
-def finish_picked(cands: Candidates, picked: Sequence[int], prep: Prepared, squeeze: SqueezeConfig | None) -> Finished:
+def finish_picked(cands: Candidates, picked: Sequence[int], prep: Prepared, squeeze: SqueezeConfig | None,
+                  deadline: float | None = None) -> Finished:
     """Finish the picked candidates (:func:`models.stages.squeeze.finish`: contacts onto the surface, the
-    squeeze and the pregrasp solved for where the grasps are): only what is returned pays for it."""
+    squeeze and the pregrasp solved for where the grasps are): only what is returned pays for it. Past
+    ``deadline`` the contacts are left where they are (the squeeze and pregrasp are still solved) and a
+    warning says so."""
     t = time.perf_counter()
+    if deadline is not None and t >= deadline:
+        squeeze = replace(squeeze or SqueezeConfig(), snap=False)
+        prep.warnings.append("time budget (timeout_ms) reached: the returned grasps' fingers were not snapped onto "
+                             "the surface (their squeeze and pregrasp are solved)")
     b = cands.batch
     rows = torch.as_tensor(list(picked), dtype=torch.long)
     done, sol = finish(GraspBatch(b.hand, b.root_pos[rows], b.root_rot[rows], b.joints[rows]), prep.cloud(), squeeze)
@@ -438,13 +455,20 @@ class GraspPipeline:
         t = time.perf_counter()
         intents = [parse_instruction(p, hand) for p in preps]
         t_intent = (time.perf_counter() - t) * 1e3 / max(1, len(preps))
+        started = time.perf_counter()
         do_refine = [p.query.refine if p.query.refine is not None else prop.capabilities.refined_by_default for p in preps]
         proposed = propose(prop, preps, intents, self.cfg.candidates_per_grasp, progress, refined=do_refine)
         rank_cfg = prop.rank_config or self.cfg.rank
         results = []
         for p, proposal, it, refining in zip(preps, proposed.proposals, intents, do_refine):
             cands = Candidates(proposal.grasps, GraspBatch.from_grasps(hand, proposal.grasps, device=self.device))
-            refined = refine(cands, p, (prop.refine_config or self.cfg.refine) if refining else None)
+            deadline = None  # the query's budget from here (preprocessing spent part of it)
+            if p.query.timeout_s is not None:
+                deadline = started + p.query.timeout_s - _spent_s(p)
+            # refinement may take half of what is left; scoring, selection and finishing the rest
+            now = time.perf_counter()
+            refined = refine(cands, p, (prop.refine_config or self.cfg.refine) if refining else None,
+                             None if deadline is None else now + 0.5 * max(0.0, deadline - now))
             cands = refined.candidates
             scored = score(cands, p, rank_cfg)
             intent = apply_intent(it, cands, p, scored.scores["quality"], rank_cfg)
@@ -454,7 +478,7 @@ class GraspPipeline:
                         "refine_ms": refined.elapsed_ms, "score_ms": scored.elapsed_ms, "select_ms": selected.elapsed_ms}
             picked = list(selected.picked)
             if refining:  # refined grasps moved: finish the returned ones where they now are
-                done = finish_picked(cands, picked, p, self.cfg.squeeze)
+                done = finish_picked(cands, picked, p, self.cfg.squeeze, deadline)
                 cands = Candidates(list(cands.grasps), cands.batch)
                 for k, i in enumerate(picked):
                     cands.grasps[i] = done.grasps[k]

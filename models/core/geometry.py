@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "NeighbourCache",
     "ObjectCloud",
     "Plane",
     "PlaneArg",
@@ -622,6 +623,76 @@ def cloud_neighbours(query: Tensor, points: Tensor, k: int = 8) -> Tensor:
             idx = knn(query.reshape(1, b * q_count, 3), points.unsqueeze(0).to(query), min(k, points.shape[0]))[1]
             return idx.reshape(b, q_count, -1)
         return knn(query, points.to(query), min(k, points.shape[1]))[1]
+
+
+class NeighbourCache:
+    """The ``k`` nearest cloud points of queries that move a little per call (an optimiser's keypoints),
+    searched over the whole cloud only where needed: a Verlet list.
+
+    A search keeps each query's ``candidates`` nearest points and the slack ``(d_c - d_k) / 2`` (d_c and d_k
+    the distances of its candidates-th and k-th nearest). While a query has moved less than its slack since,
+    its k nearest points are all in that list: the k it had are at most d_k + moved away, every point off the
+    list at least d_c - moved. So each call ranks the query's few candidates, and searches the whole cloud
+    again only for the queries that moved their slack or more: the same neighbours as :func:`cloud_neighbours`
+    (up to near-ties in rounding). A new cloud or query shape starts afresh. One per optimisation run."""
+
+    def __init__(self, k: int = 8, candidates: int = 32) -> None:
+        self.k, self.candidates = k, candidates
+        self.searched = 0  # queries searched over the whole cloud (for the tests and the benches)
+        self._key: tuple[object, ...] | None = None
+        self._origin: Tensor | None = None  # (B, Q, 3) where each query was when its list was made
+        self._slack: Tensor | None = None  # (B, Q)
+        self._list: Tensor | None = None  # (B, Q, C) candidate indices, nearest first
+
+    def __call__(self, query: Tensor, points: Tensor) -> Tensor:
+        """Indices (B, Q, k') of the k' = min(k, N) nearest points, nearest first, as :func:`cloud_neighbours`."""
+        b, q_count, _ = query.shape
+        n = points.shape[-2]
+        k, c = min(self.k, n), min(self.candidates, n)
+        with torch.no_grad():
+            q = query.detach()
+            if c <= k:
+                self.searched += b * q_count
+                return cloud_neighbours(q, points, k)
+            key = (points.data_ptr(), tuple(points.shape), points.dtype, tuple(query.shape))
+            if self._key != key or self._list is None or self._origin is None or self._slack is None:
+                self._list, self._slack = self._search(q, points, k, c)
+                self._origin, self._key = q.clone(), key
+                self.searched += b * q_count
+            else:
+                stale = (q - self._origin).norm(dim=-1) >= self._slack  # (B, Q)
+                if bool(stale.any()):
+                    bi, qi = torch.nonzero(stale, as_tuple=True)
+                    if points.ndim == 2:
+                        lst, slack = self._search(q[bi, qi][None], points, k, c)
+                        lst, slack = lst[0], slack[0]
+                    else:  # per-grasp clouds: search grasp by grasp among the stale rows
+                        lst = torch.empty(bi.shape[0], c, dtype=torch.long, device=q.device)
+                        slack = torch.empty(bi.shape[0], dtype=q.dtype, device=q.device)
+                        for g in torch.unique(bi).tolist():
+                            rows = torch.nonzero(bi == g)[:, 0]
+                            ls, sl = self._search(q[g, qi[rows]][None], points[g], k, c)
+                            lst[rows], slack[rows] = ls[0], sl[0]
+                    self._list[bi, qi] = lst
+                    self._slack[bi, qi] = slack
+                    self._origin[bi, qi] = q[bi, qi]
+                    self.searched += int(bi.numel())
+            pts = points if points.ndim == 3 else points.unsqueeze(0).expand(b, -1, -1)
+            cand = gather_points(pts.to(q), self._list)  # (B, Q, C, 3)
+            d2 = ((q.unsqueeze(2) - cand) ** 2).sum(-1)
+            order = torch.topk(d2, k, dim=-1, largest=False, sorted=True).indices
+            return self._list.gather(2, order)
+
+    @staticmethod
+    def _search(q: Tensor, points: Tensor, k: int, c: Tensor | int) -> tuple[Tensor, Tensor]:
+        """Candidate lists (B, Q, c) and slacks (B, Q) of queries (B, Q, 3) in ``points`` (N, 3) or (B, N, 3)."""
+        b, q_count, _ = q.shape
+        if points.ndim == 2:
+            dist, idx = knn(q.reshape(1, b * q_count, 3), points.unsqueeze(0).to(q), int(c))
+            dist, idx = dist.reshape(b, q_count, -1), idx.reshape(b, q_count, -1)
+        else:
+            dist, idx = knn(q, points.to(q), int(c))
+        return idx, (dist[..., -1] - dist[..., k - 1]) / 2
 
 
 def object_signed_distance(query: Tensor, points: Tensor, normals: Tensor, k: int = 8, neighbours: Tensor | None = None) -> Tensor:

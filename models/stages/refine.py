@@ -12,12 +12,13 @@ through it; it returns the refined poses and each term before and after.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..core.geometry import ObjectCloud, Plane, object_signed_distance
+from ..core.geometry import NeighbourCache, ObjectCloud, Plane, object_signed_distance
 from ..core.rotations import matrix_to_rot6d, rot6d_to_matrix
 from ..hands.model import HandModel
 from ..physics.energy import joint_limits, object_penetration, self_penetration, table_penetration
@@ -48,15 +49,17 @@ class RefineResult:
     joints: Tensor
     before: dict[str, Tensor]  # per grasp, each term before refinement
     after: dict[str, Tensor]
+    steps_run: int = 0  # fewer than the configured steps when a deadline stopped it
 
 
 def _terms(
     hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, obj: ObjectCloud, plane: Plane | None,
-    touching: Tensor, cfg: RefineConfig,
+    touching: Tensor, cfg: RefineConfig, neighbours: NeighbourCache | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
     frames = hand.forward_kinematics(pos, rot, q)
     kp = hand.contact_candidates(frames)  # (B, C, 3)
-    d = object_signed_distance(kp, obj.points, obj.normals)  # (B, C)
+    nb = None if neighbours is None else neighbours(kp, obj.points)
+    d = object_signed_distance(kp, obj.points, obj.normals, neighbours=nb)  # (B, C)
     now = d.abs() < cfg.contact_threshold_m
     mask = (touching | now).to(d.dtype)
     terms = {
@@ -83,8 +86,10 @@ def refine_grasps(
     return refine_batch(GraspBatch(hand, root_pos, root_rot, joints), obj, plane, cfg)
 
 
-def refine_batch(grasps: GraspBatch, obj: ObjectCloud, plane: Plane | None = None, cfg: RefineConfig | None = None) -> RefineResult:
-    """Refine a batch of grasps on ``obj`` (and above ``plane``); the best state per grasp is kept."""
+def refine_batch(grasps: GraspBatch, obj: ObjectCloud, plane: Plane | None = None, cfg: RefineConfig | None = None,
+                 deadline: float | None = None) -> RefineResult:
+    """Refine a batch of grasps on ``obj`` (and above ``plane``); the best state per grasp is kept.
+    ``deadline`` (a ``time.perf_counter()`` value): no step starts after it; the best states so far are returned."""
     hand, root_pos, root_rot, joints = grasps.hand, grasps.root_pos, grasps.root_rot, grasps.joints
     c = cfg or RefineConfig()
     if obj.points.dim() == 2 and obj.points.shape[0] > c.max_points:
@@ -93,8 +98,9 @@ def refine_batch(grasps: GraspBatch, obj: ObjectCloud, plane: Plane | None = Non
         idx = farthest_point_sample(obj.points[None].float(), c.max_points)[0]
         obj = ObjectCloud(obj.points[idx], obj.normals[idx])
     w = {"pen": c.w_pen, "dist": c.w_dist, "spen": c.w_spen, "joints": c.w_joints, "table": c.w_table}
+    nb = NeighbourCache()  # the contact keypoints' nearest cloud points, searched again only where they moved far
     with torch.no_grad():
-        before, d0 = _terms(hand, root_pos, root_rot, joints, obj, plane, torch.zeros_like(root_pos[:, :1], dtype=torch.bool), c)
+        before, d0 = _terms(hand, root_pos, root_rot, joints, obj, plane, torch.zeros_like(root_pos[:, :1], dtype=torch.bool), c, nb)
         touching = d0.abs() < c.contact_threshold_m
     pos = root_pos.detach().clone().requires_grad_(True)
     r6 = matrix_to_rot6d(root_rot.detach()).clone().requires_grad_(True)
@@ -103,9 +109,13 @@ def refine_batch(grasps: GraspBatch, obj: ObjectCloud, plane: Plane | None = Non
     best = (root_pos.detach().clone(), root_rot.detach().clone(), joints.detach().clone())
     best_loss = sum(w[k] * v for k, v in before.items())
     assert isinstance(best_loss, Tensor)
+    steps_run = 0
     for _ in range(c.steps):
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+        steps_run += 1
         opt.zero_grad()
-        terms, _ = _terms(hand, pos, rot6d_to_matrix(r6), q, obj, plane, touching, c)
+        terms, _ = _terms(hand, pos, rot6d_to_matrix(r6), q, obj, plane, touching, c, nb)
         loss = sum(w[k] * v for k, v in terms.items())
         assert isinstance(loss, Tensor)
         with torch.no_grad():  # keep the best state per grasp (the loss is evaluated before the step)
@@ -123,7 +133,7 @@ def refine_batch(grasps: GraspBatch, obj: ObjectCloud, plane: Plane | None = Non
         with torch.no_grad():
             q.copy_(hand.project_joints(q))
     with torch.no_grad():
-        terms, _ = _terms(hand, pos, rot6d_to_matrix(r6), q, obj, plane, touching, c)
+        terms, _ = _terms(hand, pos, rot6d_to_matrix(r6), q, obj, plane, touching, c, nb)
         loss = sum(w[k] * v for k, v in terms.items())
         assert isinstance(loss, Tensor)
         better = loss < best_loss
@@ -132,8 +142,8 @@ def refine_batch(grasps: GraspBatch, obj: ObjectCloud, plane: Plane | None = Non
             torch.where(better[:, None, None], rot6d_to_matrix(r6.detach()), best[1]),
             torch.where(better[:, None], q.detach(), best[2]),
         )
-        after, _ = _terms(hand, *best, obj, plane, touching, c)
-    return RefineResult(best[0], best[1], best[2], before, after)
+        after, _ = _terms(hand, *best, obj, plane, touching, c, nb)
+    return RefineResult(best[0], best[1], best[2], before, after, steps_run)
 
 
 __all__ = ["RefineConfig", "RefineResult", "refine_batch", "refine_grasps"]

@@ -316,3 +316,20 @@ def test_refined_queries_finish_only_the_grasps_returned(tiny_weights):
         # finished: a squeeze (an unfinished grasp has none); refined ones were finished by the pipeline
         assert len(res.grasps) == 3 and all(g.squeeze is not None for g in res.grasps)
         assert ("finish_ms" in res.timings_ms) == refine
+
+
+def test_timeout_returns_the_grasps_so_far_with_a_warning(tiny_weights):
+    """A budget spent before refinement starts: the query still answers with its grasps (finished: a
+    squeeze each) and warnings that say what the budget cut; without a budget, no such warning."""
+    from models.pipeline import GraspPipeline, GraspQuery
+    from models.proposers.dgtr import DGTRProposer
+
+    pipe = GraspPipeline()
+    pipe._proposers[("dgtr", "shadow")] = DGTRProposer(weights=tiny_weights)
+    pts = _mug_problem(4).points.numpy()
+    full = pipe.run(GraspQuery(points=pts, num_grasps=3, method="dgtr", seed=0, refine=True))
+    assert not any("timeout_ms" in w for w in full.warnings)
+    cut = pipe.run(GraspQuery(points=pts, num_grasps=3, method="dgtr", seed=0, refine=True, timeout_s=1e-4))
+    assert len(cut.grasps) == 3 and all(g.squeeze is not None for g in cut.grasps)
+    assert any("refinement stopped after 0 of" in w for w in cut.warnings)
+    assert any("not snapped" in w for w in cut.warnings)

@@ -122,6 +122,28 @@ def test_knn_chunked_equals_single_block(monkeypatch: pytest.MonkeyPatch) -> Non
     assert torch.equal(dist, dist_c)
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_neighbour_cache_finds_the_nearest_points_of_moving_queries(shared: bool) -> None:
+    """Queries drifting by random steps of up to 4 mm: the Verlet list gives the brute-force k nearest at
+    every call (float64: exactly, in order), searching the whole cloud again for fewer queries than there are."""
+    gen = _gen(5)
+    points = torch.rand(2, 500, 3, dtype=torch.float64, generator=gen) * 0.1
+    query = torch.rand(2, 60, 3, dtype=torch.float64, generator=gen) * 0.1
+    cloud = points[0] if shared else points
+    cache = geometry.NeighbourCache(k=8, candidates=32)
+    calls = 12
+    for _ in range(calls):
+        idx = cache(query, cloud)
+        ref = knn(query, cloud.expand(2, -1, -1) if shared else cloud, 8)[1]
+        assert torch.equal(idx, ref)
+        query = query + (torch.rand(query.shape, dtype=torch.float64, generator=gen) - 0.5) * 0.008
+    assert 2 * 60 <= cache.searched < calls * 2 * 60  # the first call searched all; later ones only the stale
+    # a new cloud starts afresh
+    before = cache.searched
+    cache(query, cloud.clone())
+    assert cache.searched == before + 2 * 60
+
+
 def test_knn_rejects_too_large_k() -> None:
     with pytest.raises(ValueError, match="k must be"):
         knn(torch.zeros(1, 4, 3), torch.zeros(1, 3, 3), 4)

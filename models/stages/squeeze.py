@@ -6,7 +6,7 @@ only thing that makes grip force, and a squeeze that pushes harder on one side t
 flicks the object away before any disturbance. So the squeeze is solved per grasp:
 
 1. **Contacts.** Per hand link with collision geometry, the nearest object surface point and its
-   outward normal (``quality.contacts_and_penetration``); links within ``contact_distance_m`` push.
+   outward normal (``quality.near_contacts_and_penetration``); links within ``contact_distance_m`` push.
 2. **Wrench balance.** Forces ``f_i`` in linearised friction cones (``friction_mu``, below the
    simulation's 0.6 to leave room) with total normal force ``total_normal_force_n``, chosen to make
    the net wrench on the object as close to zero as possible (non-negative least squares over the
@@ -45,7 +45,7 @@ from ..core.geometry import ObjectCloud
 from ..hands.model import HandModel, LinkFrames
 from ..physics.energy import self_penetration
 from ..physics.grasp_batch import GraspBatch
-from ..physics.quality import contact_wrenches, contacts_and_penetration, max_penetration
+from ..physics.quality import contact_wrenches, near_contacts_and_penetration, near_max_penetration
 
 
 @dataclass(frozen=True)
@@ -147,14 +147,14 @@ def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     dt = torch.float64
     pen_cap = None
     if cfg.snap_max_penetration_m is not None:
-        pen_cap = max_penetration(hand, hand.forward_kinematics(pos, rot, q), surf).clamp_min(cfg.snap_max_penetration_m)
+        pen_cap = near_max_penetration(hand, hand.forward_kinematics(pos, rot, q), surf).clamp_min(cfg.snap_max_penetration_m)
     groups, geoms = _finger_joint_groups(hand), _finger_geoms(hand)
     spen = None
     for _ in range(cfg.snap_iterations):
         frames = hand.forward_kinematics(pos, rot, q)
         if spen is None:
             spen = self_penetration(hand, frames)
-        contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=cfg.snap_distance_m)
+        contacts, _ = near_contacts_and_penetration(hand, frames, surf, threshold=cfg.snap_distance_m)
         hand_pt = contacts.position + contacts.normal * contacts.distance[..., None]
         jac = hand.point_jacobians(frames, contacts.link, hand_pt)  # (B, K, 3, J)
         rows = torch.einsum("bkc,bkcj->bkj", contacts.normal, jac)  # d(distance)/dq
@@ -208,34 +208,44 @@ def _finger_moves(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, step: Te
         ok[f] = after <= before + cfg.snap_self_tolerance_m
         if pen_cap is not None:
             fr = LinkFrames(frames.rotation[sl], frames.translation[sl])
-            ok[f] &= (max_penetration(hand, fr, cloud, finger_geoms) <= pen_cap.repeat(ns)).reshape(ns, b)
+            ok[f] &= (near_max_penetration(hand, fr, cloud, finger_geoms) <= pen_cap.repeat(ns)).reshape(ns, b)
     zero = torch.zeros_like(parts[:, 0])
     chosen = torch.where(ok[:, 0, :, None], parts[:, 0], torch.where(ok[:, 1, :, None], parts[:, 1], zero))  # (F, B, J)
     moved = (ok[:, 0] | ok[:, 1]) & (chosen != 0).any(-1)
     return chosen.sum(0), moved.sum(0).to(q.dtype)
 
 
-def _finger_self_pairs(hand: HandModel) -> list[Tensor]:
-    """Per finger (the order of :func:`_finger_joint_groups`), the self-collision keypoint pairs (P, 2) with at
-    least one keypoint on that finger; cached on the hand."""
-    cache: list[Tensor] | None = hand.__dict__.get("_finger_self_pairs_cache")
+def _finger_self_pairs(hand: HandModel) -> list[tuple[Tensor, Tensor]]:
+    """Per finger (the order of :func:`_finger_joint_groups`), the self-collision keypoint pairs with at least
+    one keypoint on that finger, as that finger's keypoints (F,) and a (F, K) 0/1 matrix over them and every
+    keypoint (each pair once); cached on the hand."""
+    cache: list[tuple[Tensor, Tensor]] | None = hand.__dict__.get("_finger_self_pairs_cache")
     if cache is None:
         fingers = torch.tensor(_link_fingers(hand))[hand.keypoint_link.cpu()]  # (K,) finger of each keypoint
-        finger_ids = sorted(_by_finger(hand, "joints"))
-        pairs = hand.self_pairs.cpu()
+        n_kp = fingers.shape[0]
+        pairs = hand.self_pairs.cpu().tolist()
         cache = []
-        for f in finger_ids:
-            on = (fingers[pairs[:, 0]] == f) | (fingers[pairs[:, 1]] == f)
-            cache.append(pairs[on].to(hand.self_pairs.device))
+        for f in sorted(_by_finger(hand, "joints")):
+            own = torch.nonzero(fingers == f).flatten()
+            row = {int(k): r for r, k in enumerate(own.tolist())}
+            mask = torch.zeros(len(row), n_kp, dtype=hand.lower.dtype)
+            for a, b in pairs:
+                if a in row:
+                    mask[row[a], b] = 1.0
+                elif b in row:
+                    mask[row[b], a] = 1.0
+            cache.append((own.to(hand.self_pairs.device), mask.to(hand.lower.device)))
         hand.__dict__["_finger_self_pairs_cache"] = cache
     return cache
 
 
-def _pair_penetration(keypoints: Tensor, radius: Tensor, pairs: Tensor) -> Tensor:
-    """(B,) sum over ``pairs`` (P, 2) of the keypoint spheres' overlap relu(r_i + r_j - d_ij) (m)."""
-    i, j = pairs[:, 0], pairs[:, 1]
-    d = (keypoints[:, i] - keypoints[:, j]).norm(dim=-1)
-    return torch.relu(radius[i] + radius[j] - d).sum(-1)
+def _pair_penetration(keypoints: Tensor, radius: Tensor, pairs: tuple[Tensor, Tensor]) -> Tensor:
+    """(B,) the keypoint spheres' overlap relu(r_i + r_j - d_ij) (m) summed over one finger's ``pairs``
+    (:func:`_finger_self_pairs`): its keypoints against every keypoint, masked to the self-collision pairs."""
+    own, mask = pairs
+    d = torch.cdist(keypoints[:, own], keypoints, compute_mode="donot_use_mm_for_euclid_dist")  # (B, F, K)
+    overlap = torch.relu(radius[own][:, None] + radius[None, :] - d)
+    return (overlap * mask.to(overlap)).sum((1, 2))
 
 
 def _finger_by_finger(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, step: Tensor, surf: ObjectCloud,
@@ -252,7 +262,7 @@ def _finger_by_finger(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, step
             cand_frames = hand.forward_kinematics(pos, rot, cand)
             ok = self_penetration(hand, cand_frames) <= spen0 + cfg.snap_self_tolerance_m
             if pen_cap is not None:
-                ok = ok & (max_penetration(hand, cand_frames, surf, finger_geoms) <= pen_cap)
+                ok = ok & (near_max_penetration(hand, cand_frames, surf, finger_geoms) <= pen_cap)
             q = torch.where(ok[:, None], cand, q)
             if bool(ok.all()):
                 break
@@ -317,7 +327,7 @@ def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     dt = torch.float64
     b, nj = q.shape
     frames = hand.forward_kinematics(pos, rot, q)
-    contacts, _ = contacts_and_penetration(hand, frames, surf, threshold=cfg.contact_distance_m)
+    contacts, _ = near_contacts_and_penetration(hand, frames, surf, threshold=cfg.contact_distance_m)
     c = surf.center.expand(b, 3)
     # the hand point of each link nearest the object: the object point moved back along its normal
     gap = contacts.distance.clamp_min(0.0)  # (B, K)
@@ -406,7 +416,8 @@ def _path_shortfall(hand: HandModel, start_pos: Tensor, start_q: Tensor, end_pos
     sp, sq, ep, eq = (x.repeat(n_t, 1) for x in (start_pos, start_q, end_pos, end_q))
     frames = hand.forward_kinematics(sp + t[:, None] * (ep - sp), rot.repeat(n_t, 1, 1), sq + t[:, None] * (eq - sq))
     cloud = surf if surf.points.dim() == 2 else ObjectCloud(surf.points.repeat(n_t, 1, 1), surf.normals.repeat(n_t, 1, 1))
-    contacts, _ = contacts_and_penetration(hand, frames, cloud, threshold=cfg.pregrasp_clearance_m)
+    # links farther than the clearance read as exactly that far (a lower bound): clear, as their true distance is
+    contacts, _ = near_contacts_and_penetration(hand, frames, cloud, threshold=cfg.pregrasp_clearance_m)
     clearance = contacts.distance.min(dim=1).values  # (T*B,) nearest cloud point to the hand (m)
     return (clearance - cfg.pregrasp_clearance_m * (1.0 - t)).reshape(n_t, b).min(dim=0).values
 

@@ -16,7 +16,7 @@ from models.core.rotations import matrix_to_quat
 from models.grasp import Grasp, grasps_to_tensors
 from models.hands import get_hand, hand_model
 from models.physics.grasp_batch import GraspBatch
-from models.physics.quality import contact_wrenches, contacts_and_penetration
+from models.physics.quality import contact_wrenches, contacts_and_penetration, max_penetration
 from models.stages.squeeze import SqueezeConfig, _balance, snap_contacts, solve_squeeze
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
@@ -309,7 +309,7 @@ def test_snap_cap_checks_only_the_moving_finger(hand, monkeypatch):
 def test_a_fingers_self_pairs_carry_all_the_self_penetration_its_move_changes(hand):
     """Moving one finger's joints changes the hand's self-penetration by exactly what it changes over the pairs
     that finger is part of (what the snap checks per finger); the pairs of all fingers cover every pair
-    that is not palm-palm."""
+    that is not palm-palm, and none twice within a finger."""
     import models.stages.squeeze as squeeze
     from models.physics.energy import self_penetration
 
@@ -318,8 +318,14 @@ def test_a_fingers_self_pairs_carry_all_the_self_penetration_its_move_changes(ha
     kp, r = hand.penetration_keypoints(frames)
     groups, pairs = squeeze._finger_joint_groups(hand), squeeze._finger_self_pairs(hand)
     assert len(pairs) == len(groups) == 5
-    covered = {tuple(x) for p in pairs for x in p.tolist()}
+    covered = set()
+    for own, mask in pairs:
+        for r_, c_ in torch.nonzero(mask).tolist():
+            covered.add(tuple(sorted((int(own[r_]), c_))))
     palm = {k for k, li in enumerate(hand.keypoint_link.tolist()) if li == 0}
+    finger_of = [squeeze._link_fingers(hand)[li] for li in hand.keypoint_link.tolist()]
+    for f, (own, mask) in enumerate(pairs):  # each of the finger's pairs once
+        assert int(mask.sum()) == sum(1 for a, b in hand.self_pairs.tolist() if f in (finger_of[a], finger_of[b]))
     assert covered == {tuple(x) for x in hand.self_pairs.tolist() if not (x[0] in palm and x[1] in palm)}
     closing = torch.sign(hand.init_pose - hand.open_pose)
     changed = 0
@@ -380,6 +386,31 @@ def test_fingers_that_clash_when_moved_together_are_moved_one_by_one(hand, monke
     after = self_penetration(hand, hand.forward_kinematics(pos, rot, snapped))
     assert sum(fell_back) >= 1
     assert bool((after <= before + 5 * cfg.snap_self_tolerance_m + 1e-12).all())
+
+
+@pytest.mark.parametrize("threshold", [0.003, 0.008, 0.04])
+def test_near_contacts_are_the_dense_contacts_within_reach(hand, threshold):
+    """The broad-phase contacts: the dense function's mask and penetration, and for every contact its point,
+    normal and distance; a link that is not a contact reads ``threshold`` (below its true distance)."""
+    from models.physics.quality import near_contacts_and_penetration, near_max_penetration
+
+    pos, rot, q = _trust_grasps()
+    surf = _cylinder_surface()
+    closing = torch.sign(hand.init_pose - hand.open_pose)
+    for shift in (-0.08, 0.0, 0.15):  # hovering, as synthesised, pressed in
+        frames = hand.forward_kinematics(pos, rot, hand.project_joints(q + shift * closing))
+        dense, pen = contacts_and_penetration(hand, frames, surf, threshold=threshold)
+        near, pen_n = near_contacts_and_penetration(hand, frames, surf, threshold=threshold)
+        assert torch.equal(dense.mask, near.mask) and torch.equal(dense.link, near.link)
+        m = dense.mask
+        torch.testing.assert_close(pen_n, pen, rtol=0, atol=1e-9)
+        torch.testing.assert_close(near.distance[m], dense.distance[m], rtol=0, atol=1e-9)
+        assert torch.equal(near.position[m], dense.position[m]) and torch.equal(near.normal[m], dense.normal[m])
+        assert bool((near.distance[~m] == threshold).all()) and bool((dense.distance[~m] > threshold).all())
+        geoms = (3, 4, 5)
+        torch.testing.assert_close(near_max_penetration(hand, frames, surf, geoms),
+                                   max_penetration(hand, frames, surf, geoms), rtol=0, atol=1e-9)
+    assert bool(pen.gt(0).any())  # the pressed-in case penetrates
 
 
 def test_latency_bound_paths_check_the_pregrasp_where_it_starts():

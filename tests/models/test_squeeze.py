@@ -324,7 +324,7 @@ def test_a_fingers_self_pairs_carry_all_the_self_penetration_its_move_changes(ha
             covered.add(tuple(sorted((int(own[r_]), c_))))
     palm = {k for k, li in enumerate(hand.keypoint_link.tolist()) if li == 0}
     finger_of = [squeeze._link_fingers(hand)[li] for li in hand.keypoint_link.tolist()]
-    for f, (own, mask) in enumerate(pairs):  # each of the finger's pairs once
+    for f, (_, mask) in enumerate(pairs):  # each of the finger's pairs once
         assert int(mask.sum()) == sum(1 for a, b in hand.self_pairs.tolist() if f in (finger_of[a], finger_of[b]))
     assert covered == {tuple(x) for x in hand.self_pairs.tolist() if not (x[0] in palm and x[1] in palm)}
     closing = torch.sign(hand.init_pose - hand.open_pose)

@@ -46,6 +46,9 @@ class PhysicsConfig:
     hand_margin_m: float | None = 0.0  # hand geom contact margin
     weld_solref: tuple[float, ...] = (0.02, 1.0)  # palm-to-mocap weld
     weld_solimp: tuple[float, ...] | None = (0.9, 0.95, 0.001, 0.5, 2.0)
+    # MuJoCo's arena for contacts and constraints (MB): the default (about 15 MB for this scene) overflowed on a hand
+    # pressed into an object of many convex pieces (326 contacts, comp/hammer/0004); the size changes no result
+    arena_memory_mb: int = 64
 
 
 @dataclass(frozen=True)

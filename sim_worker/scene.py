@@ -277,6 +277,11 @@ def build_scene(
     if physics.integrator != "Euler":  # MuJoCo's default; left out so the earlier scenes compile unchanged
         opt_attrs["integrator"] = physics.integrator
     root.insert(1, ET.Element("option", opt_attrs))
+    size = root.find("size")
+    if size is None:
+        size = ET.Element("size")
+        root.insert(2, size)
+    size.set("memory", f"{int(physics.arena_memory_mb)}M")
     _apply_hand_physics(root, spec, physics)
     asset = root.find("asset")
     if asset is None:

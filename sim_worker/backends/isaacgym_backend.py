@@ -90,7 +90,7 @@ TENDON_DAMPING = 0.1
 # or MuJoCo's defaults
 UNMAPPED_PHYSICS = ("cone", "impratio", "noslip_iterations", "condim", "integrator", "object_priority",
                     "finger_force_limit", "distal_drive", "joint_damping", "joint_armature", "joint_frictionloss",
-                    "hand_solref", "hand_solimp", "hand_margin_m", "weld_solimp")
+                    "hand_solref", "hand_solimp", "hand_margin_m", "weld_solimp", "arena_memory_mb")
 
 
 class IsaacGymUnavailable(ImportError, RuntimeError):

@@ -10,7 +10,7 @@ import mujoco
 
 from ..config import SimConfig
 from ..scene import Scene, SimObject, build_scene
-from ..validate import validate_grasp
+from ..validate import SimulationDiverged, validate_grasp
 from .base import GraspArrays, Progress
 
 
@@ -47,8 +47,11 @@ class MujocoBackend:
                 break
             pre = None if g.pre_position is None or g.pre_quaternion_wxyz is None or g.pre_joints is None else (
                 g.pre_position, g.pre_quaternion_wxyz, g.pre_joints)
-            r = validate_grasp(sc, data, g.position, g.quaternion_wxyz, g.joints, g.squeeze, cfg,
-                               should_stop=should_stop, pregrasp=pre)
+            try:
+                r = validate_grasp(sc, data, g.position, g.quaternion_wxyz, g.joints, g.squeeze, cfg,
+                                   should_stop=should_stop, pregrasp=pre)
+            except mujoco.FatalError as e:  # e.g. the arena overflowed: the simulation could not go on
+                raise SimulationDiverged(f"MuJoCo stopped: {e}") from e
             out.append(r.to_dict())
             if progress is not None:
                 progress(i + 1, len(grasps))
@@ -67,10 +70,13 @@ class MujocoBackend:
         for i, g in enumerate(grasps):
             if should_stop is not None and should_stop():
                 break
-            r = execute_grasp(
-                sc, data, g, cfg, policy=policy, render=render, seed=seed + i, should_stop=should_stop,
-                render_gif=gif,
-            )
+            try:
+                r = execute_grasp(
+                    sc, data, g, cfg, policy=policy, render=render, seed=seed + i, should_stop=should_stop,
+                    render_gif=gif,
+                )
+            except mujoco.FatalError as e:
+                raise SimulationDiverged(f"MuJoCo stopped: {e}") from e
             out.append(r.to_dict())
             if progress is not None:
                 progress(i + 1, len(grasps))

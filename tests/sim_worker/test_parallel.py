@@ -185,3 +185,34 @@ def test_a_diverged_execution_raises_or_is_a_failed_rollout_on_request(mixed):
             p1.execute(obj, [wild])
         out = p1.execute(obj, [wild], seed=5, diverged_fails=True)
     assert not out[0]["success"] and out[0]["diverged"] and "simulation diverged" in out[0]["reason"] and out[0]["seed"] == 5
+
+
+def test_mujoco_stopping_mid_grasp_is_a_diverged_grasp(mixed, monkeypatch):
+    """A MuJoCo fatal error while simulating one grasp (e.g. its arena overflowing on hundreds of contacts) is
+    that grasp's failure, as a divergence: an error for a rollout job, a failed verdict for the benches and the
+    synthesis filter, never a crashed batch. The scene's arena is the configured size."""
+    import mujoco
+
+    import sim_worker.backends.mujoco_backend as mb
+    from sim_worker.scene import build_scene
+
+    obj, grasps, _ = mixed
+    assert build_scene(obj, CFG.physics, hand="shadow", table_z=None, gravity=(0.0, 0.0, 0.0)).model.narena == \
+        CFG.physics.arena_memory_mb * 2**20
+    real = mb.validate_grasp
+    calls = []
+
+    def second_stops(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise mujoco.FatalError("mj_stackAlloc: out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mb, "validate_grasp", second_stops)
+    with SimPool("mujoco", procs=1, cfg=CFG) as p0:  # in process: the patched function runs
+        out = p0.validate(obj, grasps[:3], diverged_fails=True)
+        assert [r["success"] for r in out] == [True, False, True]
+        assert out[1]["diverged"] and "MuJoCo stopped" in out[1]["reason"]
+        calls.clear()
+        with pytest.raises(RuntimeError, match=r"grasp 1: SimulationDiverged"):
+            p0.validate(obj, grasps[:3])

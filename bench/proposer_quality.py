@@ -272,6 +272,7 @@ def main() -> None:
     out = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "hardware": hardware(),
+        "protocol": SimConfig().validation.protocol,  # the simulation test every success figure here is under
         "method": a.method,
         "resolved_method": method,
         "proposer_version": proposer_version,

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from ..core.geometry import ObjectCloud, PlaneArg, unit_plane
 from ..hands.model import GEOM_BOX, GEOM_CAPSULE, GEOM_SPHERE, HandModel, LinkFrames
+from .energy import _within
 from .grasp_batch import GraspBatch
 
 CONTACT_THRESHOLD_M = 0.01
@@ -152,8 +153,7 @@ def _near_pairs(hand: HandModel, frames: LinkFrames, pts: Tensor, reach: float,
     sel = torch.arange(len(hand.geom_type), device=pos.device) if geoms is None else torch.tensor(geoms, device=pos.device)
     c = pos[:, sel]
     r = hand.geom_bounding_radius.to(pts)[sel] + reach + _NEAR_PAD_M
-    d2 = (pts * pts).sum(-1)[:, None, :] - 2 * torch.einsum("bpk,bgk->bgp", pts, c) + (c * c).sum(-1)[..., None]
-    bi, gj, pi = torch.nonzero(d2 < (r * r)[None, :, None], as_tuple=True)
+    bi, gj, pi = _within(c, pts, r)
     gi = sel[gj]
     return bi, gi, pi, hand.narrow_signed_distance((rot, pos), bi, gi, pts[bi, pi])
 

@@ -163,7 +163,7 @@ def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
         gram = rows @ rows.transpose(1, 2) + cfg.snap_damping * torch.eye(rows.shape[1], dtype=dt)
         step = -(rows.transpose(1, 2) @ torch.linalg.solve(gram, resid[..., None])).squeeze(-1)
         step = step.clamp(-cfg.snap_max_step_rad, cfg.snap_max_step_rad)
-        move, n_moved = _finger_moves(hand, pos, rot, q, step, surf, pen_cap, groups, geoms, cfg)
+        move, n_moved = _finger_moves(hand, pos, rot, q, frames, step, surf, pen_cap, groups, geoms, cfg)
         q_new = torch.where((n_moved > 0)[:, None], hand.project_joints(q + move), q)
         spen_new = self_penetration(hand, hand.forward_kinematics(pos, rot, q_new))
         clash = spen_new > spen + n_moved * cfg.snap_self_tolerance_m
@@ -181,7 +181,7 @@ def snap_contacts(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
 _SNAP_SCALES = (1.0, 0.5)  # a finger's snap step is tried whole, then halved, then dropped
 
 
-def _finger_moves(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, step: Tensor, surf: ObjectCloud,
+def _finger_moves(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, frames_q: LinkFrames, step: Tensor, surf: ObjectCloud,
                   pen_cap: Tensor | None, groups: list[list[int]], geoms: list[tuple[int, ...]],
                   cfg: SqueezeConfig) -> tuple[Tensor, Tensor]:
     """Every finger's snap step, whole and halved, checked at once against the hand at ``q``: a move passes
@@ -196,7 +196,7 @@ def _finger_moves(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, step: Te
             parts[f, k][:, group] = step[:, group] * scale
     cand = hand.project_joints((q + parts).reshape(nf * ns * b, nj))
     frames = hand.forward_kinematics(pos.repeat(nf * ns, 1), rot.repeat(nf * ns, 1, 1), cand)
-    base = hand.penetration_keypoints(hand.forward_kinematics(pos, rot, q))[0]
+    base = hand.penetration_keypoints(frames_q)[0]  # the hand at q (its frames: the caller's)
     keypoints, radius = hand.penetration_keypoints(frames)
     cloud = surf if surf.points.dim() == 2 else ObjectCloud(surf.points.repeat(ns, 1, 1), surf.normals.repeat(ns, 1, 1))
     ok = torch.zeros(nf, ns, b, dtype=torch.bool, device=q.device)

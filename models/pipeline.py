@@ -149,9 +149,9 @@ def parse_instruction(prep: Prepared, hand: HandModel) -> ParsedIntent | None:
 
 # ------------------------------------------------------------------------------------------ propose
 def _spent_s(p: Prepared) -> float:
-    """Seconds of the query's budget spent before proposing: validation and preprocessing (whose sub-stage
-    timings are part of ``preprocess_ms``)."""
-    return (p.timings_ms.get("validate_ms", 0.0) + p.timings_ms.get("preprocess_ms", 0.0)) / 1e3
+    """Seconds of the query's budget spent before proposing: waiting in a queue, validation and
+    preprocessing (whose sub-stage timings are part of ``preprocess_ms``)."""
+    return max(0.0, p.query.queued_s) + (p.timings_ms.get("validate_ms", 0.0) + p.timings_ms.get("preprocess_ms", 0.0)) / 1e3
 
 
 @dataclass
@@ -410,6 +410,9 @@ class GraspPipeline:
         t1 = time.perf_counter()
         prep = preprocess(q, self.cfg)
         prep.timings_ms = {"validate_ms": (t1 - t) * 1e3, "preprocess_ms": (time.perf_counter() - t1) * 1e3, **prep.timings_ms}
+        if q.timeout_s is not None and q.queued_s >= 0.5 * q.timeout_s:
+            prep.warnings.append(f"the query waited {q.queued_s * 1e3:.0f} ms in the queue, of its {q.timeout_s * 1e3:.0f} ms "
+                                 "budget (timeout_ms); the server is busy")
         if prep.observed is not None:
             if q.completion == "auto" and not capabilities(self.resolve_method(q.method, q.text)).grasps_completed_cloud:
                 prep.use_observed()

@@ -13,11 +13,16 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from models.pipeline import GraspPipeline, GraspQuery, PipelineResult
 
 from .metrics import Metrics
+
+
+def charge_queue_wait(query: GraspQuery, wait_s: float) -> GraspQuery:
+    """The query as the pipeline runs it: the time it waited in the queue is part of its ``timeout_ms``."""
+    return replace(query, queued_s=query.queued_s + max(0.0, wait_s))
 
 
 class Overloaded(RuntimeError):
@@ -95,7 +100,7 @@ class Batcher:
             start = time.perf_counter()
             self.metrics.batch_size.observe(len(items))
             try:
-                results = self.pipeline.run_batch([i.query for i in items])
+                results = self.pipeline.run_batch([charge_queue_wait(i.query, start - i.enqueued) for i in items])
             except BaseException as e:  # a bug must fail these requests, not kill the thread
                 for i in items:
                     i.future.set_exception(e)

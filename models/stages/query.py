@@ -35,6 +35,7 @@ class GraspQuery:
     remove_table: bool = True
     viewpoint: Sequence[float] | None = None  # camera position (request frame) of a single-view cloud, when known
     completion: str = "auto"  # auto | mirror | off: mirror a single view about its estimated symmetry plane
+    queued_s: float = 0.0  # seconds the query waited before the pipeline took it (a queue); charged to timeout_s
 
 
 __all__ = ["GraspQuery", "QueryError"]

@@ -333,3 +333,49 @@ def test_timeout_returns_the_grasps_so_far_with_a_warning(tiny_weights):
     assert len(cut.grasps) == 3 and all(g.squeeze is not None for g in cut.grasps)
     assert any("refinement stopped after 0 of" in w for w in cut.warnings)
     assert any("not snapped" in w for w in cut.warnings)
+
+
+def test_time_waited_in_the_queue_counts_against_the_budget(tiny_weights):
+    """A query that waited longer than its budget in the service's queue is answered at once (no
+    refinement steps, fingers not snapped) with a warning that names the wait; the batcher charges the
+    wait it measured to the query it hands the pipeline."""
+    import threading
+
+    from models.pipeline import GraspPipeline, GraspQuery
+    from models.proposers.dgtr import DGTRProposer
+    from service.batching import Batcher, charge_queue_wait
+    from service.metrics import Metrics
+
+    pipe = GraspPipeline()
+    pipe._proposers[("dgtr", "shadow")] = DGTRProposer(weights=tiny_weights)
+    pts = _mug_problem(4).points.numpy()
+    q = GraspQuery(points=pts, num_grasps=3, method="dgtr", seed=0, refine=True, timeout_s=5.0)
+    assert charge_queue_wait(charge_queue_wait(q, 2.0), 4.5).queued_s == 6.5 and q.queued_s == 0.0
+    waited = pipe.run(charge_queue_wait(q, 6.0))
+    assert len(waited.grasps) == 3 and all(g.squeeze is not None for g in waited.grasps)
+    assert any("waited 6000 ms in the queue" in w for w in waited.warnings)
+    assert any("refinement stopped after 0 of" in w for w in waited.warnings)
+
+    # through the real compute thread: the first query holds it, the second waits past its budget
+    release = threading.Event()
+    original = pipe.run_batch
+    seen: list[float] = []
+
+    def held(queries, progress=None):
+        release.wait(30)
+        seen.extend(x.queued_s for x in queries)
+        return original(queries, progress)
+
+    pipe.run_batch = held  # type: ignore[method-assign]
+    batcher = Batcher(pipe, Metrics(), max_batch=1, window_s=0.0).start()
+    try:
+        first = batcher.submit(GraspQuery(points=pts, num_grasps=2, method="dgtr", seed=0, refine=False))
+        second = batcher.submit(GraspQuery(points=pts, num_grasps=2, method="dgtr", seed=0, refine=True, timeout_s=0.2))
+        threading.Timer(0.5, release.set).start()
+        first.result(120)
+        res, wait_s, _ = second.result(120)
+    finally:
+        batcher.stop()
+    assert wait_s >= 0.2 and seen[1] >= 0.2
+    assert any("in the queue" in w for w in res.warnings)
+    assert any("refinement stopped after 0 of" in w for w in res.warnings)

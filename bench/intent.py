@@ -94,6 +94,8 @@ class Scene:
     normals: torch.Tensor
     up: torch.Tensor
     plane: Plane | None
+    mesh: object = None  # trimesh of the object where it stands (world frame), for the simulation
+    to_world: np.ndarray | None = None  # (4, 4) the cloud's frame -> world (the camera pose of a single view)
 
 
 def _yaw(seed: int) -> np.ndarray:
@@ -115,7 +117,7 @@ def scene(oid: str, partial: bool, seed: int, n_opt: int) -> Scene:
         dense = torch.tensor(p)
         pick = torch.randperm(len(p), generator=g)[:n_opt]
         return Scene(dense, dense[pick], torch.tensor(n)[pick], torch.tensor([0.0, 0.0, 1.0]),
-                     Plane(torch.tensor([0.0, 0.0, 1.0]), 0.0))
+                     Plane(torch.tensor([0.0, 0.0, 1.0]), 0.0), mesh, np.eye(4))
     view = objects.partial_cloud(mesh, seed=seed, with_normals=False)
     pose = view.camera_pose  # camera -> world
     r, t = pose[:3, :3], pose[:3, 3]
@@ -128,7 +130,7 @@ def scene(oid: str, partial: bool, seed: int, n_opt: int) -> Scene:
         small = small[torch.randperm(small.shape[0], generator=g)[:n_opt]]
     nrm = estimate_normals(small[None], viewpoint=torch.zeros(1, 3))[0]
     plane = None if pl is None else Plane(pl.normal.float(), float(pl.offset))
-    return Scene(dense, small, nrm, up, plane)
+    return Scene(dense, small, nrm, up, plane, mesh, np.asarray(pose, dtype=np.float64))
 
 
 def pick_objects(family: str, k: int) -> list[str]:
@@ -170,10 +172,28 @@ def run_pair(prop: object, hand: object, oid: str, text: str, partial: bool, gra
     return out
 
 
-def run_pair_pipeline(pipe: object, hand: object, oid: str, text: str, partial: bool, grasps: int, seed: int) -> dict[str, object]:
+def held_top5(pool: object, sc: Scene, oid: str, returned: list[object]) -> list[bool]:
+    """Whether each of the top 5 returned grasps (request frame) holds under the referee of record
+    (``SimConfig()``'s protocol), simulated on the object's mesh where it stands."""
+    from models.pipeline import to_request_frame
+    from sim_worker.arrays import GraspArrays
+    from sim_worker.scene import object_from_mesh
+
+    to_world = torch.from_numpy(np.asarray(sc.to_world, dtype=np.float64))
+    top = [GraspArrays.from_grasp(to_request_frame(g, to_world)) for g in returned[:5]]  # type: ignore[arg-type]
+    mesh = sc.mesh
+    obj = object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid)  # type: ignore[attr-defined]
+    res = pool.validate(obj, top, diverged_fails=True)  # type: ignore[attr-defined]
+    return [bool(r["success"]) for r in res]
+
+
+def run_pair_pipeline(pipe: object, hand: object, oid: str, text: str, partial: bool, grasps: int, seed: int,
+                      pool: object = None) -> dict[str, object]:
     """The same pair through the service's pipeline (its default proposer, preprocessing, selection):
     what a client of POST /v1/grasps gets. Baseline: the same query without the instruction, its
-    returned grasps scored against the instruction afterwards."""
+    returned grasps scored against the instruction afterwards. With a simulation ``pool`` the top 5
+    are also simulated under the referee: ``top5_satisfied_and_held`` counts a grasp only when it
+    satisfies the instruction and holds."""
     from models.grasp import grasps_to_tensors as to_t
     from models.pipeline import GraspQuery
 
@@ -190,11 +210,16 @@ def run_pair_pipeline(pipe: object, hand: object, oid: str, text: str, partial: 
     intent = parse_intent(text)
     pos, rot, q = to_t(base.grasps)
     s = score_intent(intent, hand, pos, rot, q, sc.dense, sc.up)  # type: ignore[arg-type]
+    with_row: dict[str, object] = {"top5_satisfied": float(np.mean(flags[:5])), "satisfied": int(sum(flags)),
+                                   "opt_s": round(with_i.timings_ms["propose_ms"] / 1e3, 1), "warnings": with_i.warnings}
+    if pool is not None:
+        held = held_top5(pool, sc, oid, list(with_i.grasps))
+        with_row["top5_held"] = float(np.mean(held))
+        with_row["top5_satisfied_and_held"] = float(np.mean([bool(f) and h for f, h in zip(flags[:5], held)]))
     return {
         "object": oid, "instruction": text, "cloud": "partial" if partial else "complete", "intent": intent.fields(),
         "prep_s": round(with_i.timings_ms.get("intent_ms", 0.0) / 1e3, 2),
-        "with": {"top5_satisfied": float(np.mean(flags[:5])), "satisfied": int(sum(flags)),
-                 "opt_s": round(with_i.timings_ms["propose_ms"] / 1e3, 1), "warnings": with_i.warnings},
+        "with": with_row,
         "without": {"top5_satisfied": float(s.satisfied[:5].double().mean()), "satisfied": int(s.satisfied.sum())},
         "ranked_only": {"top5_satisfied": None},
     }
@@ -209,8 +234,13 @@ def main() -> None:
     ap.add_argument("--objects-per-pair", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pipeline", action="store_true", help="through models.pipeline (the service's default path)")
+    ap.add_argument("--hold", action="store_true",
+                    help="with --pipeline: simulate the top 5 under the referee of record; count a grasp only when it holds")
+    ap.add_argument("--procs", type=int, default=2, help="simulation processes for --hold")
     ap.add_argument("--out", default="docs/bench/intent.json")
     a = ap.parse_args()
+    if a.hold and not a.pipeline:
+        ap.error("--hold needs --pipeline (the served path's grasps)")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
     t0 = time.perf_counter()
@@ -223,17 +253,28 @@ def main() -> None:
 
     pipe = GraspPipeline()
     results = []
-    for cloud in a.clouds.split(","):
-        for fam, text in PAIRS[: a.pairs]:
-            for oid in pick_objects(fam, a.objects_per_pair):
-                if a.pipeline:
-                    r = run_pair_pipeline(pipe, hand, oid, text, cloud == "partial", a.grasps, a.seed)
-                else:
-                    r = run_pair(prop, hand, oid, text, cloud == "partial", a.grasps, a.seed)
-                results.append(r)
-                w, wo, ro = r["with"], r["without"], r["ranked_only"]  # type: ignore[index]
-                print(f"{cloud:8s} {oid:20s} {text:40s} with={w['top5_satisfied']:.1f} ranked_only={ro['top5_satisfied']} "  # type: ignore[index]
-                      f"without={wo['top5_satisfied']:.1f} sat={w['satisfied']}/{a.grasps} {w['opt_s']}s", file=sys.stderr)  # type: ignore[index]
+    pool = None
+    if a.hold:
+        from sim_worker.config import SimConfig
+        from sim_worker.parallel import SimPool
+
+        pool = SimPool("mujoco", procs=a.procs, cfg=SimConfig()).__enter__()
+    try:
+        for cloud in a.clouds.split(","):
+            for fam, text in PAIRS[: a.pairs]:
+                for oid in pick_objects(fam, a.objects_per_pair):
+                    if a.pipeline:
+                        r = run_pair_pipeline(pipe, hand, oid, text, cloud == "partial", a.grasps, a.seed, pool)
+                    else:
+                        r = run_pair(prop, hand, oid, text, cloud == "partial", a.grasps, a.seed)
+                    results.append(r)
+                    w, wo, ro = r["with"], r["without"], r["ranked_only"]
+                    held = f" held={w['top5_held']:.1f} sat&held={w['top5_satisfied_and_held']:.1f}" if "top5_held" in w else ""  # type: ignore[operator,index]
+                    print(f"{cloud:8s} {oid:20s} {text:40s} with={w['top5_satisfied']:.1f} ranked_only={ro['top5_satisfied']} "  # type: ignore[index]
+                          f"without={wo['top5_satisfied']:.1f} sat={w['satisfied']}/{a.grasps} {w['opt_s']}s{held}", file=sys.stderr)  # type: ignore[index]
+    finally:
+        if pool is not None:
+            pool.__exit__(None, None, None)
     summary: dict[str, object] = {}
     for cloud in a.clouds.split(","):
         rs = [r for r in results if r["cloud"] == cloud]
@@ -247,6 +288,9 @@ def main() -> None:
             "pairs_with_no_satisfying_grasp": [f"{r['object']}: {r['instruction']}" for r in rs if r["with"]["satisfied"] == 0],  # type: ignore[index]
             "pairs_below_0.8": [f"{r['object']}: {r['instruction']} ({r['with']['top5_satisfied']:.1f})" for r in rs  # type: ignore[index]
                                 if r["with"]["top5_satisfied"] < 0.8],  # type: ignore[index]
+            **({"top5_held": round(float(np.mean([r["with"]["top5_held"] for r in rs])), 3),  # type: ignore[index]
+                "top5_satisfied_and_held": round(float(np.mean([r["with"]["top5_satisfied_and_held"] for r in rs])), 3)}  # type: ignore[index]
+               if a.hold else {}),
             "analysis_and_priors_s_median": round(float(np.median([r["prep_s"] for r in rs])), 2),
             "optimizer_s_median": round(float(np.median([r["with"]["opt_s"] for r in rs])), 1),  # type: ignore[index]
         }
@@ -256,6 +300,7 @@ def main() -> None:
         "parse": {**parse, "rules_only_accuracy": rules_only["accuracy"], "rules_only_per_set": rules_only["per_set"],
                   "parse_s_per_instruction": round(t_parse / max(len(rows), 1), 4)},
         "steps": "pipeline default (fast)" if a.pipeline else a.steps,
+        "protocol": ("referee of record (SimConfig default) on the top 5 with --hold" if a.hold else "no simulation"),
         "grasps": a.grasps,
         "summary": summary,
         "pairs": results,

@@ -2,7 +2,7 @@
 
 from .mjcf import hand_mjcf_xml, hand_model
 from .model import Coupling, HandModel, LinkFrames, get_hand
-from .spec import HandSpec, available_hands, load_spec
+from .spec import HandSpec, available_hands, known_hands, load_spec
 
 __all__ = [
     "Coupling",
@@ -13,5 +13,6 @@ __all__ = [
     "get_hand",
     "hand_mjcf_xml",
     "hand_model",
+    "known_hands",
     "load_spec",
 ]

@@ -7,6 +7,11 @@ is moved to the world (optionally on a free joint or as a mocap-driven body),
 the dropped joints and every tendon, actuator, sensor and contact pair that
 references them are removed. Nothing is copied into the repository; the files
 are read from the installed package at run time.
+
+Two layouts are read (:class:`~.spec.MjcfSource`): gymnasium-robotics' split
+files (body tree, shared sections, assets) and a single self-contained MJCF
+(the hands this project writes, ``assets/<hand>/<hand>.xml`` in this package),
+whose sections beside the worldbody play the part of the shared file.
 """
 
 from __future__ import annotations
@@ -65,8 +70,8 @@ def hand_mjcf_xml(spec: HandSpec, root: RootMode = "fixed", with_visual: bool = 
     src = spec.mjcf
     d = asset_dir(src)
     robot = ET.parse(d / src.robot).getroot()
-    shared = ET.parse(d / src.shared).getroot()
-    assets = ET.parse(d / src.assets).getroot()
+    shared = ET.parse(d / src.shared).getroot() if src.shared else _own_sections(robot)
+    assets = ET.parse(d / src.assets).getroot() if src.assets else _own_assets(robot)
 
     root_body = None
     for b in robot.iter("body"):
@@ -99,11 +104,13 @@ def hand_mjcf_xml(spec: HandSpec, root: RootMode = "fixed", with_visual: bool = 
 
     kept_geoms = {g.attrib.get("name") for g in root_body.iter("geom")}
     out = ET.Element("mujoco", {"model": f"{spec.name}_hand"})
-    ET.SubElement(
-        out,
-        "compiler",
-        {"angle": "radian", "coordinate": "local", "meshdir": str((d / src.meshdir).resolve())},
-    )
+    compiler = {"angle": "radian", "coordinate": "local"}
+    if src.meshdir:
+        compiler["meshdir"] = str((d / src.meshdir).resolve())
+    own = robot.find("compiler")  # a self-contained file's own settings (autolimits, ...), never its folders
+    if own is not None:
+        compiler.update({k: v for k, v in own.attrib.items() if k not in ("meshdir", "assetdir", "texturedir")})
+    ET.SubElement(out, "compiler", compiler)
     for child in shared:
         sec = copy.deepcopy(child)
         if sec.tag in ("tendon", "actuator", "sensor", "equality"):
@@ -135,6 +142,22 @@ def hand_mjcf_xml(spec: HandSpec, root: RootMode = "fixed", with_visual: bool = 
     wb = ET.SubElement(out, "worldbody")
     wb.append(root_body)
     return ET.tostring(out, encoding="unicode")
+
+
+def _own_sections(robot: ET.Element) -> ET.Element:
+    """A self-contained MJCF's sections other than its body tree, assets and compiler (which
+    :func:`hand_mjcf_xml` writes itself), in file order: the part a split layout keeps in ``shared``."""
+    out = ET.Element("mujoco")
+    out.extend(c for c in robot if c.tag not in ("worldbody", "asset", "compiler"))
+    return out
+
+
+def _own_assets(robot: ET.Element) -> ET.Element:
+    """The children of a self-contained MJCF's ``<asset>`` sections (none for a primitives-only hand)."""
+    out = ET.Element("asset")
+    for sec in robot.findall("asset"):
+        out.extend(sec)
+    return out
 
 
 def hand_model(spec: HandSpec, root: RootMode = "fixed", with_visual: bool = True) -> mujoco.MjModel:

@@ -1,7 +1,8 @@
 """Hand specifications as data.
 
 A hand is described by a JSON file next to this module (``<name>.json``): where
-its MJCF lives (an installed package), which body is the grasp root, the finger
+its MJCF lives (an installed package: gymnasium-robotics for the ShadowHand, this
+package's ``assets/`` for the hands the project writes itself), which body is the grasp root, the finger
 joints in order (short names, e.g. ``FFJ3``), the collision geoms used for
 signed distance, contact candidates and penetration keypoints in link frames, a
 canonical open pre-shape, a half-closed init pre-shape, and the palm's approach
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,15 +22,20 @@ from typing import Any
 
 @dataclass(frozen=True)
 class MjcfSource:
+    """Where a hand's MJCF lives. Two layouts: gymnasium-robotics' split files (``robot`` holds the body
+    tree only, ``shared`` the defaults, tendons, actuators and contact pairs, ``assets`` meshes and
+    materials), or one self-contained file (``robot`` alone; ``shared``/``assets``/``meshdir`` empty)
+    whose sections sit beside its worldbody."""
+
     package: str  # importable package that ships the XML
     dir: str  # folder inside the package
-    robot: str  # body tree file
-    shared: str  # defaults, tendons, actuators, contact pairs
-    assets: str  # meshes and materials
-    meshdir: str  # mesh folder, relative to ``dir``
+    robot: str  # body tree file, or the whole self-contained MJCF
     root_body: str  # the grasp root (palm)
-    name_prefix: str  # prefix of MJCF names (``robot0:``)
-    drop_joints: tuple[str, ...]  # joints removed (wrist), full MJCF names
+    shared: str = ""  # defaults, tendons, actuators, contact pairs ("": in ``robot``)
+    assets: str = ""  # meshes and materials ("": in ``robot``, if any)
+    meshdir: str = ""  # mesh folder, relative to ``dir`` ("": no meshes)
+    name_prefix: str = ""  # prefix of MJCF names (``robot0:``)
+    drop_joints: tuple[str, ...] = ()  # joints removed (wrist), full MJCF names
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,9 @@ class HandSpec:
     coupling_tendons: tuple[str, ...]  # short names of fixed tendons that couple joints
     coupling_note: str
     self_collision_ignore: tuple[tuple[str, str], ...]  # extra link pairs never checked
+    # False: described as data only (MJCF, kinematics, point sets), not yet planned for by the service;
+    # :func:`available_hands` leaves it out, :func:`load_spec` / ``get_hand`` load it
+    served: bool = True
 
     @property
     def num_joints(self) -> int:
@@ -102,10 +112,10 @@ def spec_from_dict(d: dict[str, Any]) -> HandSpec:
             package=m["package"],
             dir=m["dir"],
             robot=m["robot"],
-            shared=m["shared"],
-            assets=m["assets"],
-            meshdir=m["meshdir"],
             root_body=m["root_body"],
+            shared=m.get("shared", ""),
+            assets=m.get("assets", ""),
+            meshdir=m.get("meshdir", ""),
             name_prefix=m.get("name_prefix", ""),
             drop_joints=tuple(m.get("drop_joints", ())),
         ),
@@ -120,20 +130,35 @@ def spec_from_dict(d: dict[str, Any]) -> HandSpec:
         coupling_tendons=tuple(d.get("coupling_tendons", ())),
         coupling_note=d.get("coupling_note", ""),
         self_collision_ignore=tuple((str(p[0]), str(p[1])) for p in d.get("self_collision_ignore", ())),
+        served=bool(d.get("served", True)),
     )
 
 
-def available_hands() -> list[str]:
+def known_hands() -> list[str]:
+    """Every registered hand: a JSON spec next to this module. What :func:`load_spec` and ``get_hand`` accept."""
     return sorted(p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".json"))
 
 
+@lru_cache(maxsize=32)
+def _served(name: str) -> bool:
+    return bool(json.loads((resources.files(__package__) / f"{name}.json").read_text()).get("served", True))
+
+
+def available_hands() -> list[str]:
+    """The hands the service plans for (``GET /v1/hands``, request validation): the registered hands whose
+    spec does not say ``"served": false``. The Allegro and LEAP hands are data only for now: their energies,
+    referee and API support are later work (issue 17)."""
+    return [n for n in known_hands() if _served(n)]
+
+
 def load_spec(name_or_path: str) -> HandSpec:
-    """Load a hand spec by registered name (``shadow``) or from a JSON file path."""
+    """Load a hand spec by registered name (``shadow``, or a data-only hand such as ``allegro``) or from a
+    JSON file path."""
     path = Path(name_or_path)
     if path.suffix == ".json" and path.is_file():
         text = path.read_text()
     else:
-        names = available_hands()
+        names = known_hands()
         if name_or_path not in names:
             raise KeyError(f"unknown hand {name_or_path!r}; available: {', '.join(names)}")
         text = (resources.files(__package__) / f"{name_or_path}.json").read_text()

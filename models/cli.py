@@ -108,7 +108,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
         torch.set_num_threads(a.threads)
     cfg = TrainConfig(data=a.data, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed,
-                      views=ViewConfig(partial_views=a.partial_views), model=replace(DGTRConfig(), queries=a.queries))
+                      views=ViewConfig(partial_views=a.partial_views), model=replace(DGTRConfig(), queries=a.queries),
+                      init=a.init)
     last = train(a.out, cfg, cache_dir=a.cache, stop_after=a.stop_after, procs=a.procs)
     if a.stop_after is not None and a.stop_after < a.epochs:
         print(json.dumps(last, indent=1))
@@ -211,6 +212,7 @@ def add_commands(sub: Any, *, run_synth: SynthRunner | None = None) -> None:
     t.add_argument("--stop-after", type=int, default=None, help="end this call after that epoch (resume later)")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     t.add_argument("--procs", type=int, default=1, help="processes rendering the training views (cached, made once)")
+    t.add_argument("--init", default=None, help="start from this weights folder (fine-tuning, same architecture)")
     t.add_argument("--install", action="store_true", help="copy the weights to models/weights/ and export ONNX there")
     t.set_defaults(fn=_cmd_train)
 

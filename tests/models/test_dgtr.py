@@ -115,6 +115,24 @@ def tiny_run(tmp_path_factory):
     return {"run": run, "cfg": cfg, "first": first, "last": last, "model_after_2": model_after_2}
 
 
+def test_training_can_start_from_other_weights(tiny_run, tmp_path):
+    """``init``: a run starts from a weights folder (fine-tuning); at lr 0 its weights stay those weights, and
+    a folder of another architecture is refused with both architectures named."""
+    from dataclasses import replace
+
+    from models.learned.dgtr.weights import load_weights
+
+    cfg = replace(tiny_run["cfg"], init=str(tiny_run["run"]), epochs=1, lr=0.0, lr_final=0.0,
+                  views=ViewConfig(partial_views=1))
+    train(tmp_path / "tuned", cfg, cache_dir=tiny_run["run"] / "views", progress=False)
+    start, tuned = load_weights(tiny_run["run"]).state_dict(), load_weights(tmp_path / "tuned").state_dict()
+    assert start.keys() == tuned.keys() and all(torch.equal(start[k], tuned[k]) for k in start)
+    assert json.loads((tmp_path / "tuned" / "model.json").read_text())["train"]["init"] == str(tiny_run["run"])
+    other = replace(cfg, model=replace(SMALL, d_model=SMALL.d_model * 2))
+    with pytest.raises(ValueError, match="architecture"):
+        train(tmp_path / "other", other, cache_dir=tiny_run["run"] / "views", progress=False)
+
+
 def test_training_resumes_and_runs_every_phase(tiny_run):
     lines = [json.loads(x) for x in (tiny_run["run"] / "log.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2, 3, 4]

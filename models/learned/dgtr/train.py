@@ -74,6 +74,7 @@ class TrainConfig:
     cost_rot: float = 2.0
     views: ViewConfig = field(default_factory=ViewConfig)
     model: DGTRConfig = field(default_factory=DGTRConfig)
+    init: str | None = None  # weights folder to start from (fine-tuning; same architecture); None: random init
 
 
 @dataclass
@@ -264,6 +265,13 @@ def train(
     matcher: DGTR | None = None
     start = 0
     ck = out / "checkpoint.pt"
+    if cfg.init is not None and not ck.exists():
+        from .weights import load_weights
+
+        init = load_weights(cfg.init)
+        if init.cfg != cfg.model:
+            raise ValueError(f"--init {cfg.init}: its architecture {init.cfg} differs from this run's {cfg.model}")
+        model.load_state_dict(init.state_dict())
     if ck.exists():
         state = torch.load(ck, weights_only=True)
         model.load_state_dict(state["model"])

@@ -1,8 +1,9 @@
-"""The ``models`` verbs of the ``dexgrasp`` command line: eval, objects, render, demo, synth, train, export.
+"""The ``models`` verbs of the ``dexgrasp`` command line: eval, objects, render, demo, optimize, synth, train, export.
 
 Thin wrappers over library functions. :func:`add_commands` registers them; the command line itself
 is assembled in the top layer (``service.cli``), which also passes in what ``models`` may not
-import: the simulation-filtered synthesis (``sim_worker.synth.run_synth``).
+import: the simulation-filtered synthesis (``sim_worker.synth.run_synth``) and the optimiser's simulated
+check on the cloud (``sim_worker.cloud_check.CloudCheck``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 
 #: Runs a synthesis to ``out_dir`` and returns its summary card (``models.tools.synth.run_synth``'s shape).
 SynthRunner = Callable[[str, "SynthConfig"], dict[str, Any]]
+#: Makes the optimiser's simulated check on the cloud (a :class:`models.stages.check.GraspCheck` that is a context
+#: manager, e.g. ``sim_worker.cloud_check.CloudCheck``); ``dexgrasp optimize`` ranks by it unless ``--no-check``.
+CheckFactory = Callable[[], Any]
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
@@ -76,6 +80,42 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_optimize(a: argparse.Namespace, make_check: CheckFactory | None = None) -> int:
+    """``optimize``: the optimiser (``models/proposers/optimize.py``) for one hand on one object's cloud; writes
+    a grasp set in the object's frame that ``dexgrasp sim validate`` judges (its ``object`` names the object)."""
+    import contextlib
+    import time
+
+    import torch
+
+    from .grasp import GraspSet
+    from .hands import known_hands
+    from .proposers import get_proposer
+    from .proposers.optimize import OptimizeConfig
+    from .tools.evaluate import load_object
+
+    if a.hand not in known_hands():
+        raise ValueError(f"unknown hand {a.hand!r}; available: {', '.join(known_hands())}")
+    obj = load_object(a.object, n_points=a.points, seed=0)
+    cfg = OptimizeConfig(steps=a.steps) if a.extra_rounds is None else OptimizeConfig(steps=a.steps, extra_rounds=a.extra_rounds)
+    with contextlib.ExitStack() as stack:
+        check = None if a.no_check or make_check is None else stack.enter_context(make_check())
+        prop = get_proposer("optimize", hand=a.hand, device=a.device, cfg=cfg, check=check)
+        t0 = time.perf_counter()
+        res = prop.propose(obj.surface.points.float(), obj.surface.normals.float(), a.num, seed=a.seed)
+        elapsed = time.perf_counter() - t0
+    gs = GraspSet(hand=a.hand, frame="object", object=obj.source, grasps=res.grasps)
+    doc = gs.model_dump(mode="json")
+    doc["proposer"] = {"name": prop.name, "version": prop.version, "steps": a.steps, "seed": a.seed,
+                       "check": None if check is None else type(check).__name__, "rounds_held": list(res.rounds_held)}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
+    valid = int(torch.as_tensor(res.valid).sum())
+    print(f"wrote {len(res.grasps)} {a.hand} grasps on {obj.source} to {a.out} ({valid} pass the energy filter; "
+          f"{elapsed:.1f} s)")
+    return 0
+
+
 def _cmd_synth(a: argparse.Namespace, run_synth: SynthRunner | None = None) -> int:
     from .tools.synth import SynthConfig, summarize_dataset
     from .tools.synth import run_synth as synth_without_simulator
@@ -88,7 +128,7 @@ def _cmd_synth(a: argparse.Namespace, run_synth: SynthRunner | None = None) -> i
 
         print(json.dumps(dataset_picture(a.out, a.picture, scenes=a.picture_scenes, newest=a.picture_newest), indent=1))
         return 0
-    cfg = SynthConfig(split=a.split, poses_per_object=a.poses, grasps_per_scene=a.grasps, steps=a.steps,
+    cfg = SynthConfig(split=a.split, hand=a.hand, poses_per_object=a.poses, grasps_per_scene=a.grasps, steps=a.steps,
                       max_objects=a.max_objects, seed=a.seed, procs=a.procs, simulate=not a.no_sim, device=a.device,
                       workers=a.workers)
     run = run_synth or synth_without_simulator  # the latter refuses cfg.simulate: --no-sim only
@@ -136,10 +176,10 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any, *, run_synth: SynthRunner | None = None) -> None:
+def add_commands(sub: Any, *, run_synth: SynthRunner | None = None, make_check: CheckFactory | None = None) -> None:
     """Register the ``models`` verbs on an argparse sub-parsers object. ``run_synth`` is what
     ``synth`` runs (the top layer passes the simulation-filtered one); without it ``synth`` needs
-    ``--no-sim``."""
+    ``--no-sim``. ``make_check`` makes the simulated check ``optimize`` ranks by (without it: none)."""
 
     e = sub.add_parser("eval", help="quality and diversity metrics of a grasp file against an object")
     e.add_argument("grasps", help="grasp set JSON (shared schema)")
@@ -179,8 +219,22 @@ def add_commands(sub: Any, *, run_synth: SynthRunner | None = None) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=_cmd_demo)
 
+    op = sub.add_parser("optimize", help="optimise grasps for one hand on one object (the optimiser alone, no service)")
+    op.add_argument("object", help="object id (see `objects list`), mesh (.obj/.stl/.ply) or cloud (.ply/.npy)")
+    op.add_argument("--hand", default="shadow", help="a registered hand: shadow, allegro, leap")
+    op.add_argument("--out", required=True, help="grasp set JSON to write (object frame)")
+    op.add_argument("--num", type=int, default=16, help="grasps to return")
+    op.add_argument("--steps", type=int, default=400, help="annealing steps")
+    op.add_argument("--seed", type=int, default=0)
+    op.add_argument("--points", type=int, default=1024, help="cloud points sampled from a mesh or object id")
+    op.add_argument("--extra-rounds", type=int, default=None, help="extra rounds of candidates (default: the optimiser's)")
+    op.add_argument("--no-check", action="store_true", help="rank without the simulated check on the cloud")
+    op.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    op.set_defaults(fn=functools.partial(_cmd_optimize, make_check=make_check))
+
     y = sub.add_parser("synth", help="synthesise a grasp dataset (sharded, resumable; re-run to continue)")
     y.add_argument("--split", choices=["train", "validation", "test"], default="train")
+    y.add_argument("--hand", default="shadow", help="a registered hand: shadow, allegro, leap")
     y.add_argument("--out", required=True, help="dataset folder (shards/, config.json, summary.json)")
     y.add_argument("--poses", type=int, default=2, help="resting poses per object")
     y.add_argument("--grasps", type=int, default=32, help="grasps optimised per scene")

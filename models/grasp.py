@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torch import Tensor
 
 from .core.rotations import matrix_to_quat, quat_to_matrix
-from .hands.spec import available_hands, load_spec
+from .hands.spec import known_hands, load_spec
 
 QUAT_NORM_TOL = 1e-3
 MATRIX_TOL = 1e-4
@@ -113,8 +113,11 @@ def _joint_names(hand: str) -> tuple[str, ...]:
 
 
 def _check_hand(hand: str) -> str:
-    if hand not in available_hands():
-        raise ValueError(f"unknown hand {hand!r}; available: {', '.join(available_hands())}")
+    """A registered hand (``known_hands``: the served ones and the data-only ones, whose grasps the optimiser
+    makes and the referee judges); which hands the service proposes for is the pipeline's check
+    (``available_hands``)."""
+    if hand not in known_hands():
+        raise ValueError(f"unknown hand {hand!r}; available: {', '.join(known_hands())}")
     return hand
 
 

@@ -1,10 +1,10 @@
 """The ``dexgrasp`` command line, assembled here in the top layer, and the service's own verbs.
 
 Each layer offers its verbs through an ``add_commands(subparsers)``: ``models.cli`` (eval, objects,
-render, demo, synth, train, export), ``sim_worker.cli`` (sim, worker) and this module (serve,
+render, demo, optimize, synth, train, export), ``sim_worker.cli`` (sim, worker) and this module (serve,
 propose: the verbs that run or call the HTTP service). :func:`build_parser` puts them together and
-hands ``models`` what it may not import itself (synthesis with the simulation filter); :func:`main`
-is the ``dexgrasp`` console script (also ``python -m service.cli``).
+hands ``models`` what it may not import itself (synthesis with the simulation filter, the optimiser's
+check on the cloud); :func:`main` is the ``dexgrasp`` console script (also ``python -m service.cli``).
 """
 
 from __future__ import annotations
@@ -153,11 +153,18 @@ def add_commands(sub: Any) -> None:
     pr.set_defaults(fn=_cmd_propose)
 
 
+def _cloud_check() -> Any:
+    """The simulated check on the cloud ``dexgrasp optimize`` ranks by (``sim_worker.cloud_check``)."""
+    from sim_worker.cloud_check import CloudCheck
+
+    return CloudCheck()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every ``dexgrasp`` verb, in the order ``--help`` lists them: models, simulation, service."""
     p = argparse.ArgumentParser(prog="dexgrasp", description="Dexterous grasp service tools")
     sub = p.add_subparsers(dest="cmd", required=True)
-    models_cli.add_commands(sub, run_synth=run_synth)
+    models_cli.add_commands(sub, run_synth=run_synth, make_check=_cloud_check)
     sim_cli.add_commands(sub)
     add_commands(sub)
     return p

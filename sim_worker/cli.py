@@ -254,6 +254,8 @@ def _run(a: argparse.Namespace) -> int:
     if a.procs < 0:
         raise InputError(f"--procs must be >= 0 (0: automatic), got {a.procs}")
     gs, doc, read = load_grasp_file(a.grasps)
+    if a.hand is not None and a.hand != gs.hand:  # the joints are the file's hand's: they cannot be read as another's
+        raise InputError(f"{a.grasps} holds grasps for hand {gs.hand!r}, not {a.hand!r}")
     for w in read.warnings:
         print(f"dexgrasp sim {a.sim_action}: warning: {w}", file=sys.stderr)
     cfg = load_config(a.config, a.protocol)
@@ -320,6 +322,10 @@ def _run(a: argparse.Namespace) -> int:
             report["render_dir"] = a.render_dir
             report["rendered_files"] = write_renders(results, a.render_dir)
     report["protocol"] = cfg.protocol
+    from models.hands import load_spec
+
+    # the hand's own finger actuation the scene got (the protocol is every hand's; the actuators are each hand's)
+    report["finger_physics"] = cfg.physics.finger_physics(load_spec(gs.hand).sim)
     if read.warnings:
         report["warnings"] = list(read.warnings)
     report["config"] = cfg.to_dict()
@@ -344,6 +350,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--primitive", help="MuJoCo primitive kind:s1,s2,.. (box half-extents, sphere r, "
                                        "cylinder/capsule r,half-height, ellipsoid radii), e.g. box:0.02,0.02,0.03")
     p.add_argument("--procs", type=int, default=0, help="worker processes (default 0: automatic, <= CPU cores)")
+    p.add_argument("--hand", default=None,
+                   help="the hand the grasps are for (default: the file's 'hand'; a file for another hand is refused)")
     p.add_argument("--config", help="SimConfig JSON (sections preset / physics / validation / execution)")
     p.add_argument("--protocol", choices=["fc_mocap", "pinned"], default=None,
                    help="validation protocol: fc_mocap (default: the referee of record, DexGraspBench's test) or "

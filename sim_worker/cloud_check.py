@@ -46,7 +46,6 @@ class CloudCheck:
     use); ``close()`` or a ``with`` block frees it."""
 
     cfg: CloudCheckConfig = field(default_factory=CloudCheckConfig)
-    hand: str = "shadow"
     _pool: SimPool | None = field(default=None, init=False, repr=False)
     _proxy: tuple[bytes, Any] | None = field(default=None, init=False, repr=False)  # the last cloud's proxy (checks come in chunks)
 
@@ -65,8 +64,9 @@ class CloudCheck:
         return self
 
     def __call__(self, points: np.ndarray, normals: np.ndarray, grasps: Sequence[Grasp]) -> dict[str, np.ndarray]:
-        """Per grasp (in the cloud's frame): ``holds`` (bool) and ``shift_m``, how far the object moved
-        during the approach and the squeeze (m; 1.0 where the simulation never got there)."""
+        """Per grasp (in the cloud's frame; all for one hand, each grasp's ``hand``): ``holds`` (bool) and
+        ``shift_m``, how far the object moved during the approach and the squeeze (m; 1.0 where the simulation
+        never got there)."""
         from .arrays import GraspArrays
         from .scene import object_from_cloud
 
@@ -79,7 +79,8 @@ class CloudCheck:
         if self._proxy is None or self._proxy[0] != key:
             self._proxy = (key, object_from_cloud(points, normals, self.cfg.max_radius_m, self.cfg.min_radius_m, source="cloud check"))
         obj = self._proxy[1]
-        res: list[dict[str, Any]] = self._pool.validate(obj, [GraspArrays.from_grasp(g) for g in grasps], hand=self.hand,
+        hand = grasps[0].hand  # the hand the grasps were made for (a chunk is one problem's: one hand)
+        res: list[dict[str, Any]] = self._pool.validate(obj, [GraspArrays.from_grasp(g) for g in grasps], hand=hand,
                                                         diverged_fails=True)
         return {"holds": np.array([bool(r["success"]) for r in res]),
                 "shift_m": np.array([float(r.get("phase_translation_m", {}).get("squeeze", 1.0)) for r in res])}

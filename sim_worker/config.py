@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.hands.spec import HandSim
+
+# PhysicsConfig fields a hand's spec gives (models.hands.spec.HandSim) when left None
+_HAND_FIELDS = ("finger_kp", "finger_force_limit", "joint_damping", "joint_armature", "joint_frictionloss")
 
 
 @dataclass(frozen=True)
@@ -34,13 +40,20 @@ class PhysicsConfig:
     object_density_kg_m3: float = 400.0  # used when no mass is given
     object_mass_kg: float | None = 0.1  # a fixed mass overrides the density
     object_priority: bool = False  # True: the object's geom parameters alone govern hand-object contacts
-    finger_kp: float = 5.0  # position gain of every finger actuator (N m / rad)
-    finger_force_limit: float | None = 3.0  # |force| limit of every finger actuator; None: MJCF range x scale
+    # The fingers' actuation is each hand's own (the protocol is not): the five fields below left None take
+    # ``finger_defaults``: "hand", the hand spec's ``sim`` block (models/hands/<hand>.json, models.hands.spec.HandSim;
+    # the ShadowHand's: kp 5, +-3 N m, damping 0.05, armature 2e-4, frictionloss 0.01, DexGraspBench's); "mjcf",
+    # the hand MJCF's own values (the earlier validator). A number set here applies to every hand.
+    finger_kp: float | None = None  # position gain of every finger actuator (N m / rad)
+    finger_force_limit: float | None = None  # |torque| limit of every finger actuator (N m); None left: MJCF range x scale
     finger_force_scale: float = 2.0  # multiplies the MJCF actuator force ranges when no limit is given
-    distal_drive: str = "sum_tendon"  # J1+J0 of FF/MF/RF/LF: one actuator on their sum; "coupling_band": MJCF's
-    joint_damping: float | None = 0.05  # finger joints (N m s / rad)
-    joint_armature: float | None = 0.0002  # finger joints (kg m^2)
-    joint_frictionloss: float | None = 0.01  # finger joints (N m)
+    # coupled distal pairs (a hand's coupling tendons: the ShadowHand's J1/J0 of FF/MF/RF/LF): "sum_tendon", one
+    # actuator on their sum (DexGraspBench); "coupling_band": the MJCF's band. Hands without coupling tendons: no effect
+    distal_drive: str = "sum_tendon"
+    joint_damping: float | None = None  # finger joints (N m s / rad)
+    joint_armature: float | None = None  # finger joints (kg m^2)
+    joint_frictionloss: float | None = None  # finger joints (N m)
+    finger_defaults: str = "hand"  # where the five fields above come from when None: "hand" or "mjcf"
     hand_solref: tuple[float, ...] | None = (0.005, 1.0)  # hand geoms: stiffer contacts (time const s, damping ratio)
     hand_solimp: tuple[float, ...] | None = (0.5, 0.99, 0.0001)  # hand geoms: impedance (dmin, dmax, width m)
     hand_margin_m: float | None = 0.0  # hand geom contact margin
@@ -49,6 +62,21 @@ class PhysicsConfig:
     # MuJoCo's arena for contacts and constraints (MB): the default (about 15 MB for this scene) overflowed on a hand
     # pressed into an object of many convex pieces (326 contacts, comp/hammer/0004); the size changes no result
     arena_memory_mb: int = 64
+
+    def for_hand(self, sim: HandSim) -> PhysicsConfig:
+        """This config with its finger fields left None filled from the hand's ``sim`` block (with
+        ``finger_defaults="hand"``; with ``"mjcf"`` unchanged: None keeps the MJCF's value). What a scene of that
+        hand is built with (``scene.build_scene``) and what its reports state."""
+        if self.finger_defaults != "hand":
+            return self
+        given = sim.values()
+        fill: dict[str, Any] = {k: given[k] for k in _HAND_FIELDS if getattr(self, k) is None and given[k] is not None}
+        return replace(self, **fill)
+
+    def finger_physics(self, sim: HandSim) -> dict[str, Any]:
+        """The finger actuation a scene of that hand gets (:meth:`for_hand`), by field; None: the MJCF's own."""
+        resolved = self.for_hand(sim)
+        return {k: getattr(resolved, k) for k in _HAND_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -175,7 +203,8 @@ _LENGTHS: dict[str, tuple[int, ...]] = {
     "gravity": (3,), "hand_solref": (2,), "weld_solref": (2,), "hand_solimp": (3, 5), "weld_solimp": (3, 5),
 }
 # MuJoCo's own option names (integrator, cone) are left to MuJoCo, which names the bad value
-_CHOICES: dict[str, tuple[Any, ...]] = {"distal_drive": ("sum_tendon", "coupling_band"), "condim": (1, 3, 4, 6)}
+_CHOICES: dict[str, tuple[Any, ...]] = {"distal_drive": ("sum_tendon", "coupling_band"), "condim": (1, 3, 4, 6),
+                                        "finger_defaults": ("hand", "mjcf")}
 
 
 def _check_section(section: str, cfg: Any) -> list[str]:
@@ -213,7 +242,8 @@ def _check_section(section: str, cfg: Any) -> list[str]:
 _PINNED: dict[str, Any] = {
     "physics": {
         "integrator": "Euler", "noslip_iterations": 0, "solver_iterations": 50, "friction_sliding": 1.0,
-        "object_mass_kg": None, "object_priority": True, "finger_force_limit": None, "distal_drive": "coupling_band",
+        "object_mass_kg": None, "object_priority": True, "finger_kp": 5.0, "finger_defaults": "mjcf",
+        "finger_force_limit": None, "distal_drive": "coupling_band",
         "joint_damping": None, "joint_armature": None, "joint_frictionloss": None, "hand_solref": None,
         "hand_solimp": None, "hand_margin_m": None, "weld_solref": (0.005, 1.0), "weld_solimp": None,
     },

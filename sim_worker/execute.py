@@ -21,9 +21,9 @@ actuators to the goal grasp and lifts. Per rollout:
    ``success_radius_m`` of its settled position raised by ``lift_height_m``,
    at the end. *Object displacement before lift*: how far the centre moved
    between the end of settling and the start of the ``lift`` phase (the hand
-   should not push the object away). *MPE*: mean distance over the 15 finger
-   keypoints (origins of the proximal, middle and distal links,
-   :data:`models.physics.diversity.KEYPOINT_LINKS`) between the simulated hand at the
+   should not push the object away). *MPE*: mean distance over the finger
+   keypoints (origins of the proximal, middle and distal links: the ShadowHand's 15,
+   :func:`models.physics.diversity.keypoint_links`) between the simulated hand at the
    end of the squeeze phase and the goal grasp placed on the object where the
    object is at that moment; it is reported for every rollout, consumers
    average it over successes only (UniDexGrasp). *Table contact*: any hand
@@ -58,7 +58,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.core.rotations_np import matrix_to_quat, quat_mul, quat_to_matrix
-from models.physics.diversity import KEYPOINT_LINKS
+from models.hands.mjcf import subtree_bodies
+from models.physics.diversity import keypoint_links
 
 from .arrays import GraspArrays
 from .config import SimConfig
@@ -207,12 +208,13 @@ def _joint_ranges(scene: Scene) -> tuple[F64, F64]:
 
 
 def _keypoint_bodies(scene: Scene) -> NDArray[np.int64]:
+    """The bodies of the hand's keypoint links (:func:`models.physics.diversity.keypoint_links`), in link order."""
     m = scene.model
-    ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, scene.spec.full_name(n)) for n in KEYPOINT_LINKS]
-    if min(ids) < 0:
-        missing = [n for n, i in zip(KEYPOINT_LINKS, ids) if i < 0]
-        raise ValueError(f"hand {scene.spec.name!r} lacks keypoint links {missing}")
-    return np.array(ids, dtype=np.int64)
+    prefix = scene.spec.mjcf.name_prefix
+    names = keypoint_links([m.body(b).name.removeprefix(prefix) for b in subtree_bodies(m, scene.palm_body)])
+    if not names:
+        raise ValueError(f"hand {scene.spec.name!r} has no keypoint links (proximal / middle / distal)")
+    return np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, prefix + n) for n in names], dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- goal placement

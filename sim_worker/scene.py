@@ -5,8 +5,11 @@ CoACD, cached by mesh hash, because MuJoCo collides a mesh as its convex hull),
 from a primitive (exact MuJoCo geoms), or from a point cloud (convex hull).
 The hand is the same palm-rooted MJCF the kinematics use (``models.hands``),
 so FK and simulation agree by construction; its finger actuators are the MJCF's
-own position actuators (J1 actuated, J0 following the coupling tendon) with the
-gains of :class:`PhysicsConfig`.
+own position actuators with the gains of :class:`PhysicsConfig` resolved for
+that hand (:meth:`PhysicsConfig.for_hand`: the hand spec's ``sim`` block where the
+config leaves them None); a hand's coupled pairs (the ShadowHand's J1/J0) are
+driven as ``PhysicsConfig.distal_drive`` says, hands without coupling tendons
+have none.
 """
 
 from __future__ import annotations
@@ -242,6 +245,9 @@ class Scene:
     table_geom: int | None
     object_mass: float
     extras: dict[str, float] = field(default_factory=dict)
+    # the finger actuation the hand got (PhysicsConfig.finger_physics: kp, force limit, damping, armature,
+    # frictionloss; None: the MJCF's own value)
+    finger_physics: dict[str, Any] = field(default_factory=dict)
 
     def ctrl(self, joints: F64) -> F64:
         """Actuator targets that hold the hand at ``joints`` (spec order)."""
@@ -265,6 +271,8 @@ def build_scene(
 ) -> Scene:
     """Hand (free root welded to a mocap body), object (free joint) at the origin, optional table plane."""
     spec = load_spec(hand)
+    finger_physics = physics.finger_physics(spec.sim)
+    physics = physics.for_hand(spec.sim)
     root = ET.fromstring(hand_mjcf_xml(spec, root="free", with_visual=with_visual))
     opt_attrs = {
         "timestep": str(physics.timestep_s),
@@ -365,18 +373,21 @@ def build_scene(
         object_geoms=np.array(obj_geoms, dtype=np.int64),
         table_geom=table if table >= 0 else None,
         object_mass=mass,
+        finger_physics=finger_physics,
     )
 
 
 def _apply_hand_physics(root: ET.Element, spec: HandSpec, physics: PhysicsConfig) -> None:
-    """Finger actuators, joints and hand geoms as the physics config asks (None keeps the MJCF's)."""
-    prefix = spec.mjcf.name_prefix
-    if physics.distal_drive == "sum_tendon":
-        _sum_tendon_drive(root, prefix)
-    elif physics.distal_drive != "coupling_band":
+    """Finger actuators, joints and hand geoms as the physics config asks (resolved for the hand:
+    :meth:`PhysicsConfig.for_hand`; None keeps the MJCF's)."""
+    if physics.distal_drive not in ("sum_tendon", "coupling_band"):
         raise ValueError(f"unknown distal_drive {physics.distal_drive!r}; use 'sum_tendon' or 'coupling_band'")
+    # the distal drive concerns coupled pairs only: a hand without coupling tendons (Allegro, LEAP) has none
+    if physics.distal_drive == "sum_tendon" and spec.coupling_tendons:
+        _sum_tendon_drive(root, spec)
     for act in root.iter("position"):
-        act.set("kp", str(physics.finger_kp))
+        if physics.finger_kp is not None:
+            act.set("kp", str(physics.finger_kp))
         if physics.finger_force_limit is not None:
             act.set("forcelimited", "true")
             act.set("forcerange", _fmt([-physics.finger_force_limit, physics.finger_force_limit]))
@@ -404,24 +415,31 @@ def _apply_hand_physics(root: ET.Element, spec: HandSpec, physics: PhysicsConfig
             g.set("condim", str(physics.condim))
 
 
-def _sum_tendon_drive(root: ET.Element, prefix: str) -> None:
-    """DexGraspBench's drive of the two distal joints of FF/MF/RF/LF: the MJCF's coupling band
-    (``T_xFJ1c``) removed, and the J1 actuator replaced by one on a fixed tendon J1 + J0."""
+def _sum_tendon_drive(root: ET.Element, spec: HandSpec) -> None:
+    """DexGraspBench's drive of a coupled pair (the ShadowHand's J1/J0 of FF/MF/RF/LF): for each of the
+    spec's coupling tendons (a band ``T_xFJ1c`` on two joints), the band removed and the actuator of its
+    actuated joint replaced by one on a fixed tendon, actuated joint + follower (``T_xFJ1sum``)."""
+    prefix = spec.mjcf.name_prefix
     tendon = root.find("tendon")
     actuator = root.find("actuator")
     if tendon is None or actuator is None:
         return
-    for finger in ("FF", "MF", "RF", "LF"):
-        j1, j0 = f"{prefix}{finger}J1", f"{prefix}{finger}J0"
-        band = tendon.find(f"fixed[@name='{prefix}T_{finger}J1c']")
-        act = actuator.find(f"position[@joint='{j1}']")
-        if band is None or act is None:
+    for band_name in spec.coupling_tendons:
+        band = tendon.find(f"fixed[@name='{prefix}{band_name}']")
+        if band is None:
             continue
+        joints = [j.get("joint", "") for j in band.findall("joint")]
+        acts = [(j, actuator.find(f"position[@joint='{j}']")) for j in joints]
+        driven = [(j, a) for j, a in acts if a is not None]
+        if len(joints) != 2 or len(driven) != 1:
+            continue
+        lead, act = driven[0]
+        follower = next(j for j in joints if j != lead)
         tendon.remove(band)
-        name = f"{prefix}T_{finger}J1sum"
+        name = prefix + (band_name[:-1] if band_name.endswith("c") else band_name) + "sum"
         fixed = ET.SubElement(tendon, "fixed", {"name": name})
-        ET.SubElement(fixed, "joint", {"joint": j1, "coef": "1"})
-        ET.SubElement(fixed, "joint", {"joint": j0, "coef": "1"})
+        ET.SubElement(fixed, "joint", {"joint": lead, "coef": "1"})
+        ET.SubElement(fixed, "joint", {"joint": follower, "coef": "1"})
         del act.attrib["joint"]
         act.set("tendon", name)
         act.set("ctrllimited", "false")

@@ -29,7 +29,6 @@ class PoolFilter:
     """A :class:`models.tools.synth.SimFilter` backed by a started pool; ``success`` of the validation is the verdict."""
 
     pool: SimPool
-    hand: str = "shadow"
     # the last mesh's collision object: synthesis referees a scene's candidates a chunk at a time
     _last: dict[bytes, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -43,7 +42,10 @@ class PoolFilter:
             self._last.clear()
             self._last[key] = object_from_mesh(v, f, source=source)
         obj = self._last[key]
-        results = self.pool.validate(obj, [GraspArrays.from_grasp(g) for g in grasps], hand=self.hand, diverged_fails=True)
+        if not grasps:
+            return []
+        # the hand the grasps were made for (a scene's grasps are one hand's)
+        results = self.pool.validate(obj, [GraspArrays.from_grasp(g) for g in grasps], hand=grasps[0].hand, diverged_fails=True)
         return [bool(r["success"]) for r in results]
 
 

@@ -68,8 +68,9 @@ class ValidationResult:
 
 
 def closing_direction(scene: Scene) -> F64:
-    """+1/-1/0 per joint: the sign that closes the hand, from the spec's open and init pre-shapes."""
-    s: F64 = np.sign(np.array(scene.spec.init_pose) - np.array(scene.spec.open_pose)).astype(np.float64)
+    """+1/-1/0 per joint: the sign that closes the hand, the spec's ``closing_direction`` (for a hand that
+    gives none, the ShadowHand, the sign from its open to its init pre-shape); 0 on sideways joints."""
+    s: F64 = np.array(scene.spec.closing_direction, dtype=np.float64)
     return s
 
 

@@ -17,7 +17,16 @@ geometry and can be audited:
 
 Neither hand has coupled joints: every joint has its own position actuator. Both specs say
 ``"served": false``: ``load_spec`` / ``get_hand`` load them, ``available_hands`` (what the service plans
-for) leaves them out until the energies, referee and API handle hands other than the ShadowHand.
+for) leaves them out until the whole pipeline (refinement, learned proposers, intents, the API) handles
+hands other than the ShadowHand; the optimiser, the squeeze and the referee do (issue 17).
+
+* ``closing_direction``: +1 on the flexion joints (MCP, PIP, DIP; the thumb's MCP and IP, which bend it
+  towards the fingertips), 0 on the sideways ones: the fingers' abduction / rotation and the thumb's
+  opposition swing and axial rotation (``th_cmc``, ``th_rot``), which move the thumb tip across the palm
+  (measured at the init pose: 0.06-0.10 m/rad along -x, 0.0-0.3 of it towards the fingertips), so a
+  blanket squeeze must not push them nor a pregrasp mirror them. ``sign(init - open)``, the
+  ShadowHand's rule, would say +1 for both.
+* ``sim``: the hand's actuation in the referee of record (``HandDef.sim``; its note says why).
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ class HandDef:
     open_pose: dict[str, float]
     init_pose: dict[str, float]
     palm_center: tuple[float, float, float]
+    closing: dict[str, float]  # joint -> +1 / -1 / 0, every joint
+    sim: dict[str, object]  # the referee's finger actuation (models.hands.spec.HandSim)
     approach_direction: tuple[float, float, float] = (0.0, -1.0, 0.0)
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -211,7 +222,10 @@ def build(h: HandDef) -> dict[str, object]:
         "coupling_tendons": [],
         "coupling_note": "No coupled joints: each of the 16 joints has its own position actuator.",
         "self_collision_ignore": ignore,
-        # data only for now: the energies, referee and API still assume the ShadowHand (issue 17)
+        "closing_direction": {j: h.closing[j] for j in h.joints},
+        "sim": h.sim,
+        # not offered by the service yet: refinement, the learned proposers, intents and the API still assume the
+        # ShadowHand; the optimiser, the squeeze and the referee handle this hand (issue 17)
         "served": False,
         **h.extra,
     }
@@ -229,6 +243,32 @@ def _signed_distance(m: mujoco.MjModel, d: mujoco.MjData, g: int, p: F64) -> flo
 
 
 FINGERS = ("ff", "mf", "rf")
+
+# The referee's finger actuation (units: N m / rad, N m, N m s / rad, kg m^2, N m). The protocol (timestep,
+# contacts, friction, mass, forces, thresholds) is the same for every hand; the actuators are each hand's own.
+ALLEGRO_SIM: dict[str, object] = {
+    "finger_kp": 1.0, "finger_force_limit": 0.7, "joint_damping": 0.1, "joint_armature": 0.001,
+    "joint_frictionloss": 0.001,
+    "note": (
+        "The published actuators, as the MJCF states them (assets/allegro/allegro.xml): position servos kp 1 N m/rad and "
+        "joint damping 0.1 N m s/rad (mujoco_menagerie wonik_allegro); force limit +-0.7 N m, armature 1e-3 kg m^2 and "
+        "frictionloss 1e-3 N m the MJCF's choices. Enough for the referee's 0.1 kg object and 1 N push: the squeeze asks "
+        "8 N of grip (40 N x kp / 5, models/stages/squeeze.py; friction 0.6 resists about 5 N), a finger at the squeeze's "
+        "0.35 rad cap pushes about 3.5 N at 0.1 m, under its 0.7 N m limit. DexGraspBench's own Allegro model uses kp 2 "
+        "and no force limit: figures for this hand are not directly comparable with BODex's."
+    ),
+}
+LEAP_SIM: dict[str, object] = {
+    "finger_kp": 3.0, "finger_force_limit": 0.95, "joint_damping": 0.03, "joint_armature": 0.001,
+    "joint_frictionloss": 0.001,
+    "note": (
+        "The published actuators, as the MJCF states them (assets/leap/leap.xml): position servos kp 3 N m/rad, joint "
+        "damping 0.03 N m s/rad, frictionloss 1e-3 N m (mujoco_menagerie leap_hand), force limit +-0.95 N m (dex-urdf's "
+        "effort limit, the Dynamixel XC330's), armature 1e-3 kg m^2 the MJCF's choice. Enough for the referee's 0.1 kg "
+        "object and 1 N push: the squeeze asks 24 N of grip (40 N x kp / 5), a finger at the squeeze's 0.35 rad cap "
+        "pushes about 1 N m, at its limit."
+    ),
+}
 
 ALLEGRO = HandDef(
     name="allegro",
@@ -252,6 +292,9 @@ ALLEGRO = HandDef(
         "th_cmc": 1.3, "th_rot": 0.3, "th_mcp": 0.8, "th_ip": 0.2,
     },
     palm_center=(0.0, -0.0111, 0.0475),
+    closing={**{f"{f}_{j}": (0.0 if j == "rot" else 1.0) for f in FINGERS for j in ("rot", "mcp", "pip", "dip")},
+             "th_cmc": 0.0, "th_rot": 0.0, "th_mcp": 1.0, "th_ip": 1.0},
+    sim=ALLEGRO_SIM,
 )
 
 LEAP = HandDef(
@@ -277,6 +320,9 @@ LEAP = HandDef(
         "th_cmc": 1.4, "th_rot": 0.2, "th_mcp": 0.8, "th_ip": 0.1,
     },
     palm_center=(0.0, -0.023, 0.05),
+    closing={**{f"{f}_{j}": (0.0 if j == "abd" else 1.0) for f in FINGERS for j in ("mcp", "abd", "pip", "dip")},
+             "th_cmc": 0.0, "th_rot": 0.0, "th_mcp": 1.0, "th_ip": 1.0},
+    sim=LEAP_SIM,
 )
 
 

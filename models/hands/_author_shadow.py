@@ -113,6 +113,17 @@ def build() -> dict[str, object]:
             "a projection); simulation drives the 20 MJCF actuators (J1 actuated, J0 follows the tendon)."
         ),
         "self_collision_ignore": [],
+        # the referee of record's finger actuation (models.hands.spec.HandSim; N m / rad, N m, N m s / rad, kg m^2, N m)
+        "sim": {
+            "finger_kp": 5.0, "finger_force_limit": 3.0, "joint_damping": 0.05, "joint_armature": 0.0002,
+            "joint_frictionloss": 0.01,
+            "note": (
+                "The referee of record's ShadowHand (DexGraspBench at commit 1e7a5a6; ../shared/docs/referee.md, "
+                "docs/simulation.md): position actuators kp 5 N m/rad, force range +-3 N m, joint damping 0.05 N m s/rad, "
+                "armature 2e-4 kg m^2, frictionloss 0.01 N m; the distal J1/J0 pairs driven by one actuator on their sum "
+                "(PhysicsConfig.distal_drive). The values every referee figure for this hand was measured with."
+            ),
+        },
     }
 
 

@@ -188,6 +188,8 @@ class HandModel:
         self.self_pairs = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
         self.open_pose = torch.tensor(spec.open_pose, dtype=f64)
         self.init_pose = torch.tensor(spec.init_pose, dtype=f64)
+        # per joint +1 / -1 / 0: the sign that closes the hand (the spec's, or sign(init - open))
+        self.closing_direction = torch.tensor(spec.closing_direction, dtype=f64)
         self.approach_direction = torch.tensor(spec.approach_direction, dtype=f64)
         self.palm_center = torch.tensor(spec.palm_center, dtype=f64)
         # links carrying a hinge, their joint index, and per link which of them lie on its chain from the palm

@@ -8,6 +8,16 @@ signed distance, contact candidates and penetration keypoints in link frames, a
 canonical open pre-shape, a half-closed init pre-shape, and the palm's approach
 direction. Limits and joint couplings are *not* repeated here: they are read
 from the MJCF at load time so simulation and generation cannot disagree.
+
+Two optional blocks say how the hand is driven:
+
+* ``closing_direction``: per joint +1 / -1 / 0, the sign that closes the hand (flexes a finger
+  towards the palm or the thumb towards the fingers); 0 for sideways joints (abduction, rotation
+  about a finger's own axis, the thumb's opposition swing) that a blanket squeeze must not push and a
+  pregrasp must not mirror. Absent: ``sign(init_pose - open_pose)`` per joint (the ShadowHand's rule).
+* ``sim``: the hand's finger actuation in the referee of record (:class:`HandSim`; units N m / rad,
+  N m, N m s / rad, kg m^2, N m): the protocol is the same for every hand, the actuators and their
+  gains are each hand's own. Absent, or a value null: the MJCF's own value.
 """
 
 from __future__ import annotations
@@ -48,6 +58,27 @@ class PointSet:
 
 
 @dataclass(frozen=True)
+class HandSim:
+    """A hand's finger actuation in the referee of record (``sim_worker``, ``PhysicsConfig`` fields of the
+    same names fill from here). ``None``: the MJCF's own value (for the force limit: the MJCF's range times
+    ``PhysicsConfig.finger_force_scale``). The squeeze (``models/stages/squeeze.py``) turns torques into target
+    offsets through ``finger_kp``, so generation and simulation read the same gain."""
+
+    finger_kp: float | None = None  # position gain of every finger actuator (N m / rad)
+    finger_force_limit: float | None = None  # |torque| limit of every finger actuator (N m)
+    joint_damping: float | None = None  # finger joints (N m s / rad)
+    joint_armature: float | None = None  # finger joints (kg m^2)
+    joint_frictionloss: float | None = None  # finger joints (N m)
+    note: str = ""  # where the numbers come from and why
+
+    def values(self) -> dict[str, float | None]:
+        """The numbers by field name (no note)."""
+        return {"finger_kp": self.finger_kp, "finger_force_limit": self.finger_force_limit,
+                "joint_damping": self.joint_damping, "joint_armature": self.joint_armature,
+                "joint_frictionloss": self.joint_frictionloss}
+
+
+@dataclass(frozen=True)
 class HandSpec:
     name: str
     description: str
@@ -66,6 +97,9 @@ class HandSpec:
     # False: described as data only (MJCF, kinematics, point sets), not yet planned for by the service;
     # :func:`available_hands` leaves it out, :func:`load_spec` / ``get_hand`` load it
     served: bool = True
+    # per joint (order of ``joints``) +1 / -1 / 0: the sign that closes the hand; see the module docstring
+    closing_direction: tuple[float, ...] = ()
+    sim: HandSim = HandSim()
 
     @property
     def num_joints(self) -> int:
@@ -94,6 +128,28 @@ def _vec3(v: Any) -> tuple[float, float, float]:
     return (float(v[0]), float(v[1]), float(v[2]))
 
 
+def _sign(a: float) -> float:
+    return float((a > 0) - (a < 0))
+
+
+_SIM_FIELDS = ("finger_kp", "finger_force_limit", "joint_damping", "joint_armature", "joint_frictionloss")
+
+
+def _sim(d: dict[str, Any]) -> HandSim:
+    unknown = set(d) - set(_SIM_FIELDS) - {"note"}
+    if unknown:
+        raise ValueError(f"sim: unknown fields {sorted(unknown)}; use {', '.join(_SIM_FIELDS)}, note")
+    vals: dict[str, float | None] = {}
+    for k in _SIM_FIELDS:
+        v = d.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0 or v == float("inf")):
+            raise ValueError(f"sim.{k} must be a finite number >= 0 or null, got {v!r}")
+        vals[k] = None if v is None else float(v)
+    if vals["finger_kp"] == 0.0:
+        raise ValueError("sim.finger_kp must be > 0")
+    return HandSim(**vals, note=str(d.get("note", "")))
+
+
 def spec_from_dict(d: dict[str, Any]) -> HandSpec:
     m = d["mjcf"]
     joints = tuple(d["joints"])
@@ -104,6 +160,15 @@ def spec_from_dict(d: dict[str, Any]) -> HandSpec:
         if missing:
             raise ValueError(f"{key} lacks joints {sorted(missing)}")
         return tuple(float(p[j]) for j in joints)
+
+    open_pose, init_pose = pose("open_pose"), pose("init_pose")
+    if "closing_direction" in d:
+        closing = pose("closing_direction")
+        bad = [j for j, c in zip(joints, closing) if c not in (-1.0, 0.0, 1.0)]
+        if bad:
+            raise ValueError(f"closing_direction must be -1, 0 or 1 per joint; not so for {bad}")
+    else:  # the rule the ShadowHand has always used
+        closing = tuple(_sign(i - o) for i, o in zip(init_pose, open_pose))
 
     return HandSpec(
         name=d["name"],
@@ -123,14 +188,16 @@ def spec_from_dict(d: dict[str, Any]) -> HandSpec:
         collision_geoms=tuple(d["collision_geoms"]),
         contact_candidates=_points(d["contact_candidates"], with_radius=False),
         penetration_keypoints=_points(d["penetration_keypoints"], with_radius=True),
-        open_pose=pose("open_pose"),
-        init_pose=pose("init_pose"),
+        open_pose=open_pose,
+        init_pose=init_pose,
         approach_direction=_vec3(d["approach_direction"]),
         palm_center=_vec3(d["palm_center"]),
         coupling_tendons=tuple(d.get("coupling_tendons", ())),
         coupling_note=d.get("coupling_note", ""),
         self_collision_ignore=tuple((str(p[0]), str(p[1])) for p in d.get("self_collision_ignore", ())),
         served=bool(d.get("served", True)),
+        closing_direction=closing,
+        sim=_sim(d.get("sim", {})),
     )
 
 

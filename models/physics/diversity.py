@@ -33,11 +33,15 @@
   the proximal, middle and distal links of the five fingers; per keypoint and
   per axis the population std across grasps is taken, then averaged over
   keypoints and axes. ``keypoint_std_cm`` is the same in cm (the paper's unit).
+  Other hands: the proximal, middle and distal links of each of their fingers
+  (:func:`keypoint_links`: the links whose names end so; 12 for the Allegro and
+  LEAP hands' four fingers).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -45,9 +49,14 @@ from torch import Tensor
 from ..hands.model import HandModel
 
 OCCUPANCY_BINS = 16
-_FINGERS = ("ff", "mf", "rf", "lf", "th")
 _PHALANGES = ("proximal", "middle", "distal")
-KEYPOINT_LINKS: tuple[str, ...] = tuple(f"{f}{p}" for f in _FINGERS for p in _PHALANGES)
+
+
+def keypoint_links(link_names: Sequence[str]) -> tuple[str, ...]:
+    """The keypoint links of a hand, in link order: those whose (short) names end with ``proximal``,
+    ``middle`` or ``distal``, a finger's three phalanges (ShadowHand: ``ffproximal ffmiddle ffdistal
+    mfproximal ... thdistal``, 15; Allegro / LEAP: ``ff_proximal ... th_distal``, 12)."""
+    return tuple(n for n in link_names if n.endswith(_PHALANGES))
 
 
 def fibonacci_sphere(n: int = OCCUPANCY_BINS, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -120,16 +129,16 @@ def joint_std(joints: Tensor) -> float:
 
 
 def keypoints(hand: HandModel, root_pos: Tensor, root_rot: Tensor, joints: Tensor) -> Tensor:
-    """(B, 15, 3) origins of the 15 finger links in :data:`KEYPOINT_LINKS` order."""
-    idx = [hand.link_names.index(n) for n in KEYPOINT_LINKS]
+    """(B, K, 3) origins of the hand's K finger links in :func:`keypoint_links` order (15 for the ShadowHand)."""
+    idx = [hand.link_names.index(n) for n in keypoint_links(hand.link_names)]
     frames = hand.forward_kinematics(root_pos, root_rot, joints)
     return frames.translation[:, idx]
 
 
 def keypoint_std(hand: HandModel, root_pos: Tensor, root_rot: Tensor, joints: Tensor) -> float:
-    """Population std across grasps of the 15 keypoint positions, averaged over keypoints and axes (m)."""
+    """Population std across grasps of the keypoint positions, averaged over keypoints and axes (m)."""
     _check_nonempty(joints)
-    kp = keypoints(hand, root_pos, root_rot, joints).double()  # (B, 15, 3)
+    kp = keypoints(hand, root_pos, root_rot, joints).double()  # (B, K, 3)
     return float(kp.std(dim=0, correction=0).mean())
 
 

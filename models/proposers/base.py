@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
-import torch
 from torch import Tensor
 
 from ..core.geometry import ObjectCloud, Plane
@@ -109,8 +108,9 @@ class Proposer(Protocol):
 
 
 def closing_direction(hand: HandModel) -> Tensor:
-    """Per joint, the sign (+1 / -1 / 0) that closes the hand (from open pose towards its pre-shape)."""
-    return torch.sign(hand.init_pose - hand.open_pose)
+    """Per joint, the sign (+1 / -1 / 0) that closes the hand: the spec's ``closing_direction`` (for a hand that
+    gives none, from its open pose towards its pre-shape)."""
+    return hand.closing_direction.clone()
 
 
 def unfinished_grasps(hand_name: str, pos: Tensor, rot: Tensor, q: Tensor, scores: list[dict[str, float]]) -> list[Grasp]:

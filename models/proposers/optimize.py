@@ -11,6 +11,7 @@ deterministic for a seed on one device.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import math
 import time
@@ -32,7 +33,7 @@ from ..physics.contact_qp import ContactQPConfig, QPWarmStart
 from ..physics.energy import EnergyWeights, PenetrationPairs, grasp_energy
 from ..physics.init_poses import palm_placements
 from ..stages.completion import CompletionConfig, partial_score
-from ..stages.squeeze import SqueezeConfig, pregrasp_at_start_only
+from ..stages.squeeze import SqueezeConfig, hand_finger_count, pregrasp_at_start_only
 from .base import Capabilities, Problem, Progress, Proposal, finish_grasps
 
 if TYPE_CHECKING:  # the intent package imports nothing from here; only the type is needed
@@ -47,11 +48,13 @@ class OptimizeConfig:
 
     steps: int = 400  # annealing iterations
     num_contacts: int = 8  # active contact candidates per grasp (4 as in DexGraspNet: 11% sim success vs 38%)
-    # links whose contact candidates may be active (empty: every link's); a text intent narrows further.
+    # links whose contact candidates may be active (empty: every link's); a text intent narrows further. Entries
+    # are link names or shell patterns over the hand's link names (fnmatch; :func:`contact_link_names`), so one
+    # default serves every hand: the distal and middle phalanges, "*distal" then "*middle" (ShadowHand: ffdistal ..
+    # thdistal, ffmiddle .. thmiddle, the 0.7.0 choice; Allegro / LEAP: ff_distal .. th_distal, ff_middle .. th_middle).
     # Fingertips and middle links (0.7.0): fc_mocap 41.9 -> 49.4 % and 36.9 -> 45.0 % on two disjoint sets of
     # 10 validation objects (all links -> these); distal links alone 36.2 %, one contact per fingertip 31.9 %
-    contact_links: tuple[str, ...] = ("ffdistal", "mfdistal", "rfdistal", "lfdistal", "thdistal",
-                                      "ffmiddle", "mfmiddle", "rfmiddle", "lfmiddle", "thmiddle")
+    contact_links: tuple[str, ...] = ("*distal", "*middle")
     # one active contact per link of ``contact_links`` (each slot resampled on its own link only), as
     # BODex places one contact per fingertip; num_contacts is then len(contact_links)
     contact_per_link: bool = False
@@ -84,8 +87,9 @@ class OptimizeConfig:
     # ranking: every candidate is finished (squeeze solved) and those whose contacts cannot balance
     # the squeeze (residual above this, N) go after the balanced ones; 0 ranks by energy alone
     max_balance_residual_n: float = 1.0
-    # ranking, after balance: candidates whose pushing contacts span fewer fingers than this go after
-    # those that span this many (validation replay, balanced grasps: all 5 fingers hold 61 %, fewer 23 %)
+    # ranking, after balance: candidates whose pushing contacts span fewer fingers than this (at most the hand's
+    # own count: 4 for the Allegro and LEAP hands) go after those that span this many (validation replay, ShadowHand,
+    # balanced grasps: all 5 fingers hold 61 %, fewer 23 %)
     min_squeeze_fingers: int = 5
     # ranking, within the non-penetrating: "q1", the finished grasp's Q1 on the input cloud (its contacts
     # within 1 cm, mu 1; gated by penetration and the table), best first; "energy", the flags above
@@ -151,6 +155,18 @@ class OptimizeConfig:
     def __post_init__(self) -> None:
         if self.rank_by not in ("q1", "energy"):
             raise ValueError(f"rank_by must be 'q1' or 'energy', got {self.rank_by!r}")
+
+
+def contact_link_names(patterns: tuple[str, ...], link_names: list[str]) -> tuple[str, ...]:
+    """The links ``patterns`` (names or fnmatch patterns) select, pattern by pattern, each pattern's matches in
+    link order, every link once. A pattern that matches no link is an error (a typo, or another hand's name)."""
+    out: list[str] = []
+    for pat in patterns:
+        hits = [n for n in link_names if fnmatch.fnmatchcase(n, pat)]
+        if not hits:
+            raise ValueError(f"contact_links names links the hand does not have: [{pat!r}]")
+        out += [n for n in hits if n not in out]
+    return tuple(out)
 
 
 def _allowed_contacts(priors: Priors | None, n_cand: int) -> Tensor | None:
@@ -301,6 +317,7 @@ class OptimizeProposer:
         ts = resolve(device, "float32")
         self.hand = get_hand(hand, device=str(ts.device), dtype="float32")
         self.hand_name = hand
+        self.finger_count = hand_finger_count(self.hand)  # 5 ShadowHand, 4 Allegro / LEAP: caps min_squeeze_fingers
         self.cfg = cfg or OptimizeConfig()
         self.check = check  # a simulated check the candidates that hold are ranked by (models.stages.check)
 
@@ -432,15 +449,13 @@ class OptimizeProposer:
 
         # per problem, the contact candidates it may activate (None: all; a text intent narrows them)
         allowed = [_allowed_contacts(pr.priors, n_cand) for pr in problems]
-        if cfg.contact_links:
+        contact_links = contact_link_names(cfg.contact_links, h.link_names)
+        if contact_links:
             names = h.link_names
-            unknown = sorted(set(cfg.contact_links) - set(names))
-            if unknown:
-                raise ValueError(f"contact_links names links the hand does not have: {unknown}")
-            bare = sorted(set(cfg.contact_links) - {names[int(li)] for li in h.contact_link.cpu()})
+            bare = sorted(set(contact_links) - {names[int(li)] for li in h.contact_link.cpu()})
             if bare:
                 raise ValueError(f"contact_links names links without contact candidates: {bare}")
-            on_links = torch.tensor([names[int(li)] in cfg.contact_links for li in h.contact_link.cpu()])
+            on_links = torch.tensor([names[int(li)] in contact_links for li in h.contact_link.cpu()])
             allowed = [_narrow(ok, on_links) for ok in allowed]
 
         def draw_contacts(g: torch.Generator, shape: tuple[int, ...], ok: Tensor | None) -> Tensor:
@@ -451,13 +466,13 @@ class OptimizeProposer:
         n_slots = cfg.num_contacts
         slot_tables: list[tuple[Tensor, Tensor]] = []
         if cfg.contact_per_link:
-            if not cfg.contact_links:
+            if not contact_links:
                 raise ValueError("contact_per_link needs contact_links")
-            n_slots = len(cfg.contact_links)
+            n_slots = len(contact_links)
             link_of = [h.link_names[int(li)] for li in h.contact_link.cpu()]
             for ok in allowed:
                 sets = []
-                for name in cfg.contact_links:
+                for name in contact_links:
                     on = torch.tensor([n == name for n in link_of])
                     sets.append(_narrow(ok, on) if ok is not None else torch.nonzero(on)[:, 0])
                 slot_tables.append(_slot_table(sets))
@@ -510,8 +525,8 @@ class OptimizeProposer:
             return torch.cat([fn(g, n) for g, n in zip(gens, sizes)])
 
         pen_margin: float | Tensor = cfg.pen_margin_m
-        if cfg.contact_links and cfg.free_link_margin_m is not None:
-            touching = torch.tensor([h.link_names[int(li)] in cfg.contact_links for li in h.geom_link.cpu()])
+        if contact_links and cfg.free_link_margin_m is not None:
+            touching = torch.tensor([h.link_names[int(li)] in contact_links for li in h.geom_link.cpu()])
             pen_margin = torch.where(touching, cfg.pen_margin_m, cfg.free_link_margin_m).to(dev, dt)
 
         qp_warm = QPWarmStart()  # E_qp's forces carried from step to step
@@ -606,7 +621,7 @@ class OptimizeProposer:
             residual = torch.tensor([g.scores["squeeze_residual_n"] for g in finished], device=dev, dtype=dt)
             fingers = torch.tensor([g.scores["squeeze_fingers"] for g in finished], device=dev, dtype=dt)
             flags = ((residual > cfg.max_balance_residual_n) & (cfg.max_balance_residual_n > 0)).to(dt) * 2.0
-            flags = flags + (fingers < cfg.min_squeeze_fingers).to(dt) * 1.0
+            flags = flags + (fingers < min(cfg.min_squeeze_fingers, self.finger_count)).to(dt) * 1.0
             if cfg.rank_by == "q1":
                 # Q1 first; equal Q1 (0 for most that cannot hold) in the energy order below
                 # candidates already ranked last (penetrating) need no Q1 (a convex hull each): -1

@@ -8,14 +8,15 @@ flicks the object away before any disturbance. So the squeeze is solved per gras
 1. **Contacts.** Per hand link with collision geometry, the nearest object surface point and its
    outward normal (``quality.near_contacts_and_penetration``); links within ``contact_distance_m`` push.
 2. **Wrench balance.** Forces ``f_i`` in linearised friction cones (``friction_mu``, below the
-   simulation's 0.6 to leave room) with total normal force ``total_normal_force_n``, chosen to make
+   simulation's 0.6 to leave room) with total normal force ``total_normal_force_n`` (scaled by the hand's
+   gain over ``reference_kp``: the ShadowHand's 40 N, the Allegro's 8 N, the LEAP's 24 N), chosen to make
    the net wrench on the object as close to zero as possible (non-negative least squares over the
    cone edges, with a small ridge that spreads the force over the contacts). The residual is the
    grasp's ``squeeze_residual`` (N): near zero when the contacts can balance.
 3. **Joint targets.** The actuator torques that apply those forces, ``tau = sum_i J_i^T f_i``
    (``J_i`` the Jacobian of the hand point at contact ``i``), become target offsets through the
-   gain, ``tau / kp``; a finger that hovers ``d`` off the surface also gets the joint motion that
-   closes the gap (``J_i^+ (-n_i d)``). Coupled pairs (J1/J0, driven in the referee by one actuator
+   gain, ``tau / kp`` (the hand's own gain, :func:`hand_gain`); a finger that hovers ``d`` off the
+   surface also gets the joint motion that closes the gap (``J_i^+ (-n_i d)``). Coupled pairs (J1/J0, driven in the referee by one actuator
    on their sum) share their offset in the ratio of the hand's coupling band. Joints of links with
    no contact do not move.
 4. **Pregrasp.** The mirror of the squeeze about the grasp (the fingers opened by as much as the
@@ -55,10 +56,19 @@ class SqueezeConfig:
     contact_distance_m: float = 0.005  # a link nearer the object surface than this pushes
     friction_mu: float = 0.3  # friction assumed by the balance (the referee simulates 0.6)
     cone_edges: int = 6  # linearised friction cone
-    total_normal_force_n: float = 40.0  # sum of the normal forces asked of the contacts (train-split sweep: 10 N 11 %, 20 N 16-20 %, 40 N 25 % hold)
+    # sum of the normal forces asked of the contacts of a hand driven with gain ``reference_kp`` (ShadowHand, train-split
+    # sweep: 10 N 11 %, 20 N 16-20 %, 40 N 25 % hold). A hand of another gain is asked this x kp / reference_kp, the
+    # force that gives its joints the squeeze offsets (tau / kp) the ShadowHand's were tuned at: the Allegro (kp 1) 8 N,
+    # the LEAP (kp 3) 24 N. 40 N at kp 1 put a third of the Allegro's pushing joints on max_offset_rad (unbalanced:
+    # 1 of 8 grasps held on a validation box against 2 of 8 at 8 N); 8 N still holds the referee's 1 N push
+    # (friction 0.6: about 5 N of grip)
+    total_normal_force_n: float = 40.0
+    reference_kp: float = 5.0  # N m / rad: the gain total_normal_force_n was tuned at (the ShadowHand's in the referee)
     ridge: float = 1e-3  # spreads the force over the contacts (relative to a unit wrench)
     torque_scale: float = 10.0  # 1/m: torques count like forces at 10 cm
-    kp: float = 5.0  # finger actuator gain of the referee scene (sim_worker PhysicsConfig.finger_kp)
+    # finger actuator gain of the referee scene (N m / rad); None: the hand's, its spec's sim block (the ShadowHand's 5,
+    # the Allegro's 1, the LEAP's 3: what sim_worker's PhysicsConfig.for_hand gives the scene), else its MJCF's
+    kp: float | None = None
     close_gap: bool = True  # drive hovering fingers onto the surface
     max_offset_rad: float = 0.35  # per-joint cap of squeeze - grasp
     pregrasp_backoff_m: float = 0.01  # palm distance back along its approach at the pregrasp
@@ -283,6 +293,12 @@ def _link_fingers(hand: HandModel) -> list[int]:
     return [number.get(t, -1) for t in tops]
 
 
+def hand_finger_count(hand: HandModel) -> int:
+    """How many fingers the hand has (thumb included): the chains that hang from the palm and carry a joint
+    (ShadowHand 5, Allegro and LEAP 4)."""
+    return len(_by_finger(hand, "joints"))
+
+
 def finger_count(hand: HandModel, link: Tensor, mask: Tensor) -> Tensor:
     """(B,) the number of fingers with at least one of the links ``link`` (K,) active in ``mask`` (B, K)."""
     fingers = torch.tensor(_link_fingers(hand), dtype=torch.int64)[link.cpu()].to(mask.device)  # (K,)
@@ -319,6 +335,19 @@ def _by_finger(hand: HandModel, what: str) -> dict[int, list[int]]:
     return groups
 
 
+def hand_gain(hand: HandModel) -> float:
+    """The finger actuators' position gain the referee drives ``hand`` with (N m / rad): its spec's ``sim`` block,
+    else the mean gain of its MJCF's position actuators."""
+    kp = hand.spec.sim.finger_kp
+    if kp is not None:
+        return float(kp)
+    m = hand.mj_model
+    gains = [float(m.actuator_gainprm[a, 0]) for a in range(m.nu)]
+    if not gains:
+        raise ValueError(f"hand {hand.spec.name!r}: no finger gain (no sim.finger_kp and no actuators)")
+    return sum(gains) / len(gains)
+
+
 def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | None = None) -> SqueezeResult:
     """Squeeze and pregrasp for B grasps against the object ``cloud`` (points and outward normals,
     the grasps' frame); torques are balanced about the cloud's centre. Float64 results."""
@@ -340,20 +369,22 @@ def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     force_dir = edges[..., :3].reshape(b, k, e, 3)
     offsets = torch.zeros(b, nj, dtype=dt)
     residual = torch.zeros(b, dtype=dt)
+    kp = hand_gain(hand) if cfg.kp is None else cfg.kp
+    total_normal = cfg.total_normal_force_n * kp / cfg.reference_kp
     count = contacts.mask.sum(1)
     fingers = finger_count(hand, contacts.link, contacts.mask)
     for i in range(b):
         active = torch.nonzero(contacts.mask[i]).flatten()
         if active.numel() < 2:
-            residual[i] = cfg.total_normal_force_n  # nothing to balance against
+            residual[i] = total_normal  # nothing to balance against
             continue
         cols = (active[:, None] * e + torch.arange(e)).flatten()
-        a, res = _balance(edges[i, cols].numpy(), cfg.total_normal_force_n, cfg.ridge)
+        a, res = _balance(edges[i, cols].numpy(), total_normal, cfg.ridge)
         residual[i] = res
         alpha = torch.as_tensor(a, dtype=dt).reshape(-1, e)  # (A, E)
         f = (alpha[..., None] * force_dir[i, active]).sum(1)  # (A, 3) hand-on-object forces
         tau = torch.einsum("akj,ak->j", jac[i, active], f)
-        delta = tau / cfg.kp
+        delta = tau / kp
         if cfg.close_gap:  # hovering contacts: the damped joint motion that moves them onto the surface
             g = gap[i, active]
             rows = torch.einsum("ac,acj->aj", contacts.normal[i, active], jac[i, active])
@@ -364,7 +395,7 @@ def solve_squeeze(grasps: GraspBatch, cloud: ObjectCloud, cfg: SqueezeConfig | N
     squeeze = torch.maximum(torch.minimum(q + offsets, hand.upper.to(dt)), hand.lower.to(dt))
     # open only what the squeeze closes: sideways (abduction) offsets are not mirrored, as spreading
     # the fingers the other way can drive them into each other
-    closing = torch.sign(hand.init_pose.to(dt) - hand.open_pose.to(dt))
+    closing = hand.closing_direction.to(dt)
     pre_q = q - cfg.pregrasp_open_scale * (squeeze - q).mul(closing).clamp_min(0.0) * closing
     pre_q = torch.maximum(torch.minimum(pre_q, hand.upper.to(dt)), hand.lower.to(dt))
     approach = rot @ hand.approach_direction.to(dt)
@@ -382,7 +413,7 @@ def _clear_pregrasp(hand: HandModel, pos: Tensor, rot: Tensor, q: Tensor, mirror
     closing joints of the mirrored pregrasp towards the open pose."""
     dt = mirror_q.dtype
     b = pos.shape[0]
-    closing = torch.sign(hand.init_pose.to(dt) - hand.open_pose.to(dt))
+    closing = hand.closing_direction.to(dt)
     towards_open = ((hand.open_pose.to(dt) - mirror_q) * closing).clamp_max(0.0) * closing  # opening part only
     cands_pos, cands_q = [], []
     for backoff, share in cfg.pregrasp_candidates:

@@ -318,6 +318,8 @@ def _build_scene(
     hand_geoms = np.array(
         [g for g in range(model.ngeom) if int(model.body_rootid[model.geom_bodyid[g]]) == palm], dtype=np.int64
     )
+    if not show_collision and not bool((model.geom_group[hand_geoms] == 1).any()):
+        show_collision = True  # a hand without visual meshes (the Allegro's and LEAP's primitives-only MJCFs)
     group = 4 if show_collision else 1
     if show_collision:
         # the MJCF gives collision primitives alpha 0.1 (meant to be hidden); make them solid
@@ -469,7 +471,8 @@ def render_grasps(
     torch tensors. ``mesh`` is drawn as the object, ``points`` (N,3) as small
     spheres (subsampled to ``MAX_POINTS``), ``table_z`` adds a grey plane at that
     height, ``show_collision`` draws the hand's collision primitives instead of
-    its meshes, ``pregrasp`` = (pos, rot, joints) batches aligned with the grasps
+    its meshes (a hand without visual meshes, the Allegro or LEAP, always shows
+    them), ``pregrasp`` = (pos, rot, joints) batches aligned with the grasps
     draws the pre-grasp hand semi-transparent, ``labels`` one string per tile.
     ``show_hand=False`` leaves the hand out but frames the camera as if it were
     there (object-only pictures that line up with the grasp pictures).

@@ -36,6 +36,7 @@ FORMAT = "dexgrasp-synth/1"
 @dataclass(frozen=True)
 class SynthConfig:
     split: str = "train"
+    hand: str = "shadow"  # a registered hand (models.hands.known_hands); shards record it
     poses_per_object: int = 2
     grasps_per_scene: int = 32
     steps: int = 200
@@ -101,10 +102,11 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
     # no extra rounds: a round costs a scene's whole optimisation time, and synthesis is paid in valid grasps per
     # minute. Every candidate comes back (oversample 1 over all of them: the same candidates, in the same rank order)
     n_cand = max(cfg.grasps_per_scene, math.ceil(cfg.oversample * cfg.grasps_per_scene))
-    prop = get_proposer("optimize", device=cfg.device, cfg=OptimizeConfig(steps=cfg.steps, extra_rounds=0, oversample=1.0))
+    prop = get_proposer("optimize", hand=cfg.hand, device=cfg.device,
+                        cfg=OptimizeConfig(steps=cfg.steps, extra_rounds=0, oversample=1.0))
     res = prop.propose(torch.tensor(p), torch.tensor(n), n_cand, plane=plane,
                        seed=cfg.seed * 7919 + pose_index, progress=None)
-    hand = get_hand("shadow", dtype="float64")
+    hand = get_hand(cfg.hand, dtype="float64")
     pos, rotm, q = grasps_to_tensors(res.grasps, dtype=torch.float64)
     dense_p, dense_n = objects.complete_cloud(mesh, n=12000, seed=99)
     surf = ObjectSurface(torch.tensor(dense_p, dtype=torch.float64), torch.tensor(dense_n, dtype=torch.float64))
@@ -134,6 +136,7 @@ def synth_scene(object_id: str, pose_index: int, cfg: SynthConfig, sim_filter: S
     return {
         "format": np.array(FORMAT),
         "object_id": np.array(object_id),
+        "hand": np.array(cfg.hand),
         "scale": np.array(objects.entry(object_id).scale, dtype=np.float64),
         "rest_pose": pose.astype(np.float64),
         "palm_position": arr(lambda g: g.pose.position, 3),
@@ -237,6 +240,11 @@ def run_synth(out_dir: str | Path, cfg: SynthConfig, progress: bool = True, sim_
     return summarize_dataset(out) if summary else {}
 
 
+def shard_hand(shard: dict[str, Any]) -> str:
+    """The hand a shard's grasps are for (shards written before it was recorded: the ShadowHand's)."""
+    return str(shard["hand"]) if "hand" in shard else "shadow"
+
+
 def shard_files(out_dir: str | Path) -> list[Path]:
     """The dataset's written shards, in name order (a ``.tmp.npz`` is a shard being written, or left by a killed run)."""
     return [f for f in sorted((Path(out_dir) / "shards").glob("*.npz")) if not f.name.endswith(".tmp.npz")]
@@ -300,7 +308,7 @@ def dataset_picture(out_dir: str | Path, path: str | Path, scenes: int = 8, cols
             pre = rest[:3, :3] @ r["pregrasp_position"][i] + rest[:3, 3]
             pregrasp = (pre[None], rot[None], r["pregrasp_joints"][i][None])
         label = f"{r['object_id']}  Q1 {float(r['q1'][i]):.2f}  ({len(r['q1'])} in the scene)"
-        tiles.append(render_grasps("shadow", pos[None], rot[None], r["joints"][i][None], mesh=world, table_z=0.0,
+        tiles.append(render_grasps(shard_hand(r), pos[None], rot[None], r["joints"][i][None], mesh=world, table_z=0.0,
                                    pregrasp=pregrasp, labels=[label]))
         drawn.append({"object_id": str(r["object_id"]), "q1": round(float(r["q1"][i]), 4), "grasps_in_scene": len(r["q1"])})
     h, w, _ = tiles[0].shape
@@ -375,11 +383,12 @@ def summarize_dataset(out_dir: str | Path) -> dict[str, Any]:
         "pass_rate_penetration": round(float(stats[:, 1].sum() / max(1, stats[:, 0].sum())), 4),
         "pass_rate_sim_of_optimised": round(float(stats[:, 2].sum() / max(1, stats[:, 0].sum())), 4),
         "mean_q1": round(float(q1.mean()), 4) if len(q1) else None,
-        "diversity": scene_diversity(with_grasps),
+        "diversity": scene_diversity(with_grasps, shard_hand(with_grasps[0]) if with_grasps else "shadow"),
         "by_optimizer": _by_optimizer(rows),
     }
     Path(out_dir, "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
-__all__ = ["SimFilter", "SynthConfig", "load_dataset", "run_synth", "scene_diversity", "scene_order", "scenes", "shard_name", "summarize_dataset", "synth_scene"]
+__all__ = ["SimFilter", "SynthConfig", "load_dataset", "run_synth", "scene_diversity", "scene_order", "scenes", "shard_hand", "shard_name",
+           "summarize_dataset", "synth_scene"]

@@ -89,7 +89,7 @@ TENDON_DAMPING = 0.1
 # scene's fields: this backend implements only the ``pinned`` preset, whose values for them are None
 # or MuJoCo's defaults
 UNMAPPED_PHYSICS = ("cone", "impratio", "noslip_iterations", "condim", "integrator", "object_priority",
-                    "finger_force_limit", "distal_drive", "joint_damping", "joint_armature", "joint_frictionloss",
+                    "finger_force_limit", "distal_drive", "joint_damping", "joint_armature", "joint_frictionloss", "finger_defaults",
                     "hand_solref", "hand_solimp", "hand_margin_m", "weld_solimp", "arena_memory_mb")
 
 
@@ -625,9 +625,11 @@ class IsaacGymBackend:
         sim_dom = gymapi.DOMAIN_SIM
         spec = scenes[0].spec
         hand_dof = np.zeros((n_env, 6 + len(spec.joints)), dtype=np.int64)
-        from models.physics.diversity import KEYPOINT_LINKS
+        from models.hands import get_hand
+        from models.physics.diversity import keypoint_links
 
-        kp = np.zeros((n_env, len(KEYPOINT_LINKS)), dtype=np.int64)
+        kp_links = keypoint_links(get_hand(spec.name).link_names)
+        kp = np.zeros((n_env, len(kp_links)), dtype=np.int64)
         palm = np.zeros(n_env, dtype=np.int64)
         obody = np.zeros(n_env, dtype=np.int64)
         for i, env in enumerate(envs):
@@ -635,7 +637,7 @@ class IsaacGymBackend:
             for j, nm in enumerate(ROOT_JOINTS + tuple(spec.full_name(n) for n in spec.joints)):
                 hand_dof[i, j] = gym.find_actor_dof_index(env, h, nm, sim_dom)
             palm[i] = gym.find_actor_rigid_body_index(env, h, spec.mjcf.root_body, sim_dom)
-            kp[i] = [gym.find_actor_rigid_body_index(env, h, spec.full_name(n), sim_dom) for n in KEYPOINT_LINKS]
+            kp[i] = [gym.find_actor_rigid_body_index(env, h, spec.full_name(n), sim_dom) for n in kp_links]
             obody[i] = gym.get_actor_rigid_body_index(env, obj_h[i], 0, sim_dom)
         wrap = self._gymtorch.wrap_tensor
         root = wrap(gym.acquire_actor_root_state_tensor(sim))

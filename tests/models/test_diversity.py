@@ -10,13 +10,14 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from models.core.rotations import random_rotations
+from models.hands import get_hand
 from models.physics.diversity import (
-    KEYPOINT_LINKS,
     diversity,
     euler_xyz,
     fibonacci_sphere,
     joint_occupancy,
     joint_std,
+    keypoint_links,
     keypoint_std,
     keypoints,
     rotation_occupancy,
@@ -161,12 +162,25 @@ def test_joint_std_is_mean_of_per_joint_population_std(shadow64):
 
 def test_keypoints_are_the_15_finger_link_origins(shadow64):
     h = shadow64
-    assert len(set(KEYPOINT_LINKS)) == 15
+    links = keypoint_links(h.link_names)
+    # the ShadowHand's 15, in the order they have always had (UniDexGrasp's keypoints)
+    assert links == tuple(f"{f}{p}" for f in ("ff", "mf", "rf", "lf", "th") for p in ("proximal", "middle", "distal"))
     pos, rot, q = _random_grasps(h, 3, 6)
     kp = keypoints(h, pos, rot, q)
     frames = h.forward_kinematics(pos, rot, q)
-    for i, name in enumerate(KEYPOINT_LINKS):
+    for i, name in enumerate(links):
         assert torch.equal(kp[:, i], frames.translation[:, h.link_names.index(name)])
+
+
+@pytest.mark.parametrize("name", ["allegro", "leap"])
+def test_keypoints_of_four_fingered_hands(name):
+    """The Allegro and LEAP hands: the three phalanges of each of their four fingers."""
+    h = get_hand(name, dtype="float64")
+    links = keypoint_links(h.link_names)
+    assert links == tuple(f"{f}_{p}" for f in ("ff", "mf", "rf", "th") for p in ("proximal", "middle", "distal"))
+    pos, rot, q = _random_grasps(h, 4, 9)
+    assert keypoints(h, pos, rot, q).shape == (4, 12, 3)
+    assert diversity(h, pos, rot, q, torch.zeros(3, dtype=F64))["keypoint_std_m"] > 0
 
 
 def test_keypoint_std_of_translated_copies(shadow64):

@@ -23,9 +23,9 @@ def trust_case(name: str) -> tuple[SimObject, list[GraspArrays]]:
     return object_from_primitive(prim["kind"], tuple(prim["size"])), [GraspArrays.from_grasp(g) for g in gs.grasps]
 
 
-def backed_off(g: GraspArrays, distance_m: float) -> GraspArrays:
+def backed_off(g: GraspArrays, distance_m: float, hand: str = "shadow") -> GraspArrays:
     """The same grasp with the palm moved ``distance_m`` away from the object along its normal."""
-    h = get_hand("shadow", dtype="float64")
+    h = get_hand(hand, dtype="float64")
     rot = np.zeros(9)
     mujoco.mju_quat2Mat(rot, g.quaternion_wxyz)
     away = -rot.reshape(3, 3) @ h.approach_direction.numpy()

@@ -214,7 +214,7 @@ def _init_joints(intent: Intent, hand: HandModel, active: set[str]) -> tuple[Ten
         return None, None
     q = hand.init_pose.detach().float().cpu().clone()
     mask = torch.zeros(hand.num_joints, dtype=torch.bool)
-    close = torch.sign(hand.init_pose - hand.open_pose).float().cpu()
+    close = hand.closing_direction.float().cpu()
     lo, hi = hand.lower.float().cpu(), hand.upper.float().cpu()
     opened = hand.open_pose.float().cpu()
     for li, digit in enumerate(an.owner):

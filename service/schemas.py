@@ -39,7 +39,7 @@ class GraspParams(BaseModel):
     method: str = Field("auto", description="a proposer from GET /v1/models, or auto")
     refine: bool | None = Field(None, description="run the refinement stage (default: the proposer's choice)")
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    timeout_ms: int | None = Field(None, ge=1, description="time budget; the best grasps found so far are returned")
+    timeout_ms: int | None = Field(None, ge=1, description="time budget from when the server queues the request (the wait in its queue counts); past it the best grasps so far are returned, with a warning")
     up: list[float] = Field([0.0, 0.0, 1.0], min_length=3, max_length=3, description="opposite to gravity")
     table: TablePlane | None = Field(None, description="known table plane; detected by RANSAC when absent")
     remove_table: bool = Field(True, description="detect and drop the support plane when no table is given")

@@ -2,8 +2,8 @@
 record (``fc_mocap``; the earlier ``pinned`` protocol beside it, labelled), six directions;
 Q1, eta_np, eta_tb, diversity (delta_t), time and valid grasps per minute.
 
-Run: ``.venv/bin/python bench/optimize_quality.py [--objects 8] [--grasps 16] [--steps 300] [--execute] [--device cuda] [--partial
-[--completion auto|mirror|off] [--viewpoint]]``.
+Run: ``.venv/bin/python bench/optimize_quality.py [--hand shadow|allegro|leap] [--objects 8] [--grasps 16] [--steps 300] [--execute]
+[--device cuda] [--partial [--completion auto|mirror|off] [--viewpoint]]``.
 Complete clouds by default; ``--partial`` uses single-view depth-camera clouds (table in view), put
 through the service's own preprocessing (RANSAC table removal, normals, mirror completion of the
 unseen back), while metrics and simulation use the full mesh. Objects: the first N of the
@@ -17,6 +17,7 @@ import contextlib
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from bench.foundation import hardware
 from models import objects
 from models.core.geometry import ObjectCloud, Plane
 from models.grasp import grasps_to_tensors
-from models.hands import get_hand
+from models.hands import get_hand, load_spec
 from models.physics.diversity import diversity
 from models.physics.quality import MAX_PENETRATION_GATE_M, grasp_quality, summarize
 from models.pipeline import GraspQuery, PipelineConfig, preprocess
@@ -41,6 +42,7 @@ from sim_worker.cloud_check import CloudCheck, CloudCheckConfig
 from sim_worker.config import SimConfig
 from sim_worker.parallel import SimPool
 from sim_worker.scene import object_from_mesh
+from sim_worker.validate import failure_reason_key
 
 
 def pick_objects(n: int, split: str = "validation") -> list[str]:
@@ -82,6 +84,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--hand", default="shadow", help="a registered hand: shadow, allegro, leap (the referee drives its own actuators)")
     ap.add_argument("--objects", type=int, default=8)
     ap.add_argument("--skip", type=int, default=0, help="leave out the first N objects (a second, disjoint set)")
     ap.add_argument("--split", choices=["validation", "test"], default="validation",
@@ -104,8 +107,8 @@ def main() -> None:
     stack = contextlib.ExitStack()
     overrides = parse_overrides(a.set)
     check = None if a.no_check else stack.enter_context(CloudCheck(CloudCheckConfig(procs=a.procs))).start()  # up before timing
-    prop = get_proposer("optimize", device=a.device, cfg=OptimizeConfig(steps=a.steps, **overrides), check=check)
-    hand = get_hand("shadow", dtype="float64")
+    prop = get_proposer("optimize", hand=a.hand, device=a.device, cfg=OptimizeConfig(steps=a.steps, **overrides), check=check)
+    hand = get_hand(a.hand, dtype="float64")
     rows = []
     t_opt = 0.0
     completed = views = 0
@@ -149,15 +152,15 @@ def main() -> None:
             div = diversity(hand, pos, rot, q, surface.points.mean(0))
             sim_obj = object_from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), source=oid)
             arrays = [GraspArrays.from_grasp(g) for g in res.grasps]
-            sim = pool.validate(sim_obj, arrays, diverged_fails=True)  # the referee of record (fc_mocap)
+            sim = pool.validate(sim_obj, arrays, hand=a.hand, diverged_fails=True)  # the referee of record (fc_mocap)
             ok = [r["success"] for r in sim]
-            ok_pinned = [r["success"] for r in pinned_pool.validate(sim_obj, arrays, diverged_fails=True)]  # the earlier protocol, labelled
+            ok_pinned = [r["success"] for r in pinned_pool.validate(sim_obj, arrays, hand=a.hand, diverged_fails=True)]  # the earlier protocol, labelled
             # a grasp counts when it holds in simulation AND does not sink > 5 mm into the full mesh
             # (MuJoCo pushes a penetrating hand out and may still hold: not a grasp a robot can reach)
             clean = (per["max_penetration_m"] < MAX_PENETRATION_GATE_M).tolist()
             extra = {}
             if a.execute:  # the object on the table in its catalogue orientation; grasps from below are refused
-                ex = pool.execute(sim_obj, arrays, policy="scripted", diverged_fails=True)
+                ex = pool.execute(sim_obj, arrays, hand=a.hand, policy="scripted", diverged_fails=True)
                 reachable = [r for r in ex if "under the table" not in r.get("reason", "")]
                 extra = {"exec_success": float(np.mean([r["success"] for r in ex])),
                          "exec_reachable": len(reachable),
@@ -169,12 +172,14 @@ def main() -> None:
                          "sim_success_pinned": float(np.mean(ok_pinned)),
                          "squeeze_phase_moved": float(np.mean([r["phase_translation_m"].get("squeeze", 0) > 0.05
                                                                or r["phase_rotation_deg"].get("squeeze", 0) > 15 for r in sim])),
+                         "failure_reasons": dict(Counter(failure_reason_key(str(r.get("reason", ""))) for r in sim if not r["success"])),
                          "opt_s": round(res.elapsed_s, 2), "sim_ok": int(sum(ok)), "rounds_held": list(res.rounds_held), **extra, **({"single_view": single_view} if a.partial else {})})
     keys = ["sim_success", "sim_success_top4", "sim_and_np", "sim_success_pinned", "squeeze_phase_moved", "energy_valid",
             "mean_q1", "eta_np", "eta_tb", "delta_t"]
     total_ok = sum(r["sim_ok"] for r in rows)
     out = {
         "hardware": hardware(), "optimizer_device": a.device, "protocol": "fc_mocap (referee of record); sim_success_pinned: the earlier pinned protocol",
+        "hand": a.hand, "finger_physics": SimConfig().physics.finger_physics(load_spec(a.hand).sim),
         "split": a.split, "cloud": "partial" if a.partial else "complete",
         "objects": len(rows), "skipped_first": a.skip, "check": None if a.no_check else "cloud (sim_worker.cloud_check)", "grasps_per_object": a.grasps,
         **({"completion": a.completion, "viewpoint_sent": a.viewpoint, "views_completed": completed, "views_single": views} if a.partial else {}), "steps": a.steps, "overrides": dict(item.split("=", 1) for item in a.set),
